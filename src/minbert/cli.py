@@ -1,0 +1,108 @@
+"""The `minbert` command: train, evaluate, predict. Errors are one line, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .checkpoints import CheckpointError
+from .config import ConfigError, load_config
+from .data.readers import DataError
+
+EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "default")
+    metrics = train(cfg, out, args.data_dir)
+    print(json.dumps({"run_dir": str(out), "best_dev": metrics}))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data.loading import resolve_data_dir
+    from .runs import load_run
+    from .train import RunLog, format_metrics, write_split_predictions
+
+    run_dir = Path(args.run_dir)
+    cfg, model, tokenizer = load_run(run_dir)
+    data_path = resolve_data_dir(args.data_dir, cfg.data.dir)
+    log = RunLog(run_dir / "evaluate.log")
+    metrics = write_split_predictions(model, tokenizer, cfg, data_path, run_dir, args.split, None, log)
+    if metrics:
+        print(f"{args.split}: {format_metrics(metrics)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .runs import load_run
+
+    cfg, model, tokenizer = load_run(args.run_dir)
+    if args.task not in model.tasks:
+        raise ConfigError(f"--task {args.task}: this run was trained on {list(model.tasks)}")
+    task = model.tasks[args.task]
+    texts = args.text
+    if len(texts) != len(task.text_columns):
+        raise ConfigError(f"--task {args.task} takes {len(task.text_columns)} text(s), got {len(texts)}")
+    if model.joint_input(args.task):
+        inputs = [tokenizer(*texts)] if len(texts) == 2 else [tokenizer(texts[0])]
+    else:
+        inputs = [tokenizer(t) for t in texts]
+    with torch.inference_mode():
+        out = model(args.task, inputs)[0]
+    value = task.predict(out.unsqueeze(0))[0]
+    result = {"task": args.task, "prediction": task.format_value(value.item())}
+    if task.kind == "classify":
+        result["probabilities"] = [round(p, 4) for p in torch.softmax(out, -1).tolist()]
+    elif task.kind == "binary":
+        result["probability"] = round(torch.sigmoid(out).item(), 4)
+    print(json.dumps(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a config, evaluate on dev each epoch, write predictions")
+    t.add_argument("--config", help="YAML config (default: built-in defaults, see configs/default.yaml)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.lr=3e-5")
+    t.add_argument("--data-dir", help="folder with the course CSV files (default: $MINBERT_DATA_DIR or ../shared/data)")
+    t.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<config name>)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="recompute dev metrics / write predictions from a saved run")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--split", choices=["dev", "test"], default="dev")
+    e.add_argument("--data-dir", help="folder with the course CSV files")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="score a sentence or a pair typed on the command line")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("--task", required=True, choices=["sst", "para", "sts", "cfimdb"])
+    r.add_argument("text", nargs="+", metavar="TEXT", help="one sentence (sst, cfimdb) or two (para, sts)")
+    r.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EXPECTED_ERRORS as e:
+        print(f"minbert: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minbert: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

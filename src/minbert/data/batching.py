@@ -1,0 +1,105 @@
+"""From examples to padded batches: tokenise once (cached), bucket by length, pad each batch to its longest.
+
+Length bucketing (sort within large random pools, then shuffle the batch order) keeps padding low
+while the order of batches stays random, so training is not biased by length.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from ..tokenizer import Encoded, Tokenizer
+from .readers import Example
+
+
+@dataclass
+class EncodedSet:
+    """One task split, tokenised once. `inputs` holds one list of encodings per model input:
+    [joint] for single sentences and cross-encoded pairs, [first, second] for Siamese pairs."""
+
+    ids: list[str]
+    inputs: list[list[Encoded]]
+    labels: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> list[int]:
+        return [sum(len(enc[i][0]) for enc in self.inputs) for i in range(len(self))]
+
+    def batch(self, tokenizer: Tokenizer, index: Sequence[int]) -> dict:
+        out = {"inputs": [tokenizer.pad([enc[i] for i in index]) for enc in self.inputs], "index": list(index)}
+        if self.labels is not None:
+            out["labels"] = self.labels[list(index)]
+        return out
+
+
+def encode_examples(examples: list[Example], tokenizer: Tokenizer, joint: bool) -> EncodedSet:
+    """Tokenise a split. `joint=True` encodes a pair as one `[CLS] a [SEP] b [SEP]` input."""
+    columns = list(zip(*(ex.texts for ex in examples))) if examples else []
+    if not columns:
+        inputs: list[list[Encoded]] = [[]]
+    elif len(columns) == 1:
+        inputs = [tokenizer.encode(columns[0])]
+    elif joint:
+        inputs = [tokenizer.encode(columns[0], columns[1])]
+    else:
+        inputs = [tokenizer.encode(columns[0]), tokenizer.encode(columns[1])]
+    labels = None
+    if examples and examples[0].label is not None:
+        labels = torch.tensor([ex.label for ex in examples], dtype=torch.float32)
+    return EncodedSet([ex.id for ex in examples], inputs, labels)
+
+
+def bucketed_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                     pool_batches: int = 50) -> list[list[int]]:
+    """Shuffle, sort by length inside pools of `pool_batches` batches, cut batches, shuffle the batches."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    pool = batch_size * pool_batches
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
+        batches.extend(chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size))
+    perm = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in perm]
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Deterministic batches of similar length, for evaluation (results are put back in file order)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
+
+
+class BatchStream:
+    """An endless stream of training batches of one task; each pass over the data is reshuffled."""
+
+    def __init__(self, data: EncodedSet, tokenizer: Tokenizer, batch_size: int, generator: torch.Generator,
+                 bucket: bool = True):
+        self.data, self.tokenizer, self.batch_size, self.generator = data, tokenizer, batch_size, generator
+        self.bucket = bucket
+        self._lengths = data.lengths()
+        self._queue: list[list[int]] = []
+        self.passes_started = 0  # how many times the data has been (re)shuffled
+
+    def batches_per_pass(self) -> int:
+        return -(-len(self.data) // self.batch_size)
+
+    def _refill(self) -> None:
+        if self.bucket:
+            self._queue = bucketed_batches(self._lengths, self.batch_size, self.generator)
+        else:
+            order = torch.randperm(len(self.data), generator=self.generator).tolist()
+            self._queue = [order[j:j + self.batch_size] for j in range(0, len(order), self.batch_size)]
+        self._queue.reverse()  # pop() from the end takes them in order
+
+    def next(self) -> dict:
+        if not self._queue:
+            self.passes_started += 1
+            self._refill()
+        return self.data.batch(self.tokenizer, self._queue.pop())
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            yield self.next()

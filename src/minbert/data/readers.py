@@ -1,0 +1,148 @@
+"""Readers for the course's tab-separated files: typed examples plus a report of every bad row.
+
+Columns are found by header name, so a stray extra column (the SST/CFIMDB test-student files) is
+reported and ignored. A bad row is never dropped silently: it is listed with file, line and reason,
+skipped (the count goes to the run log), or raises `DataError` in strict mode. A missing file or a
+header without the needed columns is a `DataError` before any training starts.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+csv.field_size_limit(1 << 26)  # a 100,000-character sentence is long text, not a broken file
+
+
+class DataError(ValueError):
+    """A data file that cannot be used; the message names the file (and line)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    texts: tuple[str, ...]  # one sentence, or a pair
+    label: float | int | None  # None in unlabeled (test-student) files
+
+
+@dataclass(frozen=True)
+class BadRow:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+@dataclass
+class ReadReport:
+    file: str
+    rows: int = 0  # data rows in the file, bad ones included
+    bad: list[BadRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def kept(self) -> int:
+        return self.rows - len(self.bad)
+
+    def summary(self) -> str:
+        s = f"{self.file}: {self.rows} rows, {self.kept} kept, {len(self.bad)} skipped"
+        return "\n".join([s, *(f"  note: {n}" for n in self.notes), *(f"  skipped {b}" for b in self.bad)])
+
+
+LabelParser = Callable[[str], "int | float"]
+
+
+def int_label(low: int, high: int) -> LabelParser:
+    """Class index in [low, high]; accepts "3" and "3.0"."""
+    def parse(raw: str) -> int:
+        value = float(raw)
+        if not value.is_integer() or not low <= value <= high:
+            raise ValueError(f"out of range (expected an integer {low}-{high})")
+        return int(value)
+    return parse
+
+
+def float_label(low: float, high: float) -> LabelParser:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if math.isnan(value) or not low <= value <= high:
+            raise ValueError(f"out of range (expected {low}-{high})")
+        return value
+    return parse
+
+
+def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column: str | None,
+                  parse_label: LabelParser | None = None, strict: bool = False) -> tuple[list[Example], ReadReport]:
+    """Read one course file. `label_column=None` reads an unlabeled file."""
+    path = Path(path)
+    report = ReadReport(file=str(path))
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (set the data directory with --data-dir or MINBERT_DATA_DIR)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from e
+    reader = csv.reader(text.splitlines(keepends=True), delimiter="\t")
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path}: empty file (no header row)")
+    header = [h.strip() for h in header]
+    needed = ("id", *text_columns, *((label_column,) if label_column else ()))
+    absent = [c for c in needed if c not in header]
+    if absent:
+        raise DataError(f"{path}:1: wrong header: missing column(s) {absent}; expected {list(needed)} (found {header})")
+    extra = [h for h in header if h not in needed and h != ""]
+    if extra:
+        report.notes.append(f"extra column(s) {extra} besides {list(needed)}: ignored")
+    col = {name: header.index(name) for name in needed}
+    examples: list[Example] = []
+    seen_ids: set[str] = set()
+    for row in reader:
+        line = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # a blank line is no row
+        report.rows += 1
+        reason = _row_problem(row, header, col, text_columns, label_column, seen_ids)
+        label = None
+        if reason is None and label_column:
+            try:
+                label = parse_label(row[col[label_column]].strip())
+            except ValueError as e:
+                raw_label = row[col[label_column]].strip()
+                why = str(e) if "range" in str(e) else "not a number"
+                reason = f"{label_column} {raw_label!r}: {why}"
+        if reason is not None:
+            bad = BadRow(str(path), line, reason)
+            if strict:
+                raise DataError(str(bad))
+            report.bad.append(bad)
+            continue
+        ex_id = row[col["id"]].strip()
+        seen_ids.add(ex_id)
+        examples.append(Example(ex_id, tuple(row[col[c]].strip() for c in text_columns), label))
+    return examples, report
+
+
+def _row_problem(row: list[str], header: list[str], col: dict[str, int], text_columns: tuple[str, ...],
+                 label_column: str | None, seen_ids: set[str]) -> str | None:
+    if len(row) != len(header):
+        hint = " (an unbalanced quote may have joined lines)" if any('"' in f for f in row) else ""
+        return f"expected {len(header)} columns, found {len(row)}{hint}"
+    ex_id = row[col["id"]].strip()
+    if not ex_id:
+        return "empty id"
+    if ex_id in seen_ids:
+        return f"duplicate id {ex_id!r}"
+    for c in text_columns:
+        if not row[col[c]].strip():
+            hint = " (an unbalanced quote may have swallowed it)" if any(f.startswith('"') for f in row) else ""
+            return f"empty {c}{hint}"
+    if label_column and not row[col[label_column]].strip():
+        return f"empty {label_column}"
+    return None

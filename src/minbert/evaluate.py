@@ -1,0 +1,62 @@
+"""Evaluation: batched inference, the tasks' metrics and the course's overall score, prediction files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.batching import EncodedSet, sorted_batches
+from .model import MultitaskModel
+from .tasks import Task, overall_score
+from .tokenizer import Tokenizer
+
+
+@torch.inference_mode()
+def predict_set(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: Tokenizer,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs (logits or scores) and predictions for every example, in file order."""
+    was_training = model.training
+    model.eval()
+    t = model.tasks[task]
+    outputs: list[torch.Tensor | None] = [None] * len(data)
+    for index in sorted_batches(data.lengths(), batch_size):
+        out = model(task, data.batch(tokenizer, index)["inputs"]).float()
+        for i, row in zip(index, out):
+            outputs[i] = row
+    model.train(was_training)
+    if not outputs:
+        return np.zeros((0,)), np.zeros((0,))
+    stacked = torch.stack(outputs)
+    return stacked.numpy(), t.predict(stacked).numpy()
+
+
+def score(task: Task, preds: np.ndarray, data: EncodedSet) -> float:
+    return task.metric(preds, data.labels.numpy())
+
+
+def evaluate(model: MultitaskModel, sets: dict[str, EncodedSet], tokenizer: Tokenizer,
+             batch_size: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metric per task (accuracy or Pearson r), `overall` when all three course tasks are there; and predictions."""
+    metrics: dict[str, float] = {}
+    predictions: dict[str, np.ndarray] = {}
+    for name, data in sets.items():
+        _, predictions[name] = predict_set(model, name, data, tokenizer, batch_size)
+        if data.labels is not None:
+            metrics[name] = score(model.tasks[name], predictions[name], data)
+    overall = overall_score(metrics)
+    if overall is not None:
+        metrics["overall"] = overall
+    return metrics, predictions
+
+
+def write_predictions(task: Task, ids: list[str], preds: np.ndarray, path: Path) -> None:
+    """The course's format: a header `id \\t Predicted_...`, then `id , value` per row."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"id \t {task.prediction_header} \n"]
+    lines += [f"{i} , {task.format_value(v)} \n" for i, v in zip(ids, preds)]
+    path.write_text("".join(lines))
+
+
+def prediction_path(run_dir: Path, task: str, split: str) -> Path:
+    return run_dir / "predictions" / f"{task}-{split}-output.csv"
