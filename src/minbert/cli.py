@@ -26,15 +26,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.loading import resolve_data_dir
     from .runs import load_run
-    from .train import RunLog, format_metrics, write_split_predictions
+    from .train import RunLog, write_split_predictions
 
     run_dir = Path(args.run_dir)
     cfg, model, tokenizer = load_run(run_dir)
     data_path = resolve_data_dir(args.data_dir, cfg.data.dir)
     log = RunLog(run_dir / "evaluate.log")
     metrics = write_split_predictions(model, tokenizer, cfg, data_path, run_dir, args.split, None, log)
-    if metrics:
-        print(f"{args.split}: {format_metrics(metrics)}")
+    print(json.dumps({"run_dir": str(run_dir), "split": args.split, "metrics": metrics}))
     return 0
 
 

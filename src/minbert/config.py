@@ -72,13 +72,17 @@ class Config:
         return dataclasses.asdict(self)
 
 
-CHOICES = {
-    "model.pooling": ("cls", "mean", "max"),
-    "model.pair_encoding": ("cross", "siamese"),
-    "train.schedule": ("round_robin",),
-    "train.optimizer": ("adamw", "torch_adamw"),
-    "train.lr_decay": ("linear", "constant"),
-}
+def _choices() -> dict[str, tuple[str, ...]]:
+    """Keys whose value names a component: the allowed names come from the components' registries."""
+    from .heads import PAIR_ENCODINGS, POOLING
+    from .optim import OPTIMIZERS
+    from .schedules import SCHEDULES
+    from .train import LR_DECAYS
+    return {"model.pooling": tuple(POOLING), "model.pair_encoding": tuple(PAIR_ENCODINGS),
+            "train.schedule": tuple(SCHEDULES), "train.optimizer": tuple(OPTIMIZERS),
+            "train.lr_decay": tuple(LR_DECAYS)}
+
+
 POSITIVE = {"model.max_length", "train.epochs", "train.steps_per_epoch", "train.threads", "eval.batch_size",
             "data.train_limit", "data.dev_limit", "train.batch_size"}
 NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.grad_clip"}
@@ -139,12 +143,13 @@ def _build(cls: type, raw: Any, prefix: str = "") -> Any:
 
 def _validate(cfg: Config) -> None:
     flat = _flatten(cfg.to_dict())
+    choices = _choices()
     for key, value in flat.items():
         base = key.rsplit(".", 1)[0] if key.startswith("train.batch_size.") else key
         if value is None:
             continue
-        if base in CHOICES and value not in CHOICES[base]:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(CHOICES[base])}")
+        if base in choices and value not in choices[base]:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(choices[base])}")
         if base in POSITIVE and value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
         if base in NON_NEGATIVE and value < 0:

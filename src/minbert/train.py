@@ -21,11 +21,13 @@ from tqdm import tqdm
 from .config import Config, save_config
 from .data.batching import BatchStream, EncodedSet
 from .data.loading import load_split, resolve_data_dir
+from .data.readers import DataError
 from .encoder import BertModel
 from .evaluate import evaluate, prediction_path, write_predictions
 from .model import MultitaskModel
 from .optim import build_optimizer
 from .schedules import build_schedule
+from .tasks import get_task
 from .tokenizer import Tokenizer
 
 
@@ -74,29 +76,40 @@ def parameter_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
     return groups
 
 
+# learning-rate factor after warm-up, as a function of the fraction of the post-warm-up steps done
+LR_DECAYS = {
+    "linear": lambda done: max(0.0, 1.0 - done),
+    "constant": lambda done: 1.0,
+}
+
+
 def lr_lambda(total_steps: int, warmup: float, decay: str):
+    """Linear warm-up over the first `warmup` fraction of the steps, then the named decay."""
     warm = int(total_steps * warmup)
+    after = LR_DECAYS[decay]
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        if decay == "constant":
-            return 1.0
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+        return after((step - warm) / max(1, total_steps - warm))
     return factor
 
 
 def train(cfg: Config, run_dir: Path, data_dir: str | None = None) -> dict[str, float]:
     """Train per `cfg`, writing the run directory; returns the best dev metrics."""
+    data_path = resolve_data_dir(data_dir, cfg.data.dir)  # fail before touching the run directory
+    for name in cfg.tasks:
+        for split in ("train", "dev"):
+            if not get_task(name).path(data_path, split).is_file():
+                raise DataError(f"{get_task(name).path(data_path, split)}: file not found")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "log.txt").unlink(missing_ok=True)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    for stale in ("log.txt", "metrics.jsonl", "best_metrics.json"):
+        (run_dir / stale).unlink(missing_ok=True)
     log = RunLog(run_dir / "log.txt")
     save_config(cfg, run_dir / "config.yaml")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    data_path = resolve_data_dir(data_dir, cfg.data.dir)
     log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}")
 
     model, tokenizer = build_model(cfg)
@@ -135,7 +148,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None) -> dict[str, 
         examples = 0
         epoch_start = time.time()
         bar = tqdm(schedule, desc=f"epoch {epoch}", total=len(schedule), file=sys.stderr,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=None)
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
         for step_tasks in bar:
             optimizer.zero_grad(set_to_none=True)
             for name in step_tasks:
