@@ -9,16 +9,24 @@ from pathlib import Path
 from .checkpoints import CheckpointError
 from .config import ConfigError, load_config
 from .data.readers import DataError
+from .training_state import DiskError
 
-EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError)
+EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DiskError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .train import resume, train
 
-    cfg = load_config(args.config, args.set)
-    out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "default")
-    metrics = train(cfg, out, args.data_dir)
+    if args.resume:
+        if args.out:
+            raise ConfigError("--resume RUN_DIR continues that run in place; leave out --out")
+        out = Path(args.resume)
+        new_cfg = load_config(args.config, args.set) if (args.config or args.set) else None
+        metrics = resume(out, new_cfg, args.force, args.data_dir)
+    else:
+        cfg = load_config(args.config, args.set)
+        out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "default")
+        metrics = train(cfg, out, args.data_dir)
     print(json.dumps({"run_dir": str(out), "best_dev": metrics}))
     return 0
 
@@ -40,6 +48,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
+    from .data.batching import to_device
     from .runs import load_run
 
     cfg, model, tokenizer = load_run(args.run_dir)
@@ -54,7 +63,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         inputs = [tokenizer(t) for t in texts]
     with torch.inference_mode():
-        out = model(args.task, inputs)[0]
+        out = model(args.task, to_device(inputs, next(model.parameters()).device))[0].cpu()
     value = task.predict(out.unsqueeze(0))[0]
     result = {"task": args.task, "prediction": task.format_value(value.item())}
     if task.kind == "classify":
@@ -74,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.lr=3e-5")
     t.add_argument("--data-dir", help="folder with the course CSV files (default: $MINBERT_DATA_DIR or ../shared/data)")
     t.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<config name>)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from RUN_DIR/last, exactly")
+    t.add_argument("--force", action="store_true", help="with --resume: accept a config that differs from the run's")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="recompute dev metrics / write predictions from a saved run")
@@ -98,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED_ERRORS as e:
         print(f"minbert: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        from .train import TrainingError
+        if not isinstance(e, TrainingError):
+            raise
+        print(f"minbert: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("minbert: interrupted", file=sys.stderr)
         return 130

@@ -52,6 +52,10 @@ class TrainConfig:
     seed: int = 11711
     bucket: bool = True  # length-bucketed batches
     threads: int | None = None  # torch CPU threads; None: torch's default
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    accumulate: int = 1  # schedule steps per optimizer step (gradient accumulation)
+    checkpoint_every: int | None = 200  # optimizer steps between RUN_DIR/last checkpoints; None: epoch ends only
+    max_bad_steps: int = 10  # non-finite steps in a row before the run stops
 
 
 @dataclass
@@ -84,7 +88,8 @@ def _choices() -> dict[str, tuple[str, ...]]:
 
 
 POSITIVE = {"model.max_length", "train.epochs", "train.steps_per_epoch", "train.threads", "eval.batch_size",
-            "data.train_limit", "data.dev_limit", "train.batch_size"}
+            "data.train_limit", "data.dev_limit", "train.batch_size", "train.accumulate", "train.checkpoint_every",
+            "train.max_bad_steps"}
 NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.grad_clip"}
 UNIT_INTERVAL = {"model.dropout", "train.warmup"}
 
@@ -164,6 +169,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"tasks: unknown task {name!r} (known: {', '.join(TASKS)})")
         if name not in cfg.train.batch_size:
             raise ConfigError(f"train.batch_size.{name}: missing batch size for an enabled task")
+    if cfg.train.device != "auto" and not (cfg.train.device == "cpu" or cfg.train.device.startswith("cuda")):
+        raise ConfigError(f"train.device: {cfg.train.device!r} is not auto, cpu, cuda or cuda:N")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -217,6 +224,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
     _validate(cfg)
     return cfg
+
+
+def config_differences(a: Config, b: Config) -> list[str]:
+    """The dotted keys whose values differ between two configs."""
+    fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

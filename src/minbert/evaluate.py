@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.batching import EncodedSet, sorted_batches
+from .data.batching import EncodedSet, sorted_batches, to_device
 from .model import MultitaskModel
 from .tasks import Task, overall_score
 from .tokenizer import Tokenizer
@@ -14,14 +14,14 @@ from .tokenizer import Tokenizer
 
 @torch.inference_mode()
 def predict_set(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: Tokenizer,
-                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+                batch_size: int, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Outputs (logits or scores) and predictions for every example, in file order."""
     was_training = model.training
     model.eval()
     t = model.tasks[task]
     outputs: list[torch.Tensor | None] = [None] * len(data)
     for index in sorted_batches(data.lengths(), batch_size):
-        out = model(task, data.batch(tokenizer, index)["inputs"]).float()
+        out = model(task, to_device(data.batch(tokenizer, index)["inputs"], device)).float().cpu()
         for i, row in zip(index, out):
             outputs[i] = row
     model.train(was_training)
@@ -36,12 +36,12 @@ def score(task: Task, preds: np.ndarray, data: EncodedSet) -> float:
 
 
 def evaluate(model: MultitaskModel, sets: dict[str, EncodedSet], tokenizer: Tokenizer,
-             batch_size: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+             batch_size: int, device: torch.device | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metric per task (accuracy or Pearson r), `overall` when all three course tasks are there; and predictions."""
     metrics: dict[str, float] = {}
     predictions: dict[str, np.ndarray] = {}
     for name, data in sets.items():
-        _, predictions[name] = predict_set(model, name, data, tokenizer, batch_size)
+        _, predictions[name] = predict_set(model, name, data, tokenizer, batch_size, device)
         if data.labels is not None:
             metrics[name] = score(model.tasks[name], predictions[name], data)
     overall = overall_score(metrics)

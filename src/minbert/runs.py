@@ -6,7 +6,7 @@ from pathlib import Path
 from .checkpoints import CheckpointError
 from .config import Config, load_config
 from .model import MultitaskModel
-from .train import build_model
+from .train import build_model, pick_device
 from .tokenizer import Tokenizer
 
 
@@ -20,5 +20,5 @@ def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
     cfg = load_config(run_dir / "config.yaml")
     model, tokenizer = build_model(cfg, backbone=str(best))
     model.load_heads(best)
-    model.eval()
+    model.to(pick_device(cfg.train.device)).eval()
     return cfg, model, tokenizer

@@ -3,13 +3,15 @@
 Each epoch ends with a dev evaluation; the checkpoint with the best dev score (the course's overall
 score when SST, Quora and STS are all trained, else the mean of the task metrics) is kept in
 RUN_DIR/best, and its dev and test-student predictions are written in the course's format.
+RUN_DIR/last is a full training checkpoint (every `train.checkpoint_every` steps and at each epoch's
+end) from which `minbert train --resume RUN_DIR` continues a killed run exactly.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,8 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import Config, save_config
-from .data.batching import BatchStream, EncodedSet
+from .checkpoints import CheckpointError
+from .config import Config, config_differences, load_config, save_config
+from .data.batching import BatchStream, EncodedSet, to_device
 from .data.loading import load_split, resolve_data_dir
 from .data.readers import DataError
 from .encoder import BertModel
@@ -29,6 +32,12 @@ from .optim import build_optimizer
 from .schedules import build_schedule
 from .tasks import get_task
 from .tokenizer import Tokenizer
+from .training_state import (DiskError, atomic_folder, load_optimizer_state, read_trainer_state,
+                             recover_interrupted_swap, write_trainer_state)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (too many non-finite steps, out of memory); the message says what to do."""
 
 
 class RunLog:
@@ -54,6 +63,12 @@ def selection_score(metrics: dict[str, float], tasks: list[str]) -> float:
     if "overall" in metrics:
         return metrics["overall"]
     return float(np.mean([metrics[t] for t in tasks]))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def build_model(cfg: Config, backbone: str | None = None) -> tuple[MultitaskModel, Tokenizer]:
@@ -95,97 +110,278 @@ def lr_lambda(total_steps: int, warmup: float, decay: str):
     return factor
 
 
-def train(cfg: Config, run_dir: Path, data_dir: str | None = None) -> dict[str, float]:
-    """Train per `cfg`, writing the run directory; returns the best dev metrics."""
+def check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise DiskError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from e
+
+
+class Trainer:
+    """Holds the model, data streams, optimizer and progress of one run; `run()` trains to the end."""
+
+    def __init__(self, cfg: Config, run_dir: Path, data_path: Path, log: RunLog):
+        self.cfg, self.run_dir, self.data_path, self.log = cfg, run_dir, data_path, log
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        seed_everything(cfg.train.seed)
+        self.device = pick_device(cfg.train.device)
+        model, self.tokenizer = build_model(cfg)
+        log(f"backbone: {cfg.model.backbone or 'all-MiniLM-L6-v2 (default)'}; "
+            f"{model.encoder.num_parameters():,} encoder parameters; device {self.device}")
+        self.train_sets: dict[str, EncodedSet] = {}
+        self.dev_sets: dict[str, EncodedSet] = {}
+        for name, task in model.tasks.items():
+            joint = model.joint_input(name)
+            self.train_sets[name] = load_split(task, "train", data_path, self.tokenizer, joint, cfg.data.strict, log,
+                                               cfg.data.train_limit, cfg.train.seed)
+            self.dev_sets[name] = load_split(task, "dev", data_path, self.tokenizer, joint, cfg.data.strict, log,
+                                             cfg.data.dev_limit)
+        if cfg.train.freeze_encoder:
+            model.freeze_encoder()
+        self.model = model.to(self.device)
+        self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.streams = {n: BatchStream(self.train_sets[n], self.tokenizer, cfg.train.batch_size[n], self.generator,
+                                       cfg.train.bucket) for n in cfg.tasks}
+        self.schedule = build_schedule(cfg.train.schedule, {n: s.batches_per_pass() for n, s in self.streams.items()},
+                                       cfg.train.steps_per_epoch, cfg.train.seed)
+        self.steps_per_epoch = len(self.schedule)
+        total_updates = math.ceil(self.steps_per_epoch / cfg.train.accumulate) * cfg.train.epochs
+        self.optimizer = build_optimizer(cfg.train.optimizer, parameter_groups(model, cfg), lr=cfg.train.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(total_updates, cfg.train.warmup, cfg.train.lr_decay))
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        # progress: everything here goes into each checkpoint
+        self.epoch, self.step = 1, 0  # the epoch in progress, and schedule steps done in it
+        self.updates = 0  # optimizer steps taken
+        self.best_score, self.best_metrics = -math.inf, {}
+        self.history: list[dict] = []  # one record per finished epoch
+        self.bad_in_a_row, self.bad_total = 0, 0
+        self._reset_epoch_totals()
+        log(f"schedule {cfg.train.schedule}: {self.steps_per_epoch} steps/epoch x {cfg.train.epochs} epochs; "
+            f"batch sizes {{{', '.join(f'{n}: {cfg.train.batch_size[n]}' for n in cfg.tasks)}}}; "
+            f"{sum(p.numel() for p in self.trainable):,} trainable parameters")
+
+    def _reset_epoch_totals(self) -> None:
+        self.loss_sums = {n: 0.0 for n in self.cfg.tasks}
+        self.loss_counts = {n: 0 for n in self.cfg.tasks}
+        self.examples, self.train_seconds = 0, 0.0
+
+    # ---- the loop ----
+    def run(self) -> dict[str, float]:
+        start = time.time()
+        while self.epoch <= self.cfg.train.epochs:
+            self.train_epoch()
+            self.end_epoch()
+        self.log(f"training done in {time.time() - start:.0f} s; best dev (epoch {self.best_metrics.get('epoch')}): "
+                 f"{format_metrics({k: v for k, v in self.best_metrics.items() if k != 'epoch'})}")
+        (self.run_dir / "best_metrics.json").write_text(json.dumps(self.best_metrics, indent=2) + "\n")
+        self.model.load(self.run_dir / "best")
+        write_split_predictions(self.model, self.tokenizer, self.cfg, self.data_path, self.run_dir, "dev",
+                                self.dev_sets, self.log)
+        if self.cfg.eval.test_predictions:
+            write_split_predictions(self.model, self.tokenizer, self.cfg, self.data_path, self.run_dir, "test",
+                                    None, self.log)
+        return self.best_metrics
+
+    def train_epoch(self) -> None:
+        cfg = self.cfg
+        self.model.train()
+        if cfg.train.freeze_encoder:
+            self.model.encoder.eval()  # a frozen encoder also keeps its dropout off
+        plan = self.schedule.plan(self.epoch)
+        bar = tqdm(total=len(plan), initial=self.step, desc=f"epoch {self.epoch}", file=sys.stderr,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        t0 = time.time()
+        while self.step < len(plan):
+            step_tasks = plan[self.step]
+            self.step += 1
+            finite = self.forward_backward(step_tasks)
+            if self.step % cfg.train.accumulate == 0 or self.step == len(plan):
+                stepped = self.optimizer_step(finite)
+                every = cfg.train.checkpoint_every
+                if stepped and every and self.updates % every == 0 and self.step < len(plan):
+                    self.train_seconds += time.time() - t0
+                    t0 = time.time()
+                    self.save_last()
+            bar.update(1)
+        bar.close()
+        self.train_seconds += time.time() - t0
+
+    def forward_backward(self, step_tasks: list[str]) -> bool:
+        """One schedule step: a batch of each listed task, one backward per task (the summed loss's gradient)."""
+        finite = True
+        for name in step_tasks:
+            batch = self.streams[name].next()
+            try:
+                out = self.model(name, to_device(batch["inputs"], self.device))
+                loss = self.model.tasks[name].loss(out, batch["labels"].to(self.device))
+                (loss / self.cfg.train.accumulate).backward()
+            except torch.OutOfMemoryError as e:
+                raise TrainingError(
+                    f"out of memory on {self.device} with batch size {self.cfg.train.batch_size[name]} for task "
+                    f"{name}: lower train.batch_size.{name} and raise train.accumulate to keep the effective batch") from e
+            value = loss.item()
+            if math.isfinite(value):
+                self.loss_sums[name] += value
+                self.loss_counts[name] += 1
+            else:
+                finite = False
+            self.examples += len(batch["index"])
+        return finite
+
+    def optimizer_step(self, finite_losses: bool) -> bool:
+        """Clip and step; a non-finite loss or gradient norm skips the step. Returns whether it stepped."""
+        clip = self.cfg.train.grad_clip or math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.trainable, clip)
+        if finite_losses and math.isfinite(norm.item()):
+            self.optimizer.step()
+            self.scheduler.step()
+            self.updates += 1
+            self.bad_in_a_row = 0
+            self.optimizer.zero_grad(set_to_none=True)
+            return True
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_in_a_row += 1
+        self.bad_total += 1
+        self.log(f"warning: non-finite loss or gradient at epoch {self.epoch} step {self.step}: step skipped "
+                 f"({self.bad_in_a_row} in a row, {self.bad_total} in all)")
+        if self.bad_in_a_row >= self.cfg.train.max_bad_steps:
+            raise TrainingError(
+                f"stopped: {self.bad_in_a_row} non-finite steps in a row (epoch {self.epoch}, step {self.step}); "
+                f"the last good checkpoint is {self.run_dir / 'last'} (try a lower train.lr)")
+        return False
+
+    def end_epoch(self) -> None:
+        t0 = time.time()
+        metrics, _ = evaluate(self.model, self.dev_sets, self.tokenizer, self.cfg.eval.batch_size, self.device)
+        score = selection_score(metrics, self.cfg.tasks)
+        record = {"epoch": self.epoch,
+                  "train_loss": {n: self.loss_sums[n] / max(1, self.loss_counts[n]) for n in self.cfg.tasks},
+                  "dev": metrics, "skipped_steps": self.bad_total, "train_seconds": round(self.train_seconds, 1),
+                  "train_examples_per_second": round(self.examples / max(self.train_seconds, 1e-9), 1),
+                  "eval_seconds": round(time.time() - t0, 1)}
+        self.history.append(record)
+        self.write_history()
+        improved = score > self.best_score
+        self.log(f"epoch {self.epoch}: dev {format_metrics(metrics)}; loss {format_metrics(record['train_loss'])}; "
+                 f"{record['train_examples_per_second']} train examples/s" + ("; new best, saved" if improved else ""))
+        if improved:
+            self.best_score, self.best_metrics = score, {**metrics, "epoch": self.epoch}
+            atomic_folder(self.run_dir / "best", self.save_model)
+        self.epoch, self.step = self.epoch + 1, 0
+        self._reset_epoch_totals()
+        self.save_last()
+
+    def write_history(self) -> None:
+        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.history))
+
+    # ---- checkpoints ----
+    def save_model(self, folder: Path) -> None:
+        self.model.save(folder)
+        self.tokenizer.save_pretrained(folder)
+
+    def state(self) -> dict:
+        return {
+            "epoch": self.epoch, "step": self.step, "updates": self.updates,
+            "best_score": self.best_score, "best_metrics": self.best_metrics, "history": self.history,
+            "bad_in_a_row": self.bad_in_a_row, "bad_total": self.bad_total,
+            "loss_sums": self.loss_sums, "loss_counts": self.loss_counts,
+            "examples": self.examples, "train_seconds": self.train_seconds,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
+            "streams": {n: s.state() for n, s in self.streams.items()},
+            "rng": {"torch": torch.get_rng_state(), "batches": self.generator.get_state()},
+            "config": self.cfg.to_dict(),
+            "data": self.data_fingerprint(),
+        }
+
+    def data_fingerprint(self) -> dict[str, str]:
+        """Rows and a hash of the ids of each training set: a resume must see the same data."""
+        return {n: f"{len(d)} rows, ids {hashlib.sha1(' '.join(d.ids).encode()).hexdigest()[:12]}"
+                for n, d in self.train_sets.items()}
+
+    def save_last(self) -> None:
+        def write(folder: Path) -> None:
+            self.save_model(folder)
+            write_trainer_state(folder, self.state())
+        atomic_folder(self.run_dir / "last", write)
+
+    def restore(self, folder: Path) -> None:
+        """Continue from a `last/` checkpoint: weights, optimizer, scheduler, sampler position, RNGs, progress."""
+        state = read_trainer_state(folder)
+        now = self.data_fingerprint()
+        changed = [f"{n}: {state['data'].get(n)} then, {now[n]} now" for n in now if state["data"].get(n) != now[n]]
+        if changed:
+            raise CheckpointError(f"{folder}: the training data differs from the run's ({'; '.join(changed)}); "
+                                  f"resume with the same data (--data-dir)")
+        self.model.load(folder)
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
+        for name, s in self.streams.items():
+            s.load_state(state["streams"][name])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["batches"])
+        for key in ("epoch", "step", "updates", "best_score", "best_metrics", "history", "bad_in_a_row",
+                    "bad_total", "loss_sums", "loss_counts", "examples", "train_seconds"):
+            setattr(self, key, state[key])
+        self.write_history()
+        self.log(f"resumed from {folder}: epoch {self.epoch}, step {self.step} of {self.steps_per_epoch}, "
+                 f"{self.updates} optimizer steps done")
+
+
+def prepare_run_dir(cfg: Config, run_dir: Path, data_dir: str | None, resume: bool) -> tuple[Path, RunLog]:
     data_path = resolve_data_dir(data_dir, cfg.data.dir)  # fail before touching the run directory
     for name in cfg.tasks:
         for split in ("train", "dev"):
-            if not get_task(name).path(data_path, split).is_file():
-                raise DataError(f"{get_task(name).path(data_path, split)}: file not found")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("log.txt", "metrics.jsonl", "best_metrics.json"):
-        (run_dir / stale).unlink(missing_ok=True)
-    log = RunLog(run_dir / "log.txt")
+            path = get_task(name).path(data_path, split)
+            if not path.is_file():
+                raise DataError(f"{path}: file not found")
+    check_writable(run_dir)
+    cfg.data.dir = str(data_path.resolve())  # the saved config names the data it was trained on
+    if not resume:
+        for stale in ("log.txt", "metrics.jsonl", "best_metrics.json"):
+            (run_dir / stale).unlink(missing_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.train.seed)
+    return data_path, RunLog(run_dir / "log.txt")
+
+
+def train(cfg: Config, run_dir: Path, data_dir: str | None = None) -> dict[str, float]:
+    """Train per `cfg` from scratch, writing the run directory; returns the best dev metrics."""
+    data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=False)
     log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}")
+    return Trainer(cfg, run_dir, data_path, log).run()
 
-    model, tokenizer = build_model(cfg)
-    log(f"backbone: {cfg.model.backbone or 'all-MiniLM-L6-v2 (default)'}; {model.encoder.num_parameters():,} encoder parameters")
-    train_sets: dict[str, EncodedSet] = {}
-    dev_sets: dict[str, EncodedSet] = {}
-    for name, task in model.tasks.items():
-        joint = model.joint_input(name)
-        train_sets[name] = load_split(task, "train", data_path, tokenizer, joint, cfg.data.strict, log,
-                                      cfg.data.train_limit, cfg.train.seed)
-        dev_sets[name] = load_split(task, "dev", data_path, tokenizer, joint, cfg.data.strict, log, cfg.data.dev_limit)
 
-    if cfg.train.freeze_encoder:
-        model.freeze_encoder()
-    generator = torch.Generator().manual_seed(cfg.train.seed)
-    streams = {n: BatchStream(train_sets[n], tokenizer, cfg.train.batch_size[n], generator, cfg.train.bucket)
-               for n in cfg.tasks}
-    schedule = build_schedule(cfg.train.schedule, {n: s.batches_per_pass() for n, s in streams.items()},
-                              cfg.train.steps_per_epoch)
-    total_steps = len(schedule) * cfg.train.epochs
-    optimizer = build_optimizer(cfg.train.optimizer, parameter_groups(model, cfg), lr=cfg.train.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, cfg.train.warmup, cfg.train.lr_decay))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    log(f"schedule {cfg.train.schedule}: {len(schedule)} steps/epoch x {cfg.train.epochs} epochs; "
-        f"batch sizes {{{', '.join(f'{n}: {cfg.train.batch_size[n]}' for n in cfg.tasks)}}}; "
-        f"{sum(p.numel() for p in trainable):,} trainable parameters")
-
-    best_score, best_metrics = -math.inf, {}
-    start = time.time()
-    for epoch in range(1, cfg.train.epochs + 1):
-        model.train()
-        if cfg.train.freeze_encoder:
-            model.encoder.eval()  # a frozen encoder also keeps its dropout off
-        sums = {n: 0.0 for n in cfg.tasks}
-        counts = {n: 0 for n in cfg.tasks}
-        examples = 0
-        epoch_start = time.time()
-        bar = tqdm(schedule, desc=f"epoch {epoch}", total=len(schedule), file=sys.stderr,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
-        for step_tasks in bar:
-            optimizer.zero_grad(set_to_none=True)
-            for name in step_tasks:
-                batch = streams[name].next()
-                loss = model.tasks[name].loss(model(name, batch["inputs"]), batch["labels"])
-                loss.backward()  # one backward per task: the gradient of the summed loss, less memory
-                sums[name] += loss.item()
-                counts[name] += 1
-                examples += len(batch["index"])
-            if cfg.train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.train.grad_clip)
-            optimizer.step()
-            scheduler.step()
-        train_seconds = time.time() - epoch_start
-        metrics, _ = evaluate(model, dev_sets, tokenizer, cfg.eval.batch_size)
-        score = selection_score(metrics, cfg.tasks)
-        record = {"epoch": epoch, "train_loss": {n: sums[n] / max(1, counts[n]) for n in cfg.tasks},
-                  "dev": metrics, "train_seconds": round(train_seconds, 1),
-                  "train_examples_per_second": round(examples / train_seconds, 1),
-                  "eval_seconds": round(time.time() - epoch_start - train_seconds, 1)}
-        with (run_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        improved = score > best_score
-        log(f"epoch {epoch}: dev {format_metrics(metrics)}; loss {format_metrics(record['train_loss'])}; "
-            f"{record['train_examples_per_second']} train examples/s" + ("; new best, saved" if improved else ""))
-        if improved:
-            best_score, best_metrics = score, {**metrics, "epoch": epoch}
-            save_checkpoint(model, tokenizer, run_dir / "best")
-    log(f"training done in {time.time() - start:.0f} s; best dev (epoch {best_metrics.get('epoch')}): "
-        f"{format_metrics({k: v for k, v in best_metrics.items() if k != 'epoch'})}")
-    (run_dir / "best_metrics.json").write_text(json.dumps(best_metrics, indent=2) + "\n")
-
-    model.load(run_dir / "best")
-    write_split_predictions(model, tokenizer, cfg, data_path, run_dir, "dev", dev_sets, log)
-    if cfg.eval.test_predictions:
-        write_split_predictions(model, tokenizer, cfg, data_path, run_dir, "test", None, log)
-    return best_metrics
+def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
+           data_dir: str | None = None) -> dict[str, float]:
+    """Continue a killed run from RUN_DIR/last; a changed config is refused unless `force`."""
+    if not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"{run_dir}: not a run directory (no config.yaml), nothing to resume")
+    saved = load_config(run_dir / "config.yaml")
+    cfg = saved
+    if new_cfg is not None:
+        if new_cfg.data.dir is None:  # a config file rarely names the data dir; the run recorded it
+            new_cfg.data.dir = saved.data.dir if data_dir is None else str(Path(data_dir).resolve())
+        changed = config_differences(saved, new_cfg)
+        if changed and not force:
+            raise CheckpointError(f"{run_dir}: the config differs from the run's in {', '.join(changed)}; "
+                                  "resume with the same config, or add --force")
+        cfg = new_cfg
+    if data_dir is None:
+        data_dir = cfg.data.dir or saved.data.dir
+    recover_interrupted_swap(run_dir / "last")
+    recover_interrupted_swap(run_dir / "best")
+    data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=True)
+    trainer = Trainer(cfg, run_dir, data_path, log)
+    if (run_dir / "last").is_dir():
+        trainer.restore(run_dir / "last")
+    else:
+        log(f"no checkpoint in {run_dir / 'last'} yet: starting the run from the beginning")
+    return trainer.run()
 
 
 def write_split_predictions(model: MultitaskModel, tokenizer: Tokenizer, cfg: Config, data_path: Path,
@@ -196,26 +392,12 @@ def write_split_predictions(model: MultitaskModel, tokenizer: Tokenizer, cfg: Co
         sets = {n: load_split(t, split, data_path, tokenizer, model.joint_input(n), cfg.data.strict, log,
                               cfg.data.dev_limit if split == "dev" else None)
                 for n, t in model.tasks.items()}
-    metrics, predictions = evaluate(model, sets, tokenizer, cfg.eval.batch_size)
+    device = next(model.parameters()).device
+    metrics, predictions = evaluate(model, sets, tokenizer, cfg.eval.batch_size, device)
     for name, preds in predictions.items():
-        path = prediction_path(run_dir, name, split)
-        write_predictions(model.tasks[name], sets[name].ids, preds, path)
+        write_predictions(model.tasks[name], sets[name].ids, preds, prediction_path(run_dir, name, split))
     log(f"{split} predictions written to {run_dir / 'predictions'}" + (f"; {split} {format_metrics(metrics)}" if metrics else ""))
     return metrics
-
-
-def save_checkpoint(model: MultitaskModel, tokenizer: Tokenizer, folder: Path) -> None:
-    """Write to a temporary folder, then swap it in, so an interrupted save leaves the previous one whole."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    tokenizer.save_pretrained(tmp)
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

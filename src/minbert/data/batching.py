@@ -6,7 +6,7 @@ while the order of batches stays random, so training is not biased by length.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
@@ -34,6 +34,13 @@ class EncodedSet:
         if self.labels is not None:
             out["labels"] = self.labels[list(index)]
         return out
+
+
+def to_device(inputs: list[dict[str, torch.Tensor]], device: torch.device | None) -> list[dict[str, torch.Tensor]]:
+    """Move a batch's padded inputs to the model's device (a no-op on CPU)."""
+    if device is None or device.type == "cpu":
+        return inputs
+    return [{k: v.to(device, non_blocking=True) for k, v in x.items()} for x in inputs]
 
 
 def encode_examples(examples: list[Example], tokenizer: Tokenizer, joint: bool) -> EncodedSet:
@@ -100,6 +107,10 @@ class BatchStream:
             self._refill()
         return self.data.batch(self.tokenizer, self._queue.pop())
 
-    def __iter__(self) -> Iterator[dict]:
-        while True:
-            yield self.next()
+    def state(self) -> dict:
+        """The position in the current pass (the batches still to come), for exact resume."""
+        return {"queue": self._queue, "passes_started": self.passes_started}
+
+    def load_state(self, state: dict) -> None:
+        self._queue = [list(b) for b in state["queue"]]
+        self.passes_started = state["passes_started"]

@@ -1,0 +1,88 @@
+"""Numerical and disk guards of the training loop, in process with a tiny model."""
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+import torch
+
+from minbert import training_state
+from minbert.cli import main
+from minbert.config import load_config
+from minbert.tasks import Task
+from minbert.train import TrainingError, train
+
+
+def tiny_cfg(backbone, *extra):
+    return load_config(None, [f"model.backbone={backbone}", "train.epochs=1", "train.steps_per_epoch=8",
+                              "train.checkpoint_every=1", "train.batch_size={sst: 4, para: 4, sts: 4}",
+                              "train.max_bad_steps=3", "eval.test_predictions=false", *extra])
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_backbone, small_data_dir, monkeypatch):
+    real_loss = Task.loss
+    calls = {"n": 0}
+
+    def loss_turning_nan(self, out, labels):
+        calls["n"] += 1
+        value = real_loss(self, out, labels)
+        return value * float("nan") if calls["n"] > 9 else value  # steps 1-3 are fine (3 tasks a step)
+
+    monkeypatch.setattr(Task, "loss", loss_turning_nan)
+    with pytest.raises(TrainingError, match="3 non-finite steps in a row"):
+        train(tiny_cfg(tiny_backbone), tmp_path, str(small_data_dir))
+    log = (tmp_path / "log.txt").read_text()
+    assert log.count("warning: non-finite loss or gradient") == 3
+    state = json.loads((tmp_path / "last" / "trainer_state.json").read_text())
+    assert (state["step"], state["updates"]) == (3, 3)  # the last good checkpoint is kept
+
+
+def test_an_isolated_non_finite_step_is_skipped_and_counted(tmp_path, tiny_backbone, small_data_dir, monkeypatch):
+    real_loss = Task.loss
+    calls = {"n": 0}
+
+    def one_bad_step(self, out, labels):
+        calls["n"] += 1
+        value = real_loss(self, out, labels)
+        return value * float("inf") if calls["n"] == 4 else value
+
+    monkeypatch.setattr(Task, "loss", one_bad_step)
+    train(tiny_cfg(tiny_backbone), tmp_path, str(small_data_dir))
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in training_state.load_file(str(tmp_path / "best" / "model.safetensors")).values())
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_backbone, small_data_dir, monkeypatch):
+    real_write = training_state.write_trainer_state
+    calls = {"n": 0}
+
+    def write_until_full(folder, state):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(folder, state)
+
+    monkeypatch.setattr("minbert.train.write_trainer_state", write_until_full)
+    with pytest.raises(training_state.DiskError, match="the disk is full; the previous last/ checkpoint is intact"):
+        train(tiny_cfg(tiny_backbone), tmp_path, str(small_data_dir))
+    state = training_state.read_trainer_state(tmp_path / "last")
+    assert state["updates"] == 2 and not (tmp_path / "last.tmp").exists()
+
+
+def test_unwritable_run_directory_is_a_one_line_error(tmp_path, tiny_backbone, small_data_dir, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = main(["train", "--data-dir", str(small_data_dir), "--out", str(blocker / "run"),
+                 "--set", f"model.backbone={tiny_backbone}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("minbert: error: cannot write to run directory") and err.count("\n") == 1
+
+
+def test_interrupted_swap_is_recovered(tmp_path):
+    (tmp_path / "last.old").mkdir()
+    (tmp_path / "last.old" / "x").write_text("previous")
+    (tmp_path / "last.tmp").mkdir()  # a half-written new checkpoint
+    training_state.recover_interrupted_swap(tmp_path / "last")
+    assert (tmp_path / "last" / "x").read_text() == "previous" and not (tmp_path / "last.tmp").exists()

@@ -1,0 +1,107 @@
+"""A run killed with SIGKILL at a random step and resumed ends bit-identical to the same run never interrupted."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train_args(out: Path, backbone: Path, data: Path) -> list[str]:
+    return ["train", "--data-dir", str(data), "--out", str(out), "--set", f"model.backbone={backbone}",
+            "--set", "train.epochs=2", "--set", "train.steps_per_epoch=16", "--set", "train.checkpoint_every=1",
+            "--set", "train.batch_size={sst: 4, para: 4, sts: 4}", "--set", "train.threads=1",
+            "--set", "eval.test_predictions=false"]
+
+
+def run_minbert(args: list[str], **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "minbert", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=600, **kw)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def progress(run: Path) -> tuple[int, int]:
+    try:
+        state = json.loads((run / "last" / "trainer_state.json").read_text())
+        return state["epoch"], state["step"]
+    except (OSError, ValueError, KeyError):
+        return 0, 0
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {**load_file(str(folder / "model.safetensors")), **load_file(str(folder / "heads.safetensors"))}
+
+
+def dev_metrics(run: Path) -> list[dict]:
+    return [json.loads(line)["dev"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_backbone, small_data_dir) -> Path:
+    run = tmp_path_factory.mktemp("uninterrupted")
+    run_minbert(train_args(run, tiny_backbone, small_data_dir))
+    return run
+
+
+def test_sigkill_then_resume_is_bit_identical(reference_run, tmp_path, tiny_backbone, small_data_dir):
+    target = random.Random().randint(1, 28)  # a random point of the 32 steps
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "minbert", *train_args(run, tiny_backbone, small_data_dir)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        epoch, step = progress(run)
+        if (epoch - 1) * 16 + step >= target:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "best_metrics.json").exists(), "killed mid-run"
+
+    run_minbert(["train", "--resume", str(run)])
+    ref, got = weights(reference_run / "best"), weights(run / "best")
+    assert ref.keys() == got.keys()
+    assert all(torch.equal(ref[k], got[k]) for k in ref), f"weights differ after a kill at step ~{target}"
+    ref_last, got_last = weights(reference_run / "last"), weights(run / "last")
+    assert all(torch.equal(ref_last[k], got_last[k]) for k in ref_last)
+    assert dev_metrics(run) == dev_metrics(reference_run)
+    assert json.loads((run / "best_metrics.json").read_text()) == json.loads(
+        (reference_run / "best_metrics.json").read_text())
+    assert "resumed from" in (run / "log.txt").read_text()
+
+
+def test_resume_with_changed_config_is_refused(reference_run, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "minbert", "train", "--resume", str(reference_run),
+                           "--config", str(REPO / "configs" / "default.yaml")],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2
+    assert "the config differs from the run's in" in proc.stderr and "train.steps_per_epoch" in proc.stderr
+    assert "--force" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_of_a_non_run_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "minbert", "train", "--resume", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+
+
+def test_resume_on_different_data_is_refused(reference_run, tmp_path, data_dir):
+    run = tmp_path / "copy"
+    import shutil
+    shutil.copytree(reference_run, run)
+    proc = subprocess.run([sys.executable, "-m", "minbert", "train", "--resume", str(run), "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "the training data differs from the run's (sst: 64 rows" in proc.stderr
