@@ -86,3 +86,18 @@ def test_interrupted_swap_is_recovered(tmp_path):
     (tmp_path / "last.tmp").mkdir()  # a half-written new checkpoint
     training_state.recover_interrupted_swap(tmp_path / "last")
     assert (tmp_path / "last" / "x").read_text() == "previous" and not (tmp_path / "last.tmp").exists()
+
+
+def test_out_of_memory_names_the_batch_size(tmp_path, tiny_backbone, small_data_dir, monkeypatch, capsys):
+    from minbert.model import MultitaskModel
+
+    def no_memory(self, task, inputs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(MultitaskModel, "forward", no_memory)
+    code = main(["train", "--data-dir", str(small_data_dir), "--out", str(tmp_path / "run"),
+                 "--set", f"model.backbone={tiny_backbone}", "--set", "train.batch_size.sst=48"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "out of memory on cpu with batch size 48 for task sst: lower train.batch_size.sst" in err
+    assert "train.accumulate" in err

@@ -75,7 +75,8 @@ def test_unbalanced_quote_is_caught(tmp_path):
     path = tmp_path / "q.csv"
     path.write_text('\tid\tsentence1\tsentence2\tis_duplicate\n0\ta\t"Why so\tshort?\t1.0\n1\tb\tok\tfine\t0.0\n')
     examples, report = read_examples(path, ("sentence1", "sentence2"), "is_duplicate", int_label(0, 1))
-    assert examples == [] and report.rows == 1 and "expected 5 columns" in report.bad[0].reason
+    assert examples == [] and report.rows == 1
+    assert (report.bad[0].line, report.bad[0].reason) == (2, "expected 5 columns, found 3 (an unbalanced quote joined lines 2-3)")
 
 
 @pytest.mark.parametrize("content,message", [

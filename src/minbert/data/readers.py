@@ -103,12 +103,15 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
     col = {name: header.index(name) for name in needed}
     examples: list[Example] = []
     seen_ids: set[str] = set()
+    end = reader.line_num
     for row in reader:
-        line = reader.line_num
+        line, end = end + 1, reader.line_num  # a row may span several physical lines
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # a blank line is no row
         report.rows += 1
         reason = _row_problem(row, header, col, text_columns, label_column, seen_ids)
+        if reason is not None and end > line:
+            reason += f" (an unbalanced quote joined lines {line}-{end})"
         label = None
         if reason is None and label_column:
             try:
@@ -132,8 +135,7 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
 def _row_problem(row: list[str], header: list[str], col: dict[str, int], text_columns: tuple[str, ...],
                  label_column: str | None, seen_ids: set[str]) -> str | None:
     if len(row) != len(header):
-        hint = " (an unbalanced quote may have joined lines)" if any('"' in f for f in row) else ""
-        return f"expected {len(header)} columns, found {len(row)}{hint}"
+        return f"expected {len(header)} columns, found {len(row)}"
     ex_id = row[col["id"]].strip()
     if not ex_id:
         return "empty id"
