@@ -98,6 +98,7 @@ def test_out_of_memory_names_the_batch_size(tmp_path, tiny_backbone, small_data_
     code = main(["train", "--data-dir", str(small_data_dir), "--out", str(tmp_path / "run"),
                  "--set", f"model.backbone={tiny_backbone}", "--set", "train.batch_size.sst=48"])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    errors = [line for line in err.replace("\r", "\n").splitlines() if "minbert: error:" in line]
+    assert code == 1 and "Traceback" not in err and len(errors) == 1 and errors[0].startswith("minbert: error:")
     assert "out of memory on cpu with batch size 48 for task sst: lower train.batch_size.sst" in err
     assert "train.accumulate" in err

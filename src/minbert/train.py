@@ -193,22 +193,21 @@ class Trainer:
         if cfg.train.freeze_encoder:
             self.model.encoder.eval()  # a frozen encoder also keeps its dropout off
         plan = self.schedule.plan(self.epoch)
-        bar = tqdm(total=len(plan), initial=self.step, desc=f"epoch {self.epoch}", file=sys.stderr,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
         t0 = time.time()
-        while self.step < len(plan):
-            step_tasks = plan[self.step]
-            self.step += 1
-            finite = self.forward_backward(step_tasks)
-            if self.step % cfg.train.accumulate == 0 or self.step == len(plan):
-                stepped = self.optimizer_step(finite)
-                every = cfg.train.checkpoint_every
-                if stepped and every and self.updates % every == 0 and self.step < len(plan):
-                    self.train_seconds += time.time() - t0
-                    t0 = time.time()
-                    self.save_last()
-            bar.update(1)
-        bar.close()
+        with tqdm(total=len(plan), initial=self.step, desc=f"epoch {self.epoch}", file=sys.stderr,
+                  mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+            while self.step < len(plan):
+                step_tasks = plan[self.step]
+                self.step += 1
+                finite = self.forward_backward(step_tasks)
+                if self.step % cfg.train.accumulate == 0 or self.step == len(plan):
+                    stepped = self.optimizer_step(finite)
+                    every = cfg.train.checkpoint_every
+                    if stepped and every and self.updates % every == 0 and self.step < len(plan):
+                        self.train_seconds += time.time() - t0
+                        t0 = time.time()
+                        self.save_last()
+                bar.update(1)
         self.train_seconds += time.time() - t0
 
     def forward_backward(self, step_tasks: list[str]) -> bool:
