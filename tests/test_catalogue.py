@@ -57,7 +57,7 @@ FATAL_CASES = {
 
 def tiny_train(data: Path, out: Path, backbone: Path, *extra: str) -> list[str]:
     return ["train", "--data-dir", str(data), "--out", str(out), "--set", f"model.backbone={backbone}",
-            "--set", "train.epochs=1", "--set", "train.steps_per_epoch=1", "--set", "train.threads=1",
+            "--set", "train.epochs=1", "--set", "train.schedule.steps_per_epoch=1", "--set", "train.threads=1",
             "--set", "train.batch_size={sst: 2, para: 2, sts: 2}", "--set", "eval.test_predictions=false", *extra]
 
 

@@ -25,7 +25,7 @@ def minbert(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def train_tiny(run_dir: Path, backbone: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
     return minbert("train", "--config", REPO / "configs" / "default.yaml", "--data-dir", data, "--out", run_dir,
-                   "--set", f"model.backbone={backbone}", "--set", "train.epochs=2", "--set", "train.steps_per_epoch=3",
+                   "--set", f"model.backbone={backbone}", "--set", "train.epochs=2", "--set", "train.schedule.steps_per_epoch=3",
                    "--set", "train.batch_size={sst: 8, para: 8, sts: 8}", "--set", "train.threads=1", *extra)
 
 

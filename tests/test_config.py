@@ -30,7 +30,7 @@ def test_overrides_are_typed():
     (["model.pooling=median"], "model.pooling: 'median' is not one of"),
     (["model.dropout=1.5"], "model.dropout: must be in"),
     (["tasks=[sst, nli]"], "tasks: unknown task 'nli'"),
-    (["train.schedule=chaos"], "train.schedule: 'chaos' is not one of"),
+    (["train.schedule.name=chaos"], "train.schedule.name: 'chaos' is not one of"),
     (["train.lr"], "expected key=value"),
 ])
 def test_bad_values_name_the_key(override, message):

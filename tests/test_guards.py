@@ -15,7 +15,7 @@ from minbert.train import TrainingError, train
 
 
 def tiny_cfg(backbone, *extra):
-    return load_config(None, [f"model.backbone={backbone}", "train.epochs=1", "train.steps_per_epoch=8",
+    return load_config(None, [f"model.backbone={backbone}", "train.epochs=1", "train.schedule.steps_per_epoch=8",
                               "train.checkpoint_every=1", "train.batch_size={sst: 4, para: 4, sts: 4}",
                               "train.max_bad_steps=3", "eval.test_predictions=false", *extra])
 

@@ -19,9 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def train_args(out: Path, backbone: Path, data: Path) -> list[str]:
     return ["train", "--data-dir", str(data), "--out", str(out), "--set", f"model.backbone={backbone}",
-            "--set", "train.epochs=2", "--set", "train.steps_per_epoch=16", "--set", "train.checkpoint_every=1",
+            "--set", "train.epochs=2", "--set", "train.schedule.steps_per_epoch=16", "--set", "train.checkpoint_every=1",
             "--set", "train.batch_size={sst: 4, para: 4, sts: 4}", "--set", "train.threads=1",
-            "--set", "eval.test_predictions=false"]
+            "--set", "eval.test_predictions=false",
+            # the richest training state: PCGrad's random order and cosine logging
+            "--set", "train.combine.name=pcgrad",
+            "--set", "train.combine.log_cosine_every=2"]
 
 
 def run_minbert(args: list[str], **kw) -> subprocess.CompletedProcess:
@@ -77,6 +80,7 @@ def test_sigkill_then_resume_is_bit_identical(reference_run, tmp_path, tiny_back
     ref_last, got_last = weights(reference_run / "last"), weights(run / "last")
     assert all(torch.equal(ref_last[k], got_last[k]) for k in ref_last)
     assert dev_metrics(run) == dev_metrics(reference_run)
+    assert (run / "grad_cosine.jsonl").read_text() == (reference_run / "grad_cosine.jsonl").read_text()
     assert json.loads((run / "best_metrics.json").read_text()) == json.loads(
         (reference_run / "best_metrics.json").read_text())
     assert "resumed from" in (run / "log.txt").read_text()
@@ -87,7 +91,7 @@ def test_resume_with_changed_config_is_refused(reference_run, tmp_path):
                            "--config", str(REPO / "configs" / "default.yaml")],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 2
-    assert "the config differs from the run's in" in proc.stderr and "train.steps_per_epoch" in proc.stderr
+    assert "the config differs from the run's in" in proc.stderr and "train.schedule.steps_per_epoch" in proc.stderr
     assert "--force" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -7,17 +7,7 @@ import torch
 from minbert import BertModel, MultitaskModel
 from minbert.config import load_config
 from minbert.data.batching import BatchStream, EncodedSet, bucketed_batches, sorted_batches
-from minbert.schedules import RoundRobin
 from minbert.train import lr_lambda, parameter_groups
-
-
-def test_round_robin_cycles_smaller_tasks():
-    sizes = {"sst": 5, "para": 12, "sts": 3}
-    rr = RoundRobin(sizes)
-    steps = rr.plan(1)
-    assert len(rr) == len(steps) == 12  # one pass over the largest task
-    assert Counter(t for s in steps for t in s) == {"sst": 12, "para": 12, "sts": 12}
-    assert len(RoundRobin(sizes, steps_per_epoch=4)) == 4
 
 
 def test_batch_stream_recycles_and_reshuffles():

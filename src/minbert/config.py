@@ -36,10 +36,35 @@ class DataConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """Which tasks make up each step (see schedules.py for each name's definition)."""
+
+    name: str = "round_robin"
+    until: str = "longest"  # round_robin / ARR epoch length: longest | shortest | fixed_steps
+    steps_per_epoch: int | None = None  # round-robin or sampled steps per epoch (None: from the data)
+    order: list[str] | None = None  # sequential / task_by_task order; None: sst, sts, para
+    epochs_per_task: int = 1  # task_by_task
+    subset_size: dict[str, int] | None = None  # random_subset: examples per epoch, e.g. {para: 20000}
+    temperature: float = 2.0  # temperature sampling: p ~ size^(1/T)
+    alpha_start: float = 0.5  # annealed sampling: p ~ size^alpha, alpha from start ...
+    alpha_end: float = 0.0  # ... to end over the epochs
+    large_task_epochs: int = 1  # adaptive_round_robin: epochs of the largest task alone first
+
+
+@dataclass
+class CombineConfig:
+    """How the tasks' gradients of a step are combined (see combine.py)."""
+
+    name: str = "sum"  # sum | weighted | pcgrad
+    weights: dict[str, float] | None = None  # weighted: lambda per task (missing tasks: 1)
+    log_cosine_every: int | None = None  # record pairwise task-gradient cosines every N optimizer steps
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 3
-    schedule: str = "round_robin"
-    steps_per_epoch: int | None = None  # round-robin rounds per epoch; None: one pass of the largest task
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    combine: CombineConfig = field(default_factory=CombineConfig)
     batch_size: dict[str, int] = field(default_factory=lambda: {"sst": 32, "para": 32, "sts": 32, "cfimdb": 8})
     optimizer: str = "adamw"  # adamw (minbert's own) | torch_adamw
     lr: float = 5e-5  # encoder learning rate
@@ -78,19 +103,24 @@ class Config:
 
 def _choices() -> dict[str, tuple[str, ...]]:
     """Keys whose value names a component: the allowed names come from the components' registries."""
+    from .combine import COMBINERS
     from .heads import PAIR_ENCODINGS, POOLING
     from .optim import OPTIMIZERS
-    from .schedules import SCHEDULES
+    from .schedules import SCHEDULES, UNTIL
     from .train import LR_DECAYS
     return {"model.pooling": tuple(POOLING), "model.pair_encoding": tuple(PAIR_ENCODINGS),
-            "train.schedule": tuple(SCHEDULES), "train.optimizer": tuple(OPTIMIZERS),
+            "train.schedule.name": tuple(SCHEDULES), "train.schedule.until": UNTIL,
+            "train.combine.name": tuple(COMBINERS), "train.optimizer": tuple(OPTIMIZERS),
             "train.lr_decay": tuple(LR_DECAYS)}
 
 
-POSITIVE = {"model.max_length", "train.epochs", "train.steps_per_epoch", "train.threads", "eval.batch_size",
+POSITIVE = {"model.max_length", "train.epochs", "train.schedule.steps_per_epoch", "train.threads", "eval.batch_size",
+            "train.schedule.epochs_per_task", "train.schedule.subset_size", "train.schedule.temperature",
+            "train.combine.log_cosine_every",
             "data.train_limit", "data.dev_limit", "train.batch_size", "train.accumulate", "train.checkpoint_every",
             "train.max_bad_steps"}
-NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.grad_clip"}
+NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.grad_clip", "train.combine.weights",
+                "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs"}
 UNIT_INTERVAL = {"model.dropout", "train.warmup"}
 
 
@@ -150,7 +180,8 @@ def _validate(cfg: Config) -> None:
     flat = _flatten(cfg.to_dict())
     choices = _choices()
     for key, value in flat.items():
-        base = key.rsplit(".", 1)[0] if key.startswith("train.batch_size.") else key
+        per_task = ("train.batch_size.", "train.schedule.subset_size.", "train.combine.weights.")
+        base = key.rsplit(".", 1)[0] if key.startswith(per_task) else key
         if value is None:
             continue
         if base in choices and value not in choices[base]:
@@ -169,6 +200,12 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"tasks: unknown task {name!r} (known: {', '.join(TASKS)})")
         if name not in cfg.train.batch_size:
             raise ConfigError(f"train.batch_size.{name}: missing batch size for an enabled task")
+    for key, names in (("train.schedule.order", cfg.train.schedule.order),
+                       ("train.schedule.subset_size", cfg.train.schedule.subset_size),
+                       ("train.combine.weights", cfg.train.combine.weights)):
+        for name in names or []:
+            if name not in cfg.tasks:
+                raise ConfigError(f"{key}: {name!r} is not an enabled task ({', '.join(cfg.tasks)})")
     if cfg.train.device != "auto" and not (cfg.train.device == "cpu" or cfg.train.device.startswith("cuda")):
         raise ConfigError(f"train.device: {cfg.train.device!r} is not auto, cpu, cuda or cuda:N")
 

@@ -1,35 +1,184 @@
-"""Task schedules: which tasks' batches make up each step of an epoch. Chosen by name.
+"""Task schedules: which tasks' batches make up each step of an epoch. Chosen by `train.schedule.name`.
 
 A schedule only plans: `plan(epoch)` is a list, one entry per step, of the tasks whose next batch goes
 into that step; it depends only on the epoch and the seed, so a resumed run replans the same epoch.
-The per-task `BatchStream`s recycle (reshuffle) a task's data whenever it runs out, so a small task is
-cycled as often as the plan asks for it.
+The per-task `BatchStream`s recycle (reshuffle) a task's data whenever it runs out, so a small task
+is cycled as often as the plan asks for it, and a plan that asks for fewer batches than a pass
+draws a fresh random subset.
+
+- `round_robin`: every step one batch of each task, losses summed (seeds 001, 003, 004); an epoch lasts
+  `until` the longest task is passed once (over-sampling the others), the shortest (under-sampling),
+  or `fixed_steps` steps.
+- `sequential`: whole tasks one after another, in `order` (seed 000's baseline SST -> STS -> Para).
+- `task_by_task`: `epochs_per_task` epochs of one task, then the next (sequential fine-tuning).
+- `random_subset` (RSS, seed 000): the tasks in `subset_size` draw that many fresh random examples per
+  epoch (use a larger batch size for them); the others are passed once; spread evenly over the epoch.
+- `proportional`, `temperature`, `annealed`: each step one task, drawn with p_t proportional to
+  size_t^alpha: alpha = 1, alpha = 1/T, and alpha moving linearly from `alpha_start` (0.5, i.e. sqrt
+  size) to `alpha_end` (0, uniform) over the epochs (annealed sampling, Stickland & Murray 2019).
+- `adaptive_round_robin` (ARR, seed 002): `large_task_epochs` epochs of the largest task alone, then
+  round-robin.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
-class RoundRobin:
-    """Every step takes one batch of each task and sums their losses (as in seed reports 001 and 004).
+import torch
 
-    An epoch is `steps_per_epoch` steps, by default one pass over the largest task in batches;
-    smaller tasks are cycled, i.e. over-sampled, to keep up.
-    """
 
-    def __init__(self, batches_per_pass: dict[str, int], steps_per_epoch: int | None = None, seed: int = 0):
-        self.tasks = list(batches_per_pass)
-        self.steps = steps_per_epoch or max(batches_per_pass.values())
+@dataclass
+class TaskSizes:
+    examples: dict[str, int]
+    batch_size: dict[str, int]
 
-    def __len__(self) -> int:
-        return self.steps
+    def batches(self, task: str) -> int:
+        return -(-self.examples[task] // self.batch_size[task])
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.examples)
+
+    @property
+    def largest(self) -> str:
+        return max(self.examples, key=self.examples.get)
+
+
+class Schedule(ABC):
+    def __init__(self, sizes: TaskSizes, cfg, epochs: int, seed: int):
+        self.sizes, self.cfg, self.epochs, self.seed = sizes, cfg, epochs, seed
+
+    @abstractmethod
+    def plan(self, epoch: int) -> list[list[str]]:
+        """One entry per step: the tasks whose next batch goes into that step."""
+
+    def rng(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+
+
+def round_robin_steps(sizes: TaskSizes, until: str, steps: int | None) -> int:
+    counts = [sizes.batches(t) for t in sizes.tasks]
+    if until == "fixed_steps":
+        if not steps:
+            raise ValueError("train.schedule.until: fixed_steps needs train.schedule.steps_per_epoch")
+        return steps
+    return steps or (max(counts) if until == "longest" else min(counts))
+
+
+class RoundRobin(Schedule):
+    def plan(self, epoch: int) -> list[list[str]]:
+        steps = round_robin_steps(self.sizes, self.cfg.until, self.cfg.steps_per_epoch)
+        return [list(self.sizes.tasks) for _ in range(steps)]
+
+
+def ordered(tasks: list[str], order: list[str] | None) -> list[str]:
+    order = order or ["sst", "sts", "para"]
+    return [t for t in order if t in tasks] + [t for t in tasks if t not in order]
+
+
+class Sequential(Schedule):
+    def plan(self, epoch: int) -> list[list[str]]:
+        return [[t] for t in ordered(self.sizes.tasks, self.cfg.order) for _ in range(self.sizes.batches(t))]
+
+
+class TaskByTask(Schedule):
+    def task(self, epoch: int) -> str:
+        tasks = ordered(self.sizes.tasks, self.cfg.order)
+        return tasks[((epoch - 1) // self.cfg.epochs_per_task) % len(tasks)]
 
     def plan(self, epoch: int) -> list[list[str]]:
-        return [list(self.tasks) for _ in range(self.steps)]
+        t = self.task(epoch)
+        return [[t] for _ in range(self.sizes.batches(t))]
 
 
-SCHEDULES = {"round_robin": RoundRobin}
+class RandomSubset(Schedule):
+    def quota(self, task: str) -> int:
+        subset = (self.cfg.subset_size or {}).get(task)
+        if subset is None:
+            return self.sizes.batches(task)
+        return -(-min(subset, self.sizes.examples[task]) // self.sizes.batch_size[task])
+
+    def plan(self, epoch: int) -> list[list[str]]:
+        quotas = {t: self.quota(t) for t in self.sizes.tasks}
+        steps = max(quotas.values())
+        plan: list[list[str]] = [[] for _ in range(steps)]
+        for t, q in quotas.items():  # q batches spread evenly over the epoch's steps
+            for k in range(q):
+                plan[k * steps // q].append(t)
+        return plan
 
 
-def build_schedule(name: str, batches_per_pass: dict[str, int], steps_per_epoch: int | None, seed: int = 0):
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; choose from {sorted(SCHEDULES)}")
-    return SCHEDULES[name](batches_per_pass, steps_per_epoch, seed)
+class Sampled(Schedule):
+    """Each step one task, drawn with probability proportional to size^alpha."""
+
+    def alpha(self, epoch: int) -> float:
+        return 1.0
+
+    def probabilities(self, epoch: int) -> dict[str, float]:
+        a = self.alpha(epoch)
+        w = {t: n ** a for t, n in self.sizes.examples.items()}
+        return {t: v / sum(w.values()) for t, v in w.items()}
+
+    def plan(self, epoch: int) -> list[list[str]]:
+        steps = self.cfg.steps_per_epoch or sum(self.sizes.batches(t) for t in self.sizes.tasks)
+        p = self.probabilities(epoch)
+        tasks = list(p)
+        draws = torch.multinomial(torch.tensor([p[t] for t in tasks], dtype=torch.float64), steps,
+                                  replacement=True, generator=self.rng(epoch))
+        return [[tasks[i]] for i in draws.tolist()]
+
+
+class Proportional(Sampled):
+    pass
+
+
+class Temperature(Sampled):
+    def alpha(self, epoch: int) -> float:
+        return 1.0 / self.cfg.temperature
+
+
+class Annealed(Sampled):
+    def alpha(self, epoch: int) -> float:
+        done = (epoch - 1) / max(1, self.epochs - 1)
+        return self.cfg.alpha_start + (self.cfg.alpha_end - self.cfg.alpha_start) * done
+
+
+class AdaptiveRoundRobin(Schedule):
+    def plan(self, epoch: int) -> list[list[str]]:
+        if epoch <= self.cfg.large_task_epochs:
+            t = self.sizes.largest
+            return [[t] for _ in range(self.sizes.batches(t))]
+        return RoundRobin(self.sizes, self.cfg, self.epochs, self.seed).plan(epoch)
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    "round_robin": RoundRobin,
+    "sequential": Sequential,
+    "task_by_task": TaskByTask,
+    "random_subset": RandomSubset,
+    "proportional": Proportional,
+    "temperature": Temperature,
+    "annealed": Annealed,
+    "adaptive_round_robin": AdaptiveRoundRobin,
+}
+UNTIL = ("longest", "shortest", "fixed_steps")
+
+
+def build_schedule(cfg, sizes: TaskSizes, epochs: int, seed: int) -> Schedule:
+    """`cfg` is the `train.schedule` section of the config."""
+    if cfg.name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {cfg.name!r}; choose from {sorted(SCHEDULES)}")
+    return SCHEDULES[cfg.name](sizes, cfg, epochs, seed)
+
+
+def total_steps(schedule: Schedule, epochs: int) -> int:
+    return sum(len(schedule.plan(e)) for e in range(1, epochs + 1))
+
+
+def expected_examples(plan: list[list[str]], batch_size: dict[str, int]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for step in plan:
+        for t in step:
+            counts[t] = counts.get(t, 0) + batch_size[t]
+    return counts
+

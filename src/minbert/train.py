@@ -29,7 +29,8 @@ from .encoder import BertModel
 from .evaluate import evaluate, prediction_path, write_predictions
 from .model import MultitaskModel
 from .optim import build_optimizer
-from .schedules import build_schedule
+from .combine import build_combiner
+from .schedules import TaskSizes, build_schedule, expected_examples
 from .tasks import get_task
 from .tokenizer import Tokenizer
 from .training_state import (DiskError, atomic_folder, load_optimizer_state, read_trainer_state,
@@ -146,14 +147,17 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         self.streams = {n: BatchStream(self.train_sets[n], self.tokenizer, cfg.train.batch_size[n], self.generator,
                                        cfg.train.bucket) for n in cfg.tasks}
-        self.schedule = build_schedule(cfg.train.schedule, {n: s.batches_per_pass() for n, s in self.streams.items()},
-                                       cfg.train.steps_per_epoch, cfg.train.seed)
-        self.steps_per_epoch = len(self.schedule)
-        total_updates = math.ceil(self.steps_per_epoch / cfg.train.accumulate) * cfg.train.epochs
+        sizes = TaskSizes({n: len(d) for n, d in self.train_sets.items()}, {n: cfg.train.batch_size[n] for n in cfg.tasks})
+        self.schedule = build_schedule(cfg.train.schedule, sizes, cfg.train.epochs, cfg.train.seed)
+        plans = [self.schedule.plan(e) for e in range(1, cfg.train.epochs + 1)]
+        self.steps_per_epoch = len(plans[0])
+        total_updates = sum(math.ceil(len(p) / cfg.train.accumulate) for p in plans)
         self.optimizer = build_optimizer(cfg.train.optimizer, parameter_groups(model, cfg), lr=cfg.train.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(total_updates, cfg.train.warmup, cfg.train.lr_decay))
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.combiner = build_combiner(cfg.train.combine, [p for p in model.encoder.parameters() if p.requires_grad],
+                                       cfg.train.seed)
         # progress: everything here goes into each checkpoint
         self.epoch, self.step = 1, 0  # the epoch in progress, and schedule steps done in it
         self.updates = 0  # optimizer steps taken
@@ -161,8 +165,10 @@ class Trainer:
         self.history: list[dict] = []  # one record per finished epoch
         self.bad_in_a_row, self.bad_total = 0, 0
         self._reset_epoch_totals()
-        log(f"schedule {cfg.train.schedule}: {self.steps_per_epoch} steps/epoch x {cfg.train.epochs} epochs; "
-            f"batch sizes {{{', '.join(f'{n}: {cfg.train.batch_size[n]}' for n in cfg.tasks)}}}; "
+        per_task = expected_examples(plans[0], cfg.train.batch_size)
+        log(f"schedule {cfg.train.schedule.name}, combine {cfg.train.combine.name}: {self.steps_per_epoch} steps in "
+            f"epoch 1 ({', '.join(f'{n}: {per_task.get(n, 0)} examples' for n in cfg.tasks)}), {cfg.train.epochs} epochs, "
+            f"{total_updates} optimizer steps; batch sizes {{{', '.join(f'{n}: {cfg.train.batch_size[n]}' for n in cfg.tasks)}}}; "
             f"{sum(p.numel() for p in self.trainable):,} trainable parameters")
 
     def _reset_epoch_totals(self) -> None:
@@ -213,12 +219,14 @@ class Trainer:
     def forward_backward(self, step_tasks: list[str]) -> bool:
         """One schedule step: a batch of each listed task, one backward per task (the summed loss's gradient)."""
         finite = True
+        every = self.cfg.train.combine.log_cosine_every
+        self.combiner.begin(log_cosines=bool(every) and (self.updates + 1) % every == 0)
         for name in step_tasks:
             batch = self.streams[name].next()
             try:
                 out = self.model(name, to_device(batch["inputs"], self.device))
                 loss = self.model.tasks[name].loss(out, batch["labels"].to(self.device))
-                (loss / self.cfg.train.accumulate).backward()
+                self.combiner.backward(name, loss / self.cfg.train.accumulate)
             except torch.OutOfMemoryError as e:
                 raise TrainingError(
                     f"out of memory on {self.device} with batch size {self.cfg.train.batch_size[name]} for task "
@@ -230,6 +238,11 @@ class Trainer:
             else:
                 finite = False
             self.examples += len(batch["index"])
+        cos = self.combiner.finish()
+        if cos is not None:
+            with (self.run_dir / "grad_cosine.jsonl").open("a") as f:
+                f.write(json.dumps({"update": self.updates + 1, "epoch": self.epoch, "step": self.step,
+                                    "cosine": cos}) + "\n")
         return finite
 
     def optimizer_step(self, finite_losses: bool) -> bool:
@@ -293,7 +306,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
             "streams": {n: s.state() for n, s in self.streams.items()},
-            "rng": {"torch": torch.get_rng_state(), "batches": self.generator.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "batches": self.generator.get_state(),
+                    "combine": self.combiner.generator.get_state()},
             "config": self.cfg.to_dict(),
             "data": self.data_fingerprint(),
         }
@@ -324,10 +338,15 @@ class Trainer:
             s.load_state(state["streams"][name])
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["batches"])
+        self.combiner.generator.set_state(state["rng"]["combine"])
         for key in ("epoch", "step", "updates", "best_score", "best_metrics", "history", "bad_in_a_row",
                     "bad_total", "loss_sums", "loss_counts", "examples", "train_seconds"):
             setattr(self, key, state[key])
         self.write_history()
+        cos_log = self.run_dir / "grad_cosine.jsonl"
+        if cos_log.exists():  # drop what the killed run logged after this checkpoint
+            kept = [r for r in cos_log.read_text().splitlines() if json.loads(r)["update"] <= self.updates]
+            cos_log.write_text("".join(r + "\n" for r in kept))
         self.log(f"resumed from {folder}: epoch {self.epoch}, step {self.step} of {self.steps_per_epoch}, "
                  f"{self.updates} optimizer steps done")
 
@@ -342,7 +361,7 @@ def prepare_run_dir(cfg: Config, run_dir: Path, data_dir: str | None, resume: bo
     check_writable(run_dir)
     cfg.data.dir = str(data_path.resolve())  # the saved config names the data it was trained on
     if not resume:
-        for stale in ("log.txt", "metrics.jsonl", "best_metrics.json"):
+        for stale in ("log.txt", "metrics.jsonl", "best_metrics.json", "grad_cosine.jsonl"):
             (run_dir / stale).unlink(missing_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     return data_path, RunLog(run_dir / "log.txt")
