@@ -7,7 +7,7 @@ import torch
 from minbert import BertModel, MultitaskModel
 from minbert.config import load_config
 from minbert.data.batching import BatchStream, EncodedSet, bucketed_batches, sorted_batches
-from minbert.train import lr_lambda, parameter_groups
+from minbert.train import encoder_trainable, lr_lambda, parameter_groups
 
 
 def test_batch_stream_recycles_and_reshuffles():
@@ -46,21 +46,41 @@ def test_linear_warmup_then_decay():
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
     assert lr_lambda(100, 0.0, "constant")(70) == 1.0
+    cos = lr_lambda(100, 0.0, "cosine")
+    assert cos(0) == pytest.approx(1.0) and cos(50) == pytest.approx(0.5) and cos(100) == pytest.approx(0.0)
+
+
+def test_multistep_milestones_match_torch_multisteplr():
+    # 4 epochs of 10 steps, milestones after epochs 1 and 3: as torch's MultiStepLR stepped once per epoch
+    f = lr_lambda(40, 0.0, "constant", epoch_starts=[0, 10, 20, 30], milestones=[1, 3], gamma=0.7)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    ref = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1, 3], gamma=0.7)
+    for epoch in range(4):
+        for step in range(epoch * 10, epoch * 10 + 10):
+            assert f(step) == pytest.approx(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+
+
+def test_staged_freezing():
+    cfg = load_config(None, ["train.freeze_stages=[{epochs: 2, train: heads}, {epochs: 3, train: all}, {epochs: 1, train: heads}]"])
+    assert [encoder_trainable(cfg, e) for e in range(1, 9)] == [False, False, True, True, True, False, False, False]
+    assert not encoder_trainable(load_config(None, ["train.freeze_encoder=true"]), 3)
+    assert encoder_trainable(load_config(None, []), 3)
 
 
 def test_parameter_groups_split_lr_and_decay(tiny_backbone):
-    cfg = load_config(None, ["train.lr=2e-5", "train.head_lr=1e-3", "train.weight_decay=0.1"])
+    cfg = load_config(None, ["train.lr=2e-5", "train.head_lr=1e-3", "train.head_lrs={sst: 9.5e-4}",
+                             "train.weight_decay=0.1"])
     model = MultitaskModel(BertModel.from_pretrained(tiny_backbone), cfg.tasks)
     groups = parameter_groups(model, cfg)
-    n_grouped = sum(len(g["params"]) for g in groups)
-    assert n_grouped == len(list(model.parameters()))
-    head_ids = {id(p) for p in model.heads.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    lrs = {g["name"]: g["lr"] for g in groups}
+    assert lrs == {"encoder": 2e-5, "head:sst": 9.5e-4, "head:para": 1e-3, "head:sts": 1e-3}
     for g in groups:
-        is_head = {id(p) in head_ids for p in g["params"]}
-        assert len(is_head) == 1
-        assert g["lr"] == (1e-3 if is_head.pop() else 2e-5)
+        owner = model.encoder if g["name"] == "encoder" else model.heads[g["name"].split(":")[1]]
+        assert {id(p) for p in g["params"]} <= {id(p) for p in owner.parameters()}
         assert g["weight_decay"] in (0.0, 0.1)
         if g["weight_decay"]:
             assert all(p.ndim == 2 for p in g["params"])
-    model.freeze_encoder()
-    assert sum(len(g["params"]) for g in parameter_groups(model, cfg)) == len(list(model.heads.parameters()))

@@ -61,6 +61,14 @@ class CombineConfig:
 
 
 @dataclass
+class FreezeStage:
+    """`epochs` epochs during which `train` is `heads` (encoder frozen) or `all`."""
+
+    epochs: int = 1
+    train: str = "all"
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 3
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -68,12 +76,18 @@ class TrainConfig:
     batch_size: dict[str, int] = field(default_factory=lambda: {"sst": 32, "para": 32, "sts": 32, "cfimdb": 8})
     optimizer: str = "adamw"  # adamw (minbert's own) | torch_adamw
     lr: float = 5e-5  # encoder learning rate
-    head_lr: float | None = None  # None: same as lr
+    head_lr: float | None = None  # all heads; None: same as lr
+    head_lrs: dict[str, float] | None = None  # per task head, overriding head_lr, e.g. {sst: 9.5e-4}
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of all steps with linear warm-up
-    lr_decay: str = "linear"  # linear | constant
+    lr_decay: str = "linear"  # after warm-up: linear | cosine | constant
+    milestones: list[int] | None = None  # MultiStepLR: multiply the learning rate by gamma after each of these epochs
+    gamma: float = 0.1
     grad_clip: float | None = 1.0
-    freeze_encoder: bool = False  # the "frozen encoder" baseline: only heads learn
+    freeze_encoder: bool = False  # the "frozen encoder" baseline: only heads learn, every epoch
+    freeze_stages: list[FreezeStage] | None = None  # e.g. heads 5 epochs, all 20, heads 5 (the last stage lasts)
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast (fp16 with a grad scaler) on CUDA; CPU runs fp32
+    early_stop_patience: int | None = None  # stop after this many epochs without a better dev score
     seed: int = 11711
     bucket: bool = True  # length-bucketed batches
     threads: int | None = None  # torch CPU threads; None: torch's default
@@ -111,15 +125,16 @@ def _choices() -> dict[str, tuple[str, ...]]:
     return {"model.pooling": tuple(POOLING), "model.pair_encoding": tuple(PAIR_ENCODINGS),
             "train.schedule.name": tuple(SCHEDULES), "train.schedule.until": UNTIL,
             "train.combine.name": tuple(COMBINERS), "train.optimizer": tuple(OPTIMIZERS),
-            "train.lr_decay": tuple(LR_DECAYS)}
+            "train.lr_decay": tuple(LR_DECAYS), "train.precision": ("fp32", "bf16", "fp16"),
+            "train.freeze_stages.train": ("heads", "all")}
 
 
 POSITIVE = {"model.max_length", "train.epochs", "train.schedule.steps_per_epoch", "train.threads", "eval.batch_size",
             "train.schedule.epochs_per_task", "train.schedule.subset_size", "train.schedule.temperature",
             "train.combine.log_cosine_every",
             "data.train_limit", "data.dev_limit", "train.batch_size", "train.accumulate", "train.checkpoint_every",
-            "train.max_bad_steps"}
-NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.grad_clip", "train.combine.weights",
+            "train.max_bad_steps", "train.early_stop_patience", "train.freeze_stages.epochs", "train.milestones"}
+NON_NEGATIVE = {"train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
                 "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs"}
 UNIT_INTERVAL = {"model.dropout", "train.warmup"}
 
@@ -180,18 +195,17 @@ def _validate(cfg: Config) -> None:
     flat = _flatten(cfg.to_dict())
     choices = _choices()
     for key, value in flat.items():
-        per_task = ("train.batch_size.", "train.schedule.subset_size.", "train.combine.weights.")
+        per_task = ("train.batch_size.", "train.schedule.subset_size.", "train.combine.weights.", "train.head_lrs.")
         base = key.rsplit(".", 1)[0] if key.startswith(per_task) else key
         if value is None:
             continue
-        if base in choices and value not in choices[base]:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(choices[base])}")
-        if base in POSITIVE and value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
-        if base in NON_NEGATIVE and value < 0:
-            raise ConfigError(f"{key}: must be >= 0, got {value}")
-        if base in UNIT_INTERVAL and not 0 <= value < 1:
-            raise ConfigError(f"{key}: must be in [0, 1), got {value}")
+        if isinstance(value, list):  # a list of values or of sections: check each element
+            for i, item in enumerate(value):
+                items = _flatten(item, f"{base}.") if isinstance(item, dict) else {base: item}
+                for k, v in items.items():
+                    _check_value(k, f"{key}[{i}]" + k[len(base):], v, choices)
+            continue
+        _check_value(base, key, value, choices)
     from .tasks import TASKS
     if not cfg.tasks:
         raise ConfigError("tasks: at least one task is needed")
@@ -200,7 +214,7 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"tasks: unknown task {name!r} (known: {', '.join(TASKS)})")
         if name not in cfg.train.batch_size:
             raise ConfigError(f"train.batch_size.{name}: missing batch size for an enabled task")
-    for key, names in (("train.schedule.order", cfg.train.schedule.order),
+    for key, names in (("train.schedule.order", cfg.train.schedule.order), ("train.head_lrs", cfg.train.head_lrs),
                        ("train.schedule.subset_size", cfg.train.schedule.subset_size),
                        ("train.combine.weights", cfg.train.combine.weights)):
         for name in names or []:
@@ -208,6 +222,18 @@ def _validate(cfg: Config) -> None:
                 raise ConfigError(f"{key}: {name!r} is not an enabled task ({', '.join(cfg.tasks)})")
     if cfg.train.device != "auto" and not (cfg.train.device == "cpu" or cfg.train.device.startswith("cuda")):
         raise ConfigError(f"train.device: {cfg.train.device!r} is not auto, cpu, cuda or cuda:N")
+
+
+def _check_value(base: str, key: str, value: Any, choices: dict[str, tuple[str, ...]]) -> None:
+    """`base` is the key's schema name (per-task keys and list positions removed), `key` what the user wrote."""
+    if base in choices and value not in choices[base]:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(choices[base])}")
+    if base in POSITIVE and value <= 0:
+        raise ConfigError(f"{key}: must be positive, got {value}")
+    if base in NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{key}: must be >= 0, got {value}")
+    if base in UNIT_INTERVAL and not 0 <= value < 1:
+        raise ConfigError(f"{key}: must be in [0, 1), got {value}")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -81,34 +81,56 @@ def build_model(cfg: Config, backbone: str | None = None) -> tuple[MultitaskMode
 
 
 def parameter_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
-    """Encoder and heads, each split into decayed weights and undecayed biases / LayerNorm weights."""
+    """The encoder and each task head with its own learning rate, each split into decayed weights and
+    undecayed biases / LayerNorm weights. Frozen parameters are included: they get no gradient, so no update."""
+    modules = [("encoder", model.encoder, cfg.train.lr)]
+    for task, head in model.heads.items():
+        lr = (cfg.train.head_lrs or {}).get(task, cfg.train.head_lr or cfg.train.lr)
+        modules.append((f"head:{task}", head, lr))
     groups = []
-    for module, lr in ((model.encoder, cfg.train.lr), (model.heads, cfg.train.head_lr or cfg.train.lr)):
-        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    for name, module, lr in modules:
+        named = list(module.named_parameters())
         decay = [p for n, p in named if p.ndim >= 2 and "LayerNorm" not in n]
         no_decay = [p for n, p in named if not (p.ndim >= 2 and "LayerNorm" not in n)]
-        groups += [g for g in ({"params": decay, "lr": lr, "weight_decay": cfg.train.weight_decay},
-                               {"params": no_decay, "lr": lr, "weight_decay": 0.0}) if g["params"]]
+        groups += [g for g in ({"name": name, "params": decay, "lr": lr, "weight_decay": cfg.train.weight_decay},
+                               {"name": name, "params": no_decay, "lr": lr, "weight_decay": 0.0}) if g["params"]]
     return groups
 
 
 # learning-rate factor after warm-up, as a function of the fraction of the post-warm-up steps done
 LR_DECAYS = {
     "linear": lambda done: max(0.0, 1.0 - done),
+    "cosine": lambda done: 0.5 * (1.0 + math.cos(math.pi * min(1.0, done))),
     "constant": lambda done: 1.0,
 }
 
 
-def lr_lambda(total_steps: int, warmup: float, decay: str):
-    """Linear warm-up over the first `warmup` fraction of the steps, then the named decay."""
+def lr_lambda(total_steps: int, warmup: float, decay: str, epoch_starts: list[int] | None = None,
+              milestones: list[int] | None = None, gamma: float = 0.1):
+    """Linear warm-up over the first `warmup` fraction of the steps, then the named decay; times gamma
+    for each milestone epoch already finished (MultiStepLR). `epoch_starts[e-1]` = first step of epoch e."""
     warm = int(total_steps * warmup)
     after = LR_DECAYS[decay]
 
     def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return after((step - warm) / max(1, total_steps - warm))
+        f = (step + 1) / warm if step < warm else after((step - warm) / max(1, total_steps - warm))
+        if milestones:
+            epoch = sum(1 for start in epoch_starts if start <= step)
+            f *= gamma ** sum(1 for m in milestones if epoch > m)
+        return f
     return factor
+
+
+def encoder_trainable(cfg: Config, epoch: int) -> bool:
+    """Staged freezing: is the encoder trained in this epoch? (`freeze_encoder` = heads only, throughout.)"""
+    if cfg.train.freeze_encoder:
+        return False
+    end = 0
+    for stage in cfg.train.freeze_stages or []:
+        end += stage.epochs
+        if epoch <= end:
+            return stage.train == "all"
+    return cfg.train.freeze_stages[-1].train == "all" if cfg.train.freeze_stages else True
 
 
 def check_writable(run_dir: Path) -> None:
@@ -141,8 +163,6 @@ class Trainer:
                                                cfg.data.train_limit, cfg.train.seed)
             self.dev_sets[name] = load_split(task, "dev", data_path, self.tokenizer, joint, cfg.data.strict, log,
                                              cfg.data.dev_limit)
-        if cfg.train.freeze_encoder:
-            model.freeze_encoder()
         self.model = model.to(self.device)
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         self.streams = {n: BatchStream(self.train_sets[n], self.tokenizer, cfg.train.batch_size[n], self.generator,
@@ -151,13 +171,18 @@ class Trainer:
         self.schedule = build_schedule(cfg.train.schedule, sizes, cfg.train.epochs, cfg.train.seed)
         plans = [self.schedule.plan(e) for e in range(1, cfg.train.epochs + 1)]
         self.steps_per_epoch = len(plans[0])
-        total_updates = sum(math.ceil(len(p) / cfg.train.accumulate) for p in plans)
+        updates = [math.ceil(len(p) / cfg.train.accumulate) for p in plans]
+        total_updates = sum(updates)
+        epoch_starts = [sum(updates[:e]) for e in range(cfg.train.epochs)]
         self.optimizer = build_optimizer(cfg.train.optimizer, parameter_groups(model, cfg), lr=cfg.train.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(total_updates, cfg.train.warmup, cfg.train.lr_decay))
-        self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.combiner = build_combiner(cfg.train.combine, [p for p in model.encoder.parameters() if p.requires_grad],
-                                       cfg.train.seed)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
+            total_updates, cfg.train.warmup, cfg.train.lr_decay, epoch_starts, cfg.train.milestones, cfg.train.gamma))
+        self.combiner = build_combiner(cfg.train.combine, list(model.encoder.parameters()), cfg.train.seed)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
+        if self.amp_dtype is not None and self.device.type != "cuda":
+            log(f"train.precision {cfg.train.precision}: mixed precision runs on CUDA only; this run is fp32 on {self.device}")
+            self.amp_dtype = None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         # progress: everything here goes into each checkpoint
         self.epoch, self.step = 1, 0  # the epoch in progress, and schedule steps done in it
         self.updates = 0  # optimizer steps taken
@@ -169,7 +194,7 @@ class Trainer:
         log(f"schedule {cfg.train.schedule.name}, combine {cfg.train.combine.name}: {self.steps_per_epoch} steps in "
             f"epoch 1 ({', '.join(f'{n}: {per_task.get(n, 0)} examples' for n in cfg.tasks)}), {cfg.train.epochs} epochs, "
             f"{total_updates} optimizer steps; batch sizes {{{', '.join(f'{n}: {cfg.train.batch_size[n]}' for n in cfg.tasks)}}}; "
-            f"{sum(p.numel() for p in self.trainable):,} trainable parameters")
+            f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     def _reset_epoch_totals(self) -> None:
         self.loss_sums = {n: 0.0 for n in self.cfg.tasks}
@@ -179,7 +204,7 @@ class Trainer:
     # ---- the loop ----
     def run(self) -> dict[str, float]:
         start = time.time()
-        while self.epoch <= self.cfg.train.epochs:
+        while self.epoch <= self.cfg.train.epochs and not self.should_stop_early():
             self.train_epoch()
             self.end_epoch()
         self.log(f"training done in {time.time() - start:.0f} s; best dev (epoch {self.best_metrics.get('epoch')}): "
@@ -196,8 +221,11 @@ class Trainer:
     def train_epoch(self) -> None:
         cfg = self.cfg
         self.model.train()
-        if cfg.train.freeze_encoder:
+        trained = encoder_trainable(cfg, self.epoch)
+        self.model.freeze_encoder(not trained)
+        if not trained:
             self.model.encoder.eval()  # a frozen encoder also keeps its dropout off
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         plan = self.schedule.plan(self.epoch)
         t0 = time.time()
         with tqdm(total=len(plan), initial=self.step, desc=f"epoch {self.epoch}", file=sys.stderr,
@@ -224,9 +252,12 @@ class Trainer:
         for name in step_tasks:
             batch = self.streams[name].next()
             try:
-                out = self.model(name, to_device(batch["inputs"], self.device))
-                loss = self.model.tasks[name].loss(out, batch["labels"].to(self.device))
-                self.combiner.backward(name, loss / self.cfg.train.accumulate)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                    enabled=self.amp_dtype is not None):
+                    out = self.model(name, to_device(batch["inputs"], self.device))
+                loss = self.model.tasks[name].loss(out.float(), batch["labels"].to(self.device))
+                scaled = loss / self.cfg.train.accumulate
+                self.combiner.backward(name, self.scaler.scale(scaled) if self.scaler else scaled)
             except torch.OutOfMemoryError as e:
                 raise TrainingError(
                     f"out of memory on {self.device} with batch size {self.cfg.train.batch_size[name]} for task "
@@ -248,9 +279,20 @@ class Trainer:
     def optimizer_step(self, finite_losses: bool) -> bool:
         """Clip and step; a non-finite loss or gradient norm skips the step. Returns whether it stepped."""
         clip = self.cfg.train.grad_clip or math.inf
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.trainable, clip)
+        if self.scaler and finite_losses and not math.isfinite(norm.item()):
+            self.scaler.step(self.optimizer)  # an fp16 overflow: the scaler skips the step and lowers its scale
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            return False
         if finite_losses and math.isfinite(norm.item()):
-            self.optimizer.step()
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
             self.scheduler.step()
             self.updates += 1
             self.bad_in_a_row = 0
@@ -288,6 +330,16 @@ class Trainer:
         self._reset_epoch_totals()
         self.save_last()
 
+    def should_stop_early(self) -> bool:
+        patience = self.cfg.train.early_stop_patience
+        if not patience or not self.history:
+            return False
+        waited = self.history[-1]["epoch"] - self.best_metrics.get("epoch", 0)
+        if waited >= patience:
+            self.log(f"early stop: no better dev score for {waited} epochs (train.early_stop_patience {patience})")
+            return True
+        return False
+
     def write_history(self) -> None:
         (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.history))
 
@@ -306,6 +358,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
             "streams": {n: s.state() for n, s in self.streams.items()},
+            "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": {"torch": torch.get_rng_state(), "batches": self.generator.get_state(),
                     "combine": self.combiner.generator.get_state()},
             "config": self.cfg.to_dict(),
@@ -339,6 +392,8 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["batches"])
         self.combiner.generator.set_state(state["rng"]["combine"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         for key in ("epoch", "step", "updates", "best_score", "best_metrics", "history", "bad_in_a_row",
                     "bad_total", "loss_sums", "loss_counts", "examples", "train_seconds"):
             setattr(self, key, state[key])
