@@ -61,6 +61,19 @@ class CombineConfig:
 
 
 @dataclass
+class SmartConfig:
+    """SMART (Jiang et al. 2020); off while lambda_s and mu are both 0. Defaults are the paper's."""
+
+    lambda_s: float = 0.0  # weight of the smoothness-inducing adversarial regulariser
+    sigma: float = 1e-5  # std of the initial embedding noise
+    step_size: float = 1e-3  # ascent step
+    epsilon: float = 1e-5  # radius of the perturbation's infinity-ball
+    steps: int = 1  # ascent steps T
+    mu: float = 0.0  # weight of the Bregman proximal point term (momentum teacher)
+    momentum: float = 0.99  # EMA factor of the teacher's weights
+
+
+@dataclass
 class FreezeStage:
     """`epochs` epochs during which `train` is `heads` (encoder frozen) or `all`."""
 
@@ -73,6 +86,7 @@ class TrainConfig:
     epochs: int = 3
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     combine: CombineConfig = field(default_factory=CombineConfig)
+    smart: SmartConfig = field(default_factory=SmartConfig)
     batch_size: dict[str, int] = field(default_factory=lambda: {"sst": 32, "para": 32, "sts": 32, "cfimdb": 8})
     optimizer: str = "adamw"  # adamw (minbert's own) | torch_adamw
     lr: float = 5e-5  # encoder learning rate
@@ -134,9 +148,10 @@ POSITIVE = {"model.max_length", "train.epochs", "train.schedule.steps_per_epoch"
             "train.combine.log_cosine_every",
             "data.train_limit", "data.dev_limit", "train.batch_size", "train.accumulate", "train.checkpoint_every",
             "train.max_bad_steps", "train.early_stop_patience", "train.freeze_stages.epochs", "train.milestones"}
-NON_NEGATIVE = {"train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
+NON_NEGATIVE = {"train.smart.lambda_s", "train.smart.sigma", "train.smart.step_size", "train.smart.epsilon",
+                "train.smart.steps", "train.smart.mu", "train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
                 "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs"}
-UNIT_INTERVAL = {"model.dropout", "train.warmup"}
+UNIT_INTERVAL = {"model.dropout", "train.warmup", "train.smart.momentum"}
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:

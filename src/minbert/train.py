@@ -31,6 +31,7 @@ from .model import MultitaskModel
 from .optim import build_optimizer
 from .combine import build_combiner
 from .schedules import TaskSizes, build_schedule, expected_examples
+from .smart import build_regulariser
 from .tasks import get_task
 from .tokenizer import Tokenizer
 from .training_state import (DiskError, atomic_folder, load_optimizer_state, read_trainer_state,
@@ -178,6 +179,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
             total_updates, cfg.train.warmup, cfg.train.lr_decay, epoch_starts, cfg.train.milestones, cfg.train.gamma))
         self.combiner = build_combiner(cfg.train.combine, list(model.encoder.parameters()), cfg.train.seed)
+        self.regulariser = build_regulariser(cfg.train.smart, self.model)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
         if self.amp_dtype is not None and self.device.type != "cuda":
             log(f"train.precision {cfg.train.precision}: mixed precision runs on CUDA only; this run is fp32 on {self.device}")
@@ -254,9 +256,12 @@ class Trainer:
             try:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                     enabled=self.amp_dtype is not None):
-                    out = self.model(name, to_device(batch["inputs"], self.device))
-                loss = self.model.tasks[name].loss(out.float(), batch["labels"].to(self.device))
-                scaled = loss / self.cfg.train.accumulate
+                    inputs = to_device(batch["inputs"], self.device)
+                    out = self.model(name, inputs)
+                    loss = self.model.tasks[name].loss(out.float(), batch["labels"].to(self.device))
+                    extra = self.regulariser.extra_loss(self.model, name, inputs, out)
+                total = loss if extra is None else loss + extra
+                scaled = total / self.cfg.train.accumulate
                 self.combiner.backward(name, self.scaler.scale(scaled) if self.scaler else scaled)
             except torch.OutOfMemoryError as e:
                 raise TrainingError(
@@ -294,6 +299,7 @@ class Trainer:
             else:
                 self.optimizer.step()
             self.scheduler.step()
+            self.regulariser.after_step(self.model)
             self.updates += 1
             self.bad_in_a_row = 0
             self.optimizer.zero_grad(set_to_none=True)
@@ -359,6 +365,7 @@ class Trainer:
             "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
             "streams": {n: s.state() for n, s in self.streams.items()},
             "scaler": self.scaler.state_dict() if self.scaler else None,
+            "teacher": self.regulariser.teacher.state_dict() if self.regulariser.teacher is not None else None,
             "rng": {"torch": torch.get_rng_state(), "batches": self.generator.get_state(),
                     "combine": self.combiner.generator.get_state()},
             "config": self.cfg.to_dict(),
@@ -392,6 +399,8 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["batches"])
         self.combiner.generator.set_state(state["rng"]["combine"])
+        if state.get("teacher") is not None:
+            self.regulariser.teacher.load_state_dict(state["teacher"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         for key in ("epoch", "step", "updates", "best_score", "best_metrics", "history", "bad_in_a_row",
