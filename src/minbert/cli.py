@@ -74,6 +74,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain_mlm(args: argparse.Namespace) -> int:
+    from .config import MlmConfig
+    from .mlm import pretrain_mlm
+
+    cfg = load_config(args.config, args.set, root=MlmConfig)
+    report = pretrain_mlm(cfg, Path(args.out), args.data_dir)
+    print(json.dumps({"out": args.out, **report}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -98,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--task", required=True, choices=["sst", "para", "sts", "cfimdb"])
     r.add_argument("text", nargs="+", metavar="TEXT", help="one sentence (sst, cfimdb) or two (para, sts)")
     r.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("pretrain-mlm", help="further masked-language-model pre-training of the encoder on in-domain text")
+    m.add_argument("--config", help="YAML with the keys of MlmConfig (backbone, sources, text_files, lr, ...)")
+    m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key, e.g. max_steps=500")
+    m.add_argument("--data-dir", help="folder with the course CSV files")
+    m.add_argument("--out", required=True, metavar="DIR", help="where to write the encoder checkpoint")
+    m.set_defaults(func=cmd_pretrain_mlm)
     return p
 
 

@@ -129,6 +129,28 @@ class Config:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class MlmConfig:
+    """`minbert pretrain-mlm`: further masked-language-model pre-training of the encoder."""
+
+    backbone: str | None = None  # the encoder to start from; None = all-MiniLM-L6-v2
+    data_dir: str | None = None  # where the course files are (as for train)
+    sources: list[str] = field(default_factory=lambda: ["sst", "para", "sts", "cfimdb"])  # tasks' train text
+    text_files: list[str] | None = None  # more text, one passage per line
+    max_length: int = 128
+    batch_size: int = 32
+    accumulate: int = 1  # gradient accumulation
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    epochs: int = 1
+    max_steps: int | None = None  # stop after this many batches
+    train_limit: int | None = None  # use only the first N training passages (quick runs)
+    mask_prob: float = 0.15
+    heldout: float = 0.05  # share of the passages kept aside to measure MLM loss before and after
+    seed: int = 11711
+
+
 def _choices() -> dict[str, tuple[str, ...]]:
     """Keys whose value names a component: the allowed names come from the components' registries."""
     from .combine import COMBINERS
@@ -279,8 +301,8 @@ def _apply_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or the defaults), apply `key=value` overrides, validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, root: type = Config):
+    """Read a YAML config (or the defaults), apply `key=value` overrides, validate into `root`."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
@@ -294,14 +316,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         _apply_override(raw, assignment)
     # a per-task batch size given in the file replaces only those tasks' defaults
     batch = raw.get("train", {}).get("batch_size") if isinstance(raw.get("train"), dict) else None
-    if isinstance(batch, dict):
+    if root is Config and isinstance(batch, dict):
         raw["train"]["batch_size"] = {**TrainConfig().batch_size, **batch}
     try:
-        cfg = _build(Config, raw)
+        cfg = _build(root, raw)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
-    _validate(cfg)
+    (_validate if root is Config else _validate_mlm)(cfg)
     return cfg
+
+
+def _validate_mlm(cfg: MlmConfig) -> None:
+    from .tasks import TASKS
+    for name in cfg.sources:
+        if name not in TASKS:
+            raise ConfigError(f"sources: unknown task {name!r} (known: {', '.join(TASKS)})")
+    for key in ("max_length", "batch_size", "accumulate", "epochs", "max_steps", "train_limit"):
+        value = getattr(cfg, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    for key in ("mask_prob", "heldout", "warmup"):
+        if not 0 <= getattr(cfg, key) < 1:
+            raise ConfigError(f"{key}: must be in [0, 1), got {getattr(cfg, key)}")
 
 
 def config_differences(a: Config, b: Config) -> list[str]:

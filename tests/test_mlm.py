@@ -1,0 +1,56 @@
+"""MLM pre-training: masking proportions, tied decoder, held-out loss falls, the output trains as a backbone."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from minbert import BertModel, Tokenizer
+from minbert.cli import main
+from minbert.mlm import MlmHead, mask_tokens
+
+
+def test_dynamic_masking_proportions(backbone_dir):
+    tok = Tokenizer.from_pretrained(backbone_dir)
+    batch = tok(["the quick brown fox jumps over the lazy dog " * 12] * 64, ["and again"] * 64)
+    ids, att = batch["input_ids"], batch["attention_mask"]
+    masked, labels = mask_tokens(ids, att, tok, 0.15, torch.Generator().manual_seed(0))
+    special = (ids == tok.cls_id) | (ids == tok.sep_id) | (att == 0)
+    chosen = labels != -100
+    assert not (chosen & special).any()  # never [CLS], [SEP] or padding
+    assert torch.equal(labels[chosen], ids[chosen])
+    assert chosen.sum() / (~special).sum() == pytest.approx(0.15, abs=0.01)
+    to_mask = (masked[chosen] == tok.mask_id).float().mean()
+    kept = (masked[chosen] == ids[chosen]).float().mean()
+    assert to_mask == pytest.approx(0.8, abs=0.03) and kept == pytest.approx(0.1, abs=0.03)  # (+ ~10% random)
+    assert torch.equal(masked[~chosen], ids[~chosen])
+
+
+def test_decoder_is_tied_to_word_embeddings(tiny_backbone):
+    enc = BertModel.from_pretrained(tiny_backbone)
+    head = MlmHead(enc)
+    assert head.decoder.weight is enc.embeddings.word_embeddings.weight
+
+
+def test_pretrain_mlm_lowers_heldout_loss_and_gives_a_backbone(tmp_path, tiny_backbone, small_data_dir, capsys):
+    text = tmp_path / "reviews.txt"
+    text.write_text("\n".join(f"this movie is great number {i} and i loved it" for i in range(200)))
+    out = tmp_path / "mlm"
+    code = main(["pretrain-mlm", "--data-dir", str(small_data_dir), "--out", str(out),
+                 "--set", f"backbone={tiny_backbone}", "--set", f"text_files=[{text}]", "--set", "epochs=3",
+                 "--set", "lr=1e-3", "--set", "batch_size=16", "--set", "accumulate=2", "--set", "heldout=0.1"])
+    assert code == 0
+    report = json.loads((out / "mlm_report.json").read_text())
+    assert report["heldout_loss_after"] < report["heldout_loss_before"] - 0.5  # a random tiny BERT starts at ~ln(30522)
+    assert report["perplexity_after"] == pytest.approx(torch.tensor(report["heldout_loss_after"]).exp().item(), rel=1e-4)
+    assert "held-out MLM loss before" in capsys.readouterr().out
+    # the written folder is a backbone that train accepts
+    assert main(["train", "--data-dir", str(small_data_dir), "--out", str(tmp_path / "run"),
+                 "--set", f"model.backbone={out}", "--set", "train.epochs=1", "--set", "train.schedule.until=fixed_steps",
+                 "--set", "train.schedule.steps_per_epoch=1", "--set", "eval.test_predictions=false"]) == 0
+
+
+def test_bad_mlm_config_is_a_one_line_error(tmp_path, capsys):
+    assert main(["pretrain-mlm", "--out", str(tmp_path / "x"), "--set", "sources=[nli]"]) == 2
+    assert "sources: unknown task 'nli'" in capsys.readouterr().err
