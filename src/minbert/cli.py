@@ -84,6 +84,14 @@ def cmd_pretrain_mlm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import sweep
+
+    results = sweep(Path(args.file), Path(args.out), args.data_dir, args.set)
+    print(json.dumps({"out": args.out, "best": results[0]}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -115,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data-dir", help="folder with the course CSV files")
     m.add_argument("--out", required=True, metavar="DIR", help="where to write the encoder checkpoint")
     m.set_defaults(func=cmd_pretrain_mlm)
+
+    w = sub.add_parser("sweep", help="train a grid of config values and rank them by dev score")
+    w.add_argument("file", metavar="FILE", help="YAML with base (config file), grid (key: [values]) and set (overrides)")
+    w.add_argument("--out", required=True, metavar="DIR", help="folder for the runs, sweep.md and sweep.json")
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every point")
+    w.add_argument("--data-dir", help="folder with the course CSV files")
+    w.set_defaults(func=cmd_sweep)
     return p
 
 
