@@ -301,17 +301,25 @@ def _apply_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
+def read_yaml(path: Path, what: str = "config") -> dict:
+    """A YAML mapping from a file; a missing file, bad YAML or a non-mapping is a `ConfigError`."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, root: type = Config):
     """Read a YAML config (or the defaults), apply `key=value` overrides, validate into `root`."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        raw = read_yaml(path)
     for assignment in overrides or []:
         _apply_override(raw, assignment)
     # a per-task batch size given in the file replaces only those tasks' defaults

@@ -11,19 +11,12 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, read_yaml
 from .train import selection_score, train
 
 
 def read_sweep(path: Path) -> tuple[Path | None, dict[str, list], list[str]]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: sweep file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    raw = read_yaml(path, "sweep")
     unknown = set(raw) - {"base", "grid", "set"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]} (known: base, grid, set)")
