@@ -68,12 +68,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=int, default=2000, help="training rows per task")
     ap.add_argument("--only", nargs="*", help="run only these names (substring match)")
+    ap.add_argument("--fraction", type=float, help="instead of --budget: this share of each task's rows "
+                    "(keeps the tasks' imbalance, which the size-aware samplers need); writes docs/STRATEGIES-fraction.md")
     args = ap.parse_args()
+    budget = f"data.train_fraction={args.fraction}" if args.fraction else f"data.train_limit={args.budget}"
     rows = []
     for name, extra in RUNS.items():
         if args.only and not any(o in name for o in args.only):
             continue
-        cfg = load_config(REPO / "configs" / "default.yaml", COMMON + [f"data.train_limit={args.budget}", *extra])
+        cfg = load_config(REPO / "configs" / "default.yaml", COMMON + [budget, *extra])
         run = REPO / "runs" / "strategies" / name.split(" ")[0].replace("/", "-") / str(len(rows))
         t0 = time.time()
         best = train(cfg, run, None)
@@ -81,6 +84,18 @@ def main() -> None:
         rows.append({"name": name, "best": best, "seconds": round(time.time() - t0),
                      "examples_per_second": history[-1]["train_examples_per_second"]})
         print(json.dumps(rows[-1]), flush=True)
+    if args.fraction:
+        lines = [f"Command: `.venv/bin/python benchmarks/strategies.py --fraction {args.fraction} --only ...`: as "
+                 f"docs/STRATEGIES.md but on a seeded random {args.fraction:.0%} of each task's training rows, "
+                 "so the tasks keep their sizes' ratio.", "",
+                 "| run | dev SST | dev Quora | dev STS r | dev overall | best epoch | wall s | train examples/s |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            b = r["best"]
+            lines.append(f"| {r['name']} | {b['sst']:.3f} | {b['para']:.3f} | {b['sts']:.3f} | {b['overall']:.3f} | "
+                         f"{b['epoch']} | {r['seconds']} | {r['examples_per_second']} |")
+        (REPO / "docs" / "STRATEGIES-fraction.md").write_text("\n".join(lines) + "\n")
+        return
     times = step_times(args.budget)
     lines = ["# Training strategies: short real runs", "",
              f"Command: `.venv/bin/python benchmarks/strategies.py --budget {args.budget}` on the 2-core CPU "

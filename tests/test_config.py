@@ -45,3 +45,11 @@ def test_yaml_file_errors_name_the_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_train_fraction_is_a_share_and_excludes_train_limit():
+    assert load_config(None, ["data.train_fraction=0.05"]).data.train_fraction == 0.05
+    with pytest.raises(ConfigError, match="must be in \\(0, 1\\]"):
+        load_config(None, ["data.train_fraction=1.5"])
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(None, ["data.train_fraction=0.5", "data.train_limit=10"])

@@ -84,3 +84,16 @@ def test_parameter_groups_split_lr_and_decay(tiny_backbone):
         assert g["weight_decay"] in (0.0, 0.1)
         if g["weight_decay"]:
             assert all(p.ndim == 2 for p in g["params"])
+
+
+def test_train_fraction_keeps_each_tasks_share(small_data_dir, tiny_backbone):
+    from minbert import Tokenizer
+    from minbert.data.loading import load_split
+    from minbert.tasks import TASKS
+
+    tok = Tokenizer.from_pretrained(tiny_backbone)
+    lines = []
+    part = load_split(TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
+    assert len(part) == 16 and "using 16 of its rows" in lines[-1]
+    again = load_split(TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
+    assert part.ids == again.ids  # seeded

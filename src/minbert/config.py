@@ -32,6 +32,7 @@ class DataConfig:
     dir: str | None = None  # None: $MINBERT_DATA_DIR, else ../shared/data beside the repository
     strict: bool = False  # a bad row is an error instead of a counted skip
     train_limit: int | None = None  # use a random subset of this many training rows per task (quick runs)
+    train_fraction: float | None = None  # or a random share of each task's rows, keeping the tasks' imbalance
     dev_limit: int | None = None  # evaluate on the first N dev rows per task (quick runs)
 
 
@@ -174,6 +175,7 @@ NON_NEGATIVE = {"train.smart.lambda_s", "train.smart.sigma", "train.smart.step_s
                 "train.smart.steps", "train.smart.mu", "train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
                 "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs"}
 UNIT_INTERVAL = {"model.dropout", "train.warmup", "train.smart.momentum"}
+FRACTION = {"data.train_fraction"}
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -257,6 +259,8 @@ def _validate(cfg: Config) -> None:
         for name in names or []:
             if name not in cfg.tasks:
                 raise ConfigError(f"{key}: {name!r} is not an enabled task ({', '.join(cfg.tasks)})")
+    if cfg.data.train_limit is not None and cfg.data.train_fraction is not None:
+        raise ConfigError("data.train_fraction: set either data.train_limit or data.train_fraction, not both")
     if cfg.train.device != "auto" and not (cfg.train.device == "cpu" or cfg.train.device.startswith("cuda")):
         raise ConfigError(f"train.device: {cfg.train.device!r} is not auto, cpu, cuda or cuda:N")
 
@@ -271,6 +275,8 @@ def _check_value(base: str, key: str, value: Any, choices: dict[str, tuple[str, 
         raise ConfigError(f"{key}: must be >= 0, got {value}")
     if base in UNIT_INTERVAL and not 0 <= value < 1:
         raise ConfigError(f"{key}: must be in [0, 1), got {value}")
+    if base in FRACTION and not 0 < value <= 1:
+        raise ConfigError(f"{key}: must be in (0, 1], got {value}")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -161,7 +161,7 @@ class Trainer:
         for name, task in model.tasks.items():
             joint = model.joint_input(name)
             self.train_sets[name] = load_split(task, "train", data_path, self.tokenizer, joint, cfg.data.strict, log,
-                                               cfg.data.train_limit, cfg.train.seed)
+                                               cfg.data.train_limit, cfg.train.seed, cfg.data.train_fraction)
             self.dev_sets[name] = load_split(task, "dev", data_path, self.tokenizer, joint, cfg.data.strict, log,
                                              cfg.data.dev_limit)
         self.model = model.to(self.device)

@@ -29,10 +29,14 @@ def resolve_data_dir(cli_value: str | None = None, config_value: str | None = No
 
 
 def load_split(task: Task, split: str, data_dir: Path, tokenizer: Tokenizer, joint: bool, strict: bool,
-               log: Callable[[str], None], limit: int | None = None, seed: int = 0) -> EncodedSet:
-    """Read, report and tokenise one split; `limit` keeps a seeded random subset (train) or the first rows."""
+               log: Callable[[str], None], limit: int | None = None, seed: int = 0,
+               fraction: float | None = None) -> EncodedSet:
+    """Read, report and tokenise one split; `limit` (or `fraction` of the rows) keeps a seeded random
+    subset of a training split, or the first rows of another."""
     examples, report = task.read(data_dir, split, strict)
     log(report.summary())
+    if fraction is not None:
+        limit = max(1, round(fraction * len(examples)))
     if limit is not None and limit < len(examples):
         if split == "train":
             keep = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
