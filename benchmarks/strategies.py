@@ -64,6 +64,16 @@ def step_times(budget: int, steps: int = 8, warmup: int = 2) -> dict[str, float]
     return out
 
 
+def results_table(rows: list[dict]) -> list[str]:
+    lines = ["| run | dev SST | dev Quora | dev STS r | dev overall | best epoch | wall s | train examples/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b = r["best"]
+        lines.append(f"| {r['name']} | {b['sst']:.3f} | {b['para']:.3f} | {b['sts']:.3f} | {b['overall']:.3f} | "
+                     f"{b['epoch']} | {r['seconds']} | {r['examples_per_second']} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=int, default=2000, help="training rows per task")
@@ -87,13 +97,7 @@ def main() -> None:
     if args.fraction:
         lines = [f"Command: `.venv/bin/python benchmarks/strategies.py --fraction {args.fraction} --only ...`: as "
                  f"docs/STRATEGIES.md but on a seeded random {args.fraction:.0%} of each task's training rows, "
-                 "so the tasks keep their sizes' ratio.", "",
-                 "| run | dev SST | dev Quora | dev STS r | dev overall | best epoch | wall s | train examples/s |",
-                 "|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            b = r["best"]
-            lines.append(f"| {r['name']} | {b['sst']:.3f} | {b['para']:.3f} | {b['sts']:.3f} | {b['overall']:.3f} | "
-                         f"{b['epoch']} | {r['seconds']} | {r['examples_per_second']} |")
+                 "so the tasks keep their sizes' ratio.", ""] + results_table(rows)
         (REPO / "docs" / "STRATEGIES-fraction.md").write_text("\n".join(lines) + "\n")
         return
     times = step_times(args.budget)
@@ -104,12 +108,7 @@ def main() -> None:
              f"1 epoch (unless noted) on a seeded random {args.budget} training rows per task; dev on the "
              "first 1,000 dev rows per task (SST has 1,101). Small budgets: these figures compare the "
              "strategies with each other at equal data, they are not the full-data scores.", "",
-             "| run | dev SST | dev Quora | dev STS r | dev overall | best epoch | wall s | train examples/s |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        b = r["best"]
-        lines.append(f"| {r['name']} | {b['sst']:.3f} | {b['para']:.3f} | {b['sts']:.3f} | {b['overall']:.3f} | "
-                     f"{b['epoch']} | {r['seconds']} | {r['examples_per_second']} |")
+            ] + results_table(rows)
     lines += ["", "## Step time (same batches, one round-robin step = one batch of each task)", "",
               "Median of 8 steps after 2 warm-up steps, measured in one process run; ratios to the plain step.", "",
               "| combine | median s/step | ratio to sum |", "|---|---|---|"]
