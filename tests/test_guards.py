@@ -20,16 +20,20 @@ def tiny_cfg(backbone, *extra):
                               "train.max_bad_steps=3", "eval.test_predictions=false", *extra])
 
 
-def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_backbone, small_data_dir, monkeypatch):
+def poison_loss(monkeypatch, factor_at_call):
+    """Multiply the n-th task loss of the run by factor_at_call(n) (1.0 leaves it alone)."""
     real_loss = Task.loss
     calls = {"n": 0}
 
-    def loss_turning_nan(self, out, labels):
+    def loss(self, out, labels):
         calls["n"] += 1
-        value = real_loss(self, out, labels)
-        return value * float("nan") if calls["n"] > 9 else value  # steps 1-3 are fine (3 tasks a step)
+        return real_loss(self, out, labels) * factor_at_call(calls["n"])
 
-    monkeypatch.setattr(Task, "loss", loss_turning_nan)
+    monkeypatch.setattr(Task, "loss", loss)
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_backbone, small_data_dir, monkeypatch):
+    poison_loss(monkeypatch, lambda n: float("nan") if n > 9 else 1.0)  # steps 1-3 are fine (3 tasks a step)
     with pytest.raises(TrainingError, match="3 non-finite steps in a row"):
         train(tiny_cfg(tiny_backbone), tmp_path, str(small_data_dir))
     log = (tmp_path / "log.txt").read_text()
@@ -39,15 +43,7 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_backbone,
 
 
 def test_an_isolated_non_finite_step_is_skipped_and_counted(tmp_path, tiny_backbone, small_data_dir, monkeypatch):
-    real_loss = Task.loss
-    calls = {"n": 0}
-
-    def one_bad_step(self, out, labels):
-        calls["n"] += 1
-        value = real_loss(self, out, labels)
-        return value * float("inf") if calls["n"] == 4 else value
-
-    monkeypatch.setattr(Task, "loss", one_bad_step)
+    poison_loss(monkeypatch, lambda n: float("inf") if n == 4 else 1.0)
     train(tiny_cfg(tiny_backbone), tmp_path, str(small_data_dir))
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert record["skipped_steps"] == 1
