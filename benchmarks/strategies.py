@@ -1,7 +1,7 @@
 """Short real runs of every task schedule and gradient combiner on the course data, and the step-time
 ratio of pcgrad and smart to the plain (sum) step on the same batches. Writes docs/STRATEGIES.md.
 
-Usage:  .venv/bin/python benchmarks/strategies.py [--budget N] [--only NAME ...]
+Usage:  .venv/bin/python benchmarks/strategies.py [--budget N] [--only NAME ...] [--fraction F] [--step-times STEPS]
 Each run: default config, 1 epoch on a seeded random N rows per task (default 2000), dev on the first
 1000 rows per task. About 30 minutes on 2 CPU cores.
 """
@@ -43,25 +43,42 @@ COMMON = ["train.epochs=1", "train.schedule.until=longest", "train.schedule.step
           "data.dev_limit=1000", "eval.test_predictions=false", "train.checkpoint_every=100000"]
 
 
+STEP_VARIANTS = {  # name -> overrides; every variant sees the same batches
+    "sum": [],
+    "pcgrad": ["train.combine.name=pcgrad"],
+    "smart (T=1 ascent step)": ["train.smart.lambda_s=1.0"],
+    "smart steps=0 (R3F: random noise, no ascent)": ["train.smart.lambda_s=1.0", "train.smart.steps=0"],
+}
+
+
 def step_times(budget: int, steps: int = 8, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per round-robin step (one batch of each task) for sum, pcgrad and smart on the same batches."""
-    out = {}
+    """Median seconds per round-robin step (one batch of each task) of each variant on the same batches; the
+    variants take turns step by step, so a slow spell of the shared machine hits them alike."""
     data = resolve_data_dir()
-    for name, extra in (("sum", []), ("pcgrad", ["train.combine.name=pcgrad"]), ("smart", ["train.smart.lambda_s=1.0"])):
+    trainers = {}
+    for name, extra in STEP_VARIANTS.items():
         cfg = load_config(REPO / "configs" / "default.yaml", COMMON + [f"data.train_limit={budget}", *extra])
-        run = REPO / "runs" / "bench-step" / name
+        run = REPO / "runs" / "bench-step" / name.split(" ")[0] / str(len(trainers))
         data_path, _ = prepare_run_dir(cfg, run, str(data), resume=False)
         trainer = Trainer(cfg, run, data_path, lambda line: None)
         trainer.model.train()
         trainer.trainable = [p for p in trainer.model.parameters() if p.requires_grad]
-        times = []
-        for i in range(warmup + steps):
+        trainers[name] = trainer
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(warmup + steps):
+        for name, trainer in trainers.items():
             t0 = time.perf_counter()
             trainer.forward_backward(["sst", "para", "sts"])
             trainer.optimizer_step(True)
-            times.append(time.perf_counter() - t0)
-        out[name] = statistics.median(times[warmup:])
-    return out
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t[warmup:]) for name, t in times.items()}
+
+
+def step_time_table(times: dict[str, float], steps: int) -> list[str]:
+    lines = [f"Median of {steps} steps after 2 warm-up steps, the variants taking turns step by step in one "
+             "process; ratios to the plain (sum) step.", "",
+             "| combine / regulariser | median s/step | ratio to sum |", "|---|---|---|"]
+    return lines + [f"| {name} | {t:.3f} | {t / times['sum']:.2f}x |" for name, t in times.items()]
 
 
 def results_table(rows: list[dict]) -> list[str]:
@@ -80,7 +97,18 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="run only these names (substring match)")
     ap.add_argument("--fraction", type=float, help="instead of --budget: this share of each task's rows "
                     "(keeps the tasks' imbalance, which the size-aware samplers need); writes docs/STRATEGIES-fraction.md")
+    ap.add_argument("--step-times", type=int, metavar="STEPS",
+                    help="only measure step times (this many steps per variant); writes docs/STEP-TIMES.md")
     args = ap.parse_args()
+    if args.step_times:
+        times = step_times(args.budget, steps=args.step_times)
+        lines = ["# Step time of the gradient combiners and SMART", "",
+                 f"Command: `.venv/bin/python benchmarks/strategies.py --budget {args.budget} --step-times {args.step_times}` on the 2-core "
+                 "CPU development machine, all-MiniLM-L6-v2, configs/default.yaml batches (SST 16, Quora 32, "
+                 "STS 16), one round-robin step = one batch of each task, forward + backward + AdamW.", ""]
+        (REPO / "docs" / "STEP-TIMES.md").write_text("\n".join(lines + step_time_table(times, args.step_times)) + "\n")
+        print(json.dumps({"step_seconds": times}))
+        return
     budget = f"data.train_fraction={args.fraction}" if args.fraction else f"data.train_limit={args.budget}"
     rows = []
     for name, extra in RUNS.items():
@@ -109,11 +137,8 @@ def main() -> None:
              "first 1,000 dev rows per task (SST has 1,101). Small budgets: these figures compare the "
              "strategies with each other at equal data, they are not the full-data scores.", "",
             ] + results_table(rows)
-    lines += ["", "## Step time (same batches, one round-robin step = one batch of each task)", "",
-              "Median of 8 steps after 2 warm-up steps, measured in one process run; ratios to the plain step.", "",
-              "| combine | median s/step | ratio to sum |", "|---|---|---|"]
-    for name, t in times.items():
-        lines.append(f"| {name} | {t:.3f} | {t / times['sum']:.2f}x |")
+    lines += ["", "## Step time (same batches, one round-robin step = one batch of each task)", ""]
+    lines += step_time_table(times, 8)
     (REPO / "docs" / "STRATEGIES.md").write_text("\n".join(lines) + "\n")
     print(json.dumps({"step_seconds": times}))
 

@@ -6,7 +6,7 @@ import torch
 
 from minbert import BertModel, MultitaskModel, Tokenizer
 from minbert.combine import Combiner, PCGrad, Weighted, cosines, pcgrad_weights
-from minbert.config import CombineConfig
+from minbert.config import CombineConfig, HeadConfig
 
 
 def textbook_pcgrad(grads: list[torch.Tensor], orders: list[list[int]]) -> torch.Tensor:
@@ -56,7 +56,7 @@ def test_cosines_from_the_gram_matrix():
 @pytest.fixture
 def tiny(tiny_backbone):
     torch.manual_seed(0)
-    model = MultitaskModel(BertModel.from_pretrained(tiny_backbone), ["sst", "sts"], dropout=0.0).eval()  # no dropout noise
+    model = MultitaskModel(BertModel.from_pretrained(tiny_backbone), ["sst", "sts"], HeadConfig(dropout=0.0)).eval()  # no dropout noise
     tok = Tokenizer.from_pretrained(tiny_backbone)
     batches = {"sst": ([tok(["a good film", "bad"])], torch.tensor([4.0, 0.0])),
                "sts": ([tok(["a man sings", "x"], ["someone sings", "y"])], torch.tensor([4.5, 0.5]))}
@@ -65,7 +65,7 @@ def tiny(tiny_backbone):
 
 def loss_of(model, task, batches):
     inputs, labels = batches[task]
-    return model.tasks[task].loss(model(task, inputs), labels)
+    return model.loss(task, model(task, inputs), labels)
 
 
 def per_task_grads(model, batches):
@@ -77,13 +77,15 @@ def per_task_grads(model, batches):
     return out
 
 
+@pytest.mark.parametrize("rows_only", [False, True], ids=["dense", "embedding-rows"])
 @pytest.mark.parametrize("name", ["sum", "weighted", "pcgrad"])
-def test_combiner_on_a_model_matches_direct_computation(tiny, name):
+def test_combiner_on_a_model_matches_direct_computation(tiny, name, rows_only):
     model, batches = tiny
     weights = {"sst": 0.3, "sts": 2.0}
     cfg = CombineConfig(name=name, weights=weights if name == "weighted" else None)
     shared = list(model.encoder.parameters())
-    combiner = {"sum": Combiner, "weighted": Weighted, "pcgrad": PCGrad}[name](shared, cfg, 0)
+    table = model.encoder.embeddings.word_embeddings if rows_only else None
+    combiner = {"sum": Combiner, "weighted": Weighted, "pcgrad": PCGrad}[name](shared, cfg, 0, table)
     ref = per_task_grads(model, batches)
     head_ref = {t: torch.autograd.grad(loss_of(model, t, batches), list(model.heads[t].parameters())) for t in batches}
     combiner.begin(log_cosines=True)
@@ -105,3 +107,21 @@ def test_combiner_on_a_model_matches_direct_computation(tiny, name):
             assert torch.allclose(p.grad, scale[t] * r, atol=1e-7)
     w = [scale["sst"] * g[0], scale["sts"] * g[1]]
     assert cos["sst/sts"] == pytest.approx(float(w[0] @ w[1] / (w[0].norm() * w[1].norm())), abs=1e-5)
+
+
+def test_pcgrad_with_accumulated_gradient_and_a_task_seen_twice(tiny):
+    """Gradient accumulated by an earlier micro-step is set aside and added back; a task seen twice in a
+    step counts as the sum of its two gradients (also on the word-embedding rows)."""
+    model, batches = tiny
+    shared = list(model.encoder.parameters())
+    ref = per_task_grads(model, batches)
+    loss_of(model, "sts", batches).mul(0.5).backward()  # an earlier micro-step's gradient, left in .grad
+    carry = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in shared])
+    combiner = PCGrad(shared, CombineConfig(name="pcgrad"), 0, model.encoder.embeddings.word_embeddings)
+    combiner.begin(log_cosines=False)
+    for t in ["sst", "sts", "sst"]:
+        combiner.backward(t, loss_of(model, t, batches))
+    combiner.finish()
+    got = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in shared])
+    want = textbook_pcgrad([2 * ref["sst"].double(), ref["sts"].double()], [[1], [0]]).float() + carry
+    assert torch.allclose(got, want, atol=1e-6, rtol=1e-4)

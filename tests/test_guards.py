@@ -10,7 +10,7 @@ import torch
 from minbert import training_state
 from minbert.cli import main
 from minbert.config import load_config
-from minbert.tasks import Task
+from minbert.model import MultitaskModel
 from minbert.train import TrainingError, train
 
 
@@ -22,14 +22,14 @@ def tiny_cfg(backbone, *extra):
 
 def poison_loss(monkeypatch, factor_at_call):
     """Multiply the n-th task loss of the run by factor_at_call(n) (1.0 leaves it alone)."""
-    real_loss = Task.loss
+    real_loss = MultitaskModel.loss
     calls = {"n": 0}
 
-    def loss(self, out, labels):
+    def loss(self, task, out, labels):
         calls["n"] += 1
-        return real_loss(self, out, labels) * factor_at_call(calls["n"])
+        return real_loss(self, task, out, labels) * factor_at_call(calls["n"])
 
-    monkeypatch.setattr(Task, "loss", loss)
+    monkeypatch.setattr(MultitaskModel, "loss", loss)
 
 
 def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, tiny_backbone, small_data_dir, monkeypatch):

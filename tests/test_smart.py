@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from minbert import BertModel, MultitaskModel, Tokenizer
-from minbert.config import SmartConfig, load_config
+from minbert.config import HeadConfig, SmartConfig, load_config
 from minbert.smart import Smart, divergence
 from minbert.train import train
 
@@ -27,7 +27,7 @@ def test_symmetric_kl_closed_form():
 @pytest.fixture
 def tiny(tiny_backbone):
     torch.manual_seed(0)
-    model = MultitaskModel(BertModel.from_pretrained(tiny_backbone), ["sst", "sts"], dropout=0.0).eval()
+    model = MultitaskModel(BertModel.from_pretrained(tiny_backbone), ["sst", "sts"], HeadConfig(dropout=0.0)).eval()
     tok = Tokenizer.from_pretrained(tiny_backbone)
     return model, [tok(["a good film", "awful"])]
 

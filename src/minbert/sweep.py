@@ -23,12 +23,14 @@ def read_sweep(path: Path) -> tuple[Path | None, dict[str, list], list[str]]:
     grid = raw.get("grid") or {}
     if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{path}: grid must map each key to a non-empty list of values")
-    base = raw.get("base")
-    if base is not None:
-        base = Path(base)
-        if not base.is_file() and (path.parent / base).is_file():
-            base = path.parent / base
-    return base, grid, list(raw.get("set") or [])
+    return resolve_base(path, raw.get("base")), grid, list(raw.get("set") or [])
+
+
+def resolve_base(path: Path, base: str | None) -> Path | None:
+    """A base config named in a sweep or ablation file: relative to that file, else to the working directory."""
+    if base is None:
+        return None
+    return path.parent / base if (path.parent / base).is_file() else Path(base)
 
 
 def points(base: Path | None, grid: dict[str, list], common: list[str]) -> list[tuple[str, Config]]:

@@ -10,7 +10,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.stats import pearsonr
 
 from .data.readers import Example, LabelParser, ReadReport, float_label, int_label, read_examples
@@ -34,7 +33,7 @@ class Task:
     label_column: str
     parse_label: LabelParser
     num_outputs: int  # width of the head's output
-    kind: str  # "classify" (softmax CE), "binary" (one logit, BCE), "regress" (score in [0, max_score], MSE)
+    kind: str  # "classify" (class logits), "binary" (one logit), "regress" (score in [0, max_score]); losses.py
     metric_name: str
     metric: Callable[[np.ndarray, np.ndarray], float]
     prediction_header: str
@@ -60,13 +59,6 @@ class Task:
         if self.kind == "binary":
             return raw.squeeze(-1)
         return torch.sigmoid(raw.squeeze(-1)) * self.max_score
-
-    def loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.kind == "classify":
-            return F.cross_entropy(out, labels.long())
-        if self.kind == "binary":
-            return F.binary_cross_entropy_with_logits(out, labels.float())
-        return F.mse_loss(out, labels.float())
 
     def predict(self, out: torch.Tensor) -> torch.Tensor:
         """Predictions as written to files: class index, 0/1, or a score."""

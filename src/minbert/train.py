@@ -77,7 +77,7 @@ def build_model(cfg: Config, backbone: str | None = None) -> tuple[MultitaskMode
     source = backbone if backbone is not None else cfg.model.backbone
     tokenizer = Tokenizer.from_pretrained(source, max_length=cfg.model.max_length)
     encoder = BertModel.from_pretrained(source)
-    model = MultitaskModel(encoder, cfg.tasks, cfg.model.pooling, cfg.model.pair_encoding, cfg.model.dropout)
+    model = MultitaskModel(encoder, cfg.tasks, {t: cfg.model.head(t) for t in cfg.tasks}, cfg.model.shared_heads)
     return model, tokenizer
 
 
@@ -178,7 +178,8 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.train.optimizer, parameter_groups(model, cfg), lr=cfg.train.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
             total_updates, cfg.train.warmup, cfg.train.lr_decay, epoch_starts, cfg.train.milestones, cfg.train.gamma))
-        self.combiner = build_combiner(cfg.train.combine, list(model.encoder.parameters()), cfg.train.seed)
+        self.combiner = build_combiner(cfg.train.combine, list(model.encoder.parameters()), cfg.train.seed,
+                                       model.encoder.embeddings.word_embeddings)
         self.regulariser = build_regulariser(cfg.train.smart, self.model)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
         if self.amp_dtype is not None and self.device.type != "cuda":
@@ -258,7 +259,7 @@ class Trainer:
                                     enabled=self.amp_dtype is not None):
                     inputs = to_device(batch["inputs"], self.device)
                     out = self.model(name, inputs)
-                    loss = self.model.tasks[name].loss(out.float(), batch["labels"].to(self.device))
+                    loss = self.model.loss(name, out.float(), batch["labels"].to(self.device))
                     extra = self.regulariser.extra_loss(self.model, name, inputs, out)
                 total = loss if extra is None else loss + extra
                 scaled = total / self.cfg.train.accumulate

@@ -1,0 +1,100 @@
+"""A task's head: encoder -> [CNN block] -> pooling -> (pair features | cosine) -> [MLP] -> output layer.
+
+The head returns the task's output in its own units (class logits, a paraphrase logit, a 0-5 score).
+With `similarity: cosine` (Siamese pairs only) the output is the cosine of the two sentence vectors,
+optionally projected first: for STS, max(cos, 0) * 5 (`cosine_scale: relu`) or (cos + 1) * 2.5
+(`shift`); for paraphrase, a logit a * cos + b with a learned scale a and offset b.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import HeadConfig
+from ..encoder import BertModel
+from ..losses import LOSSES
+from ..tasks import Task
+from .blocks import ConvBlock, mlp
+from .pairs import pair_features
+from .pooling import POOLED_WIDTH, POOLING
+
+SIMILARITIES = ("linear", "cosine")
+COSINE_SCALES = ("relu", "shift")
+
+
+def check_head(task: Task, cfg: HeadConfig) -> str | None:
+    """Why these settings cannot make a head for this task, or None."""
+    if cfg.similarity == "cosine" and task.is_pair and cfg.pair_encoding != "siamese":
+        return "similarity: cosine needs pair_encoding: siamese (two sentence vectors to compare)"
+    if cfg.similarity == "cosine" and task.is_pair and task.kind not in ("binary", "regress"):
+        return f"similarity: cosine gives one score; task {task.name} needs {task.num_outputs} outputs"
+    if task.is_pair and cfg.pair_encoding == "siamese" and not cfg.features:
+        return "features: name at least one of u, v, abs_diff, product"
+    if cfg.cnn_kernel is not None and cfg.cnn_kernel % 2 == 0:
+        return f"cnn_kernel must be odd (same-length convolution), got {cfg.cnn_kernel}"
+    if cfg.loss is not None and task.kind not in LOSSES[cfg.loss].kinds:
+        return f"loss {cfg.loss} does not apply to task {task.name} ({task.kind})"
+    if cfg.loss is not None and LOSSES[cfg.loss].needs_cosine and cfg.similarity != "cosine":
+        return f"loss {cfg.loss} needs similarity: cosine"
+    return None
+
+
+class TaskHead(nn.Module):
+    def __init__(self, hidden_size: int, task: Task, cfg: HeadConfig):
+        super().__init__()
+        problem = check_head(task, cfg)
+        if problem:
+            raise ValueError(f"head for {task.name}: {problem}")
+        self.task, self.cfg = task, cfg
+        self.pair_encoding = cfg.pair_encoding if task.is_pair else None
+        self.similarity = cfg.similarity if task.is_pair else "linear"
+        self.cnn = ConvBlock(hidden_size, cfg.cnn_kernel, cfg.cnn_residual) if cfg.cnn_kernel else None
+        self.pool = POOLING[cfg.pooling]
+        pooled = POOLED_WIDTH[cfg.pooling] * hidden_size
+        if self.similarity == "cosine":
+            self.projection = nn.Linear(pooled, cfg.projection) if cfg.projection else nn.Identity()
+            if task.kind == "binary":  # calibrate the cosine into a logit
+                self.scale = nn.Parameter(torch.tensor(10.0))
+                self.offset = nn.Parameter(torch.tensor(-5.0))
+            return
+        width = pooled * (len(cfg.features) if self.pair_encoding == "siamese" else 1)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.mlp, width = mlp(width, cfg.mlp_hidden or hidden_size, cfg.mlp_layers, cfg.dropout)
+        self.out = nn.Linear(width, task.num_outputs)
+
+    @property
+    def joint_input(self) -> bool:
+        return self.pair_encoding != "siamese"
+
+    def sentence_vector(self, encoder: BertModel, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = encoder(x["input_ids"], x["attention_mask"], x["token_type_ids"]).last_hidden_state
+        if self.cnn is not None:
+            hidden = self.cnn(hidden, x["attention_mask"])
+        return self.pool(hidden, x["attention_mask"])
+
+    def features(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        vectors = [self.sentence_vector(encoder, x) for x in inputs]
+        if len(vectors) == 1:
+            return vectors[0]
+        return pair_features(*vectors, self.cfg.features)
+
+    def cosine(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        u, v = (self.projection(self.sentence_vector(encoder, x)) for x in inputs)
+        return F.cosine_similarity(u.float(), v.float(), dim=-1, eps=1e-8)
+
+    def cosine_of(self, out: torch.Tensor) -> torch.Tensor:
+        """The cosine behind a cosine head's output (max(cos, 0) for `cosine_scale: relu` on STS)."""
+        if self.task.kind == "binary":
+            return (out - self.offset) / self.scale
+        score = out / self.task.max_score
+        return score if self.cfg.cosine_scale == "relu" else score * 2 - 1
+
+    def forward(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        if self.similarity == "cosine":
+            cos = self.cosine(encoder, inputs)
+            if self.task.kind == "binary":
+                return self.scale * cos + self.offset
+            score = cos.clamp(min=0.0) if self.cfg.cosine_scale == "relu" else (cos + 1) / 2
+            return score * self.task.max_score
+        return self.task.output(self.out(self.mlp(self.dropout(self.features(encoder, inputs)))))

@@ -1,0 +1,93 @@
+"""`minbert ablate`: variants (with `extends` and budgets) over seeds, mean ± std per variant checked against
+the runs' own best_metrics.json, finished runs reused, bad variants refused before any run."""
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from minbert.ablate import plan
+from minbert.cli import main
+
+ABLATION = """
+title: tiny table
+seeds: [1, 2]
+set:
+  model.backbone: {backbone}
+  train.epochs: 1
+  train.schedule.until: fixed_steps
+  train.schedule.steps_per_epoch: 2
+  eval.test_predictions: false
+budget:
+  train.schedule.steps_per_epoch: 1
+variants:
+  base: {{}}
+  siamese: {{model.pair_encoding: siamese, budget: {{train.batch_size: {{para: 4}}}}}}
+  siamese + cls: {{extends: siamese, model.pooling: cls}}
+"""
+
+
+def write(tmp_path, backbone, text=ABLATION):
+    path = tmp_path / "a.yaml"
+    path.write_text(text.format(backbone=backbone))
+    return path
+
+
+def test_extends_and_budgets_build_each_variant(tmp_path, tiny_backbone):
+    path = write(tmp_path, tiny_backbone)
+    _, runs = plan(path, False, None, None, [])
+    assert [(n, s) for n, s, _ in runs] == [("base", 1), ("base", 2), ("siamese", 1), ("siamese", 2),
+                                           ("siamese + cls", 1), ("siamese + cls", 2)]
+    cfg = {n: c for n, s, c in runs}
+    assert cfg["siamese + cls"].model.pair_encoding == "siamese" and cfg["siamese + cls"].model.pooling == "cls"
+    assert cfg["siamese"].model.pooling == "mean" and cfg["base"].model.pair_encoding == "cross"
+    assert cfg["siamese"].train.schedule.steps_per_epoch == 2 and cfg["siamese"].train.batch_size["para"] == 32
+    _, runs = plan(path, True, 1, ["siamese + cls"], [])
+    (name, seed, c), = runs
+    assert (name, seed) == ("siamese + cls", 1)
+    assert c.train.schedule.steps_per_epoch == 1 and c.train.batch_size["para"] == 4  # inherited variant budget
+
+
+def test_ablate_tabulates_mean_and_std_over_seeds(tmp_path, tiny_backbone, small_data_dir):
+    path = write(tmp_path, tiny_backbone)
+    out = tmp_path / "out"
+    args = ["ablate", str(path), "--out", str(out), "--data-dir", str(small_data_dir), "--budget"]
+    assert main(args + ["--only", "base", "siamese"]) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    assert [r["variant"] for r in report["rows"]] == ["base", "siamese"]
+    for row in report["rows"]:
+        runs = [json.loads((out / row["variant"] / f"seed-{s}" / "best_metrics.json").read_text()) for s in (1, 2)]
+        for key in ("sst", "para", "sts", "overall"):
+            values = [r[key] for r in runs]
+            assert row["metrics"][key]["mean"] == pytest.approx(statistics.fmean(values))
+            assert row["metrics"][key]["std"] == pytest.approx(statistics.stdev(values))
+    table = (out / "ablation.md").read_text()
+    assert "# tiny table" in table and "--budget" in table and table.count("\n| ") == 3
+    m = report["rows"][1]["metrics"]["overall"]
+    assert f"{m['mean']:.3f} ± {m['std']:.3f}" in table
+    before = (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns
+    assert main(args + ["--seeds", "1"]) == 0  # base seed 1 reused; siamese + cls trained
+    assert (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns == before
+    rows = json.loads((out / "ablation.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["base", "siamese", "siamese + cls"] and rows[2]["seeds"] == [1]
+
+
+@pytest.mark.parametrize("variants,message", [
+    ("  a: {extends: b}\n  b: {extends: a}\n", "extends itself"),
+    ("  a: {extends: nope}\n", "extends unknown variant 'nope'"),
+    ("  a: {model.pooling: median}\n", "variant 'a': model.pooling: 'median' is not one of"),
+])
+def test_bad_variants_fail_before_any_run(tmp_path, capsys, variants, message):
+    path = tmp_path / "a.yaml"
+    path.write_text("variants:\n" + variants)
+    assert main(["ablate", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "ablations").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_shipped_ablation_files_are_valid_in_both_sizes(path):
+    for budget in (False, True):
+        meta, runs = plan(path, budget, None, None, [])
+        assert runs and len(runs) == len(meta["deltas"]) * len(meta["seeds"])
