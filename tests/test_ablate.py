@@ -70,6 +70,8 @@ def test_ablate_tabulates_mean_and_std_over_seeds(tmp_path, tiny_backbone, small
     assert (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns == before
     rows = json.loads((out / "ablation.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["base", "siamese", "siamese + cls"] and rows[2]["seeds"] == [1]
+    assert main(args + ["--seeds", "1", "--only", "base", "--set", "train.lr=1e-3"]) == 0  # changed: trained again
+    assert (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns != before
 
 
 @pytest.mark.parametrize("variants,message", [

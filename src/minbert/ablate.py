@@ -12,7 +12,8 @@ The ablation file holds:
             own `budget: {...}` scales its own settings under `--budget` (e.g. a smaller random subset)
 Overrides apply in the order base, set, budget, variant, variant budget.
 Every run's config is validated before the first run starts. A finished run (its `ablation_result.json`
-exists) is not trained again, so an interrupted table continues where it stopped.
+exists and records the same config) is not trained again, so an interrupted table continues where it
+stopped; a run whose config changed since is trained again.
 """
 from __future__ import annotations
 
@@ -115,15 +116,19 @@ def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], us
     for i, (name, seed, cfg) in enumerate(runs, 1):
         run_dir = out_dir / slug(name) / f"seed-{seed}"
         done = run_dir / "ablation_result.json"
-        if done.is_file():
-            result = json.loads(done.read_text())
+        wanted = cfg.to_dict()
+        earlier = json.loads(done.read_text()) if done.is_file() else None
+        if earlier is not None and earlier.get("config") == wanted:
+            result = earlier
             log(f"ablate: [{i}/{len(runs)}] {name} seed {seed}: done before, {result['seconds']} s")
         else:
-            log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {run_dir}")
+            why = " (its config changed since the earlier run)" if earlier is not None else ""
+            log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {run_dir}{why}")
+            done.unlink(missing_ok=True)
             start = time.time()
             best = train(cfg, run_dir, data_dir)
             result = {"variant": name, "seed": seed, "metrics": {k: best[k] for k in COLUMNS if k in best},
-                      "epoch": best.get("epoch"), "seconds": round(time.time() - start)}
+                      "epoch": best.get("epoch"), "seconds": round(time.time() - start), "config": wanted}
             done.write_text(json.dumps(result, indent=2) + "\n")
         per_run.append(result)
     rows = []
@@ -134,7 +139,8 @@ def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], us
         metrics = {k: summarise([r["metrics"][k] for r in mine]) for k in COLUMNS if k in mine[0]["metrics"]}
         rows.append({"variant": name, "delta": meta["deltas"][name], "seeds": [r["seed"] for r in mine],
                      "metrics": metrics, "seconds": summarise([r["seconds"] for r in mine])})
-    report = {**{k: meta[k] for k in ("title", "file", "budget", "seeds")}, "extra": extra, "rows": rows, "runs": per_run}
+    runs_out = [{k: v for k, v in r.items() if k != "config"} for r in per_run]
+    report = {**{k: meta[k] for k in ("title", "file", "budget", "seeds")}, "extra": extra, "rows": rows, "runs": runs_out}
     (out_dir / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "ablation.md").write_text(render(report))
     return report
