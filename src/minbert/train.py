@@ -147,6 +147,8 @@ def check_writable(run_dir: Path) -> None:
 class Trainer:
     """Holds the model, data streams, optimizer and progress of one run; `run()` trains to the end."""
 
+    AMP_DEVICES = ("cuda",)  # where train.precision bf16 / fp16 autocasts (CPU autocast is slow without AMX)
+
     def __init__(self, cfg: Config, run_dir: Path, data_path: Path, log: RunLog):
         self.cfg, self.run_dir, self.data_path, self.log = cfg, run_dir, data_path, log
         if cfg.train.threads:
@@ -182,10 +184,10 @@ class Trainer:
                                        model.encoder.embeddings.word_embeddings)
         self.regulariser = build_regulariser(cfg.train.smart, self.model)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
-        if self.amp_dtype is not None and self.device.type != "cuda":
+        if self.amp_dtype is not None and self.device.type not in self.AMP_DEVICES:
             log(f"train.precision {cfg.train.precision}: mixed precision runs on CUDA only; this run is fp32 on {self.device}")
             self.amp_dtype = None
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         # progress: everything here goes into each checkpoint
         self.epoch, self.step = 1, 0  # the epoch in progress, and schedule steps done in it
         self.updates = 0  # optimizer steps taken
