@@ -102,6 +102,31 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    path = report(Path(args.run_dir), args.data_dir, args.top)
+    print(json.dumps({"report": str(path)}))
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from .ensemble import ensemble
+
+    metrics = ensemble([Path(r) for r in args.run_dirs], Path(args.out), args.data_dir,
+                       log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps({"out": args.out, "dev": metrics}))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    out = export(Path(args.run_dir), Path(args.out), args.format)
+    print(json.dumps({"exported": str(out), "format": args.format}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -150,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     a.add_argument("--data-dir", help="folder with the course CSV files")
     a.set_defaults(func=cmd_ablate)
+
+    rp = sub.add_parser("report", help="write RUN_DIR/report/REPORT.md with figures from the dev predictions")
+    rp.add_argument("run_dir", metavar="RUN_DIR")
+    rp.add_argument("--top", type=int, default=5, help="most confident errors listed per task")
+    rp.add_argument("--data-dir", help="folder with the course CSV files")
+    rp.set_defaults(func=cmd_report)
+
+    en = sub.add_parser("ensemble", help="average several runs' probabilities / scores; write metrics and predictions")
+    en.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    en.add_argument("--out", required=True, metavar="DIR")
+    en.add_argument("--data-dir", help="folder with the course CSV files")
+    en.set_defaults(func=cmd_ensemble)
+
+    ex = sub.add_parser("export", help="the encoder (and heads) as a Hugging Face or sentence-transformers folder")
+    ex.add_argument("run_dir", metavar="RUN_DIR")
+    ex.add_argument("--format", choices=["hf", "sentence-transformers"], default="hf")
+    ex.add_argument("--out", required=True, metavar="DIR")
+    ex.set_defaults(func=cmd_export)
     return p
 
 

@@ -35,15 +35,38 @@ def score(task: Task, preds: np.ndarray, data: EncodedSet) -> float:
     return task.metric(preds, data.labels.numpy())
 
 
+def task_probabilities(task: Task, outputs: np.ndarray) -> np.ndarray:
+    """Class probabilities (softmax), the paraphrase probability (sigmoid), or the STS score as it is."""
+    out = torch.from_numpy(np.asarray(outputs, dtype=np.float32))
+    if task.kind == "classify":
+        return torch.softmax(out, -1).numpy()
+    if task.kind == "binary":
+        return torch.sigmoid(out).numpy()
+    return out.numpy()
+
+
+def predictions_from_probabilities(task: Task, probs: np.ndarray) -> np.ndarray:
+    if task.kind == "classify":
+        return probs.argmax(-1)
+    if task.kind == "binary":
+        return (probs > 0.5).astype(np.int64)
+    return probs
+
+
 def evaluate(model: MultitaskModel, sets: dict[str, EncodedSet], tokenizer: Tokenizer,
-             batch_size: int, device: torch.device | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Metric per task (accuracy or Pearson r), `overall` when all three course tasks are there; and predictions."""
+             batch_size: int, device: torch.device | None = None,
+             losses: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metric per task (accuracy or Pearson r), `overall` when all three course tasks are there; and predictions.
+    `losses`, when given, receives each labelled task's mean loss (the training loss on these examples)."""
     metrics: dict[str, float] = {}
     predictions: dict[str, np.ndarray] = {}
     for name, data in sets.items():
-        _, predictions[name] = predict_set(model, name, data, tokenizer, batch_size, device)
+        outputs, predictions[name] = predict_set(model, name, data, tokenizer, batch_size, device)
         if data.labels is not None:
             metrics[name] = score(model.tasks[name], predictions[name], data)
+            if losses is not None and len(outputs):
+                with torch.no_grad():
+                    losses[name] = float(model.loss(name, torch.from_numpy(outputs).float(), data.labels))
     overall = overall_score(metrics)
     if overall is not None:
         metrics["overall"] = overall

@@ -1,7 +1,10 @@
 """A finished run directory: its config and best checkpoint, loaded back for evaluation and prediction."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .checkpoints import CheckpointError
 from .config import Config, load_config
@@ -22,3 +25,35 @@ def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
     model.load_heads(best)
     model.to(pick_device(cfg.train.device)).eval()
     return cfg, model, tokenizer
+
+
+@dataclass
+class TaskOutputs:
+    """One task split as a run sees it: the rows, the head's outputs, probabilities, predictions, gold labels."""
+
+    ids: list[str]
+    texts: list[tuple[str, ...]]
+    outputs: np.ndarray
+    probs: np.ndarray
+    preds: np.ndarray
+    labels: np.ndarray | None
+
+
+def run_outputs(cfg: Config, model: MultitaskModel, tokenizer: Tokenizer, data_path: Path, split: str,
+                log=lambda line: None) -> dict[str, TaskOutputs]:
+    """Every task of a loaded run on `split` (dev or test), rows in file order (dev_limit applies to dev)."""
+    from .data.batching import encode_examples
+    from .evaluate import predict_set, task_probabilities
+
+    device = next(model.parameters()).device
+    out = {}
+    for name, task in model.tasks.items():
+        examples, report = task.read(data_path, split, cfg.data.strict)
+        log(report.summary())
+        if split == "dev" and cfg.data.dev_limit:
+            examples = examples[: cfg.data.dev_limit]
+        data = encode_examples(examples, tokenizer, model.joint_input(name))
+        outputs, preds = predict_set(model, name, data, tokenizer, cfg.eval.batch_size, device)
+        out[name] = TaskOutputs(data.ids, [e.texts for e in examples], outputs, task_probabilities(task, outputs),
+                                preds, None if data.labels is None else data.labels.numpy())
+    return out

@@ -1,0 +1,58 @@
+"""`minbert ensemble RUN_DIR... --out DIR`: average the tasks' probabilities (SST classes, paraphrase) and
+scores (STS) of several finished runs, then write the same evaluation and prediction files as a run.
+
+The runs may differ in anything (heads, pair encoding, backbone) but must share their tasks; each run
+is loaded, predicts dev and test, and is released before the next one is loaded.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError
+from .data.loading import resolve_data_dir
+from .evaluate import prediction_path, predictions_from_probabilities, write_predictions
+from .runs import load_run, run_outputs
+from .tasks import get_task, overall_score
+
+
+def ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, log=print) -> dict[str, float]:
+    if len(run_dirs) < 2:
+        raise ConfigError("ensemble: name at least two run directories")
+    summed: dict[tuple[str, str], np.ndarray] = {}
+    rows: dict[tuple[str, str], object] = {}
+    tasks: list[str] | None = None
+    for run_dir in run_dirs:
+        cfg, model, tokenizer = load_run(run_dir)
+        if tasks is None:
+            tasks = list(model.tasks)
+        elif set(model.tasks) != set(tasks):
+            raise ConfigError(f"{run_dir}: trained on {list(model.tasks)}, the first run on {tasks}; "
+                              "an ensemble needs the same tasks")
+        data_path = resolve_data_dir(data_dir, cfg.data.dir)
+        for split in ("dev", "test"):
+            for name, o in run_outputs(cfg, model, tokenizer, data_path, split).items():
+                key = (split, name)
+                if key in rows and rows[key].ids != o.ids:
+                    raise ConfigError(f"{run_dir}: its {split} rows of {name} differ from the first run's "
+                                      "(a different data.dev_limit or data directory?)")
+                rows.setdefault(key, o)
+                summed[key] = summed.get(key, 0) + o.probs
+        log(f"ensemble: {run_dir} predicted dev and test")
+        del model
+    metrics: dict[str, float] = {}
+    for (split, name), total in summed.items():
+        task, o = get_task(name), rows[(split, name)]
+        preds = predictions_from_probabilities(task, total / len(run_dirs))
+        write_predictions(task, o.ids, preds, prediction_path(out_dir, name, split))
+        if split == "dev" and o.labels is not None:
+            metrics[name] = task.metric(preds, o.labels)
+    overall = overall_score(metrics)
+    if overall is not None:
+        metrics["overall"] = overall
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ensemble_metrics.json").write_text(json.dumps(
+        {"members": [str(r) for r in run_dirs], "dev": metrics}, indent=2) + "\n")
+    return metrics

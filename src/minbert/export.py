@@ -1,0 +1,59 @@
+"""`minbert export RUN_DIR --format hf | sentence-transformers --out DIR`: a trained run's encoder as a folder
+the ecosystem loads offline, with the task heads beside it.
+
+- `hf`: config.json + model.safetensors (Hugging Face key names) + vocab.txt + tokenizer_config.json:
+  `transformers.AutoModel.from_pretrained(DIR)` and `AutoTokenizer.from_pretrained(DIR)` load it.
+- `sentence-transformers`: the same files plus modules.json, sentence_bert_config.json and
+  1_Pooling/config.json with the run's pooling (cls / mean / max, or cls+mean concatenated), so
+  `sentence_transformers.SentenceTransformer(DIR)` embeds sentences as the run's heads pool them.
+Both also hold `heads.safetensors` and `minbert_heads.yaml` (the run's config); `load_exported(DIR)` gives
+back the whole multi-task model.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import ConfigError, load_config, save_config
+from .model import MultitaskModel
+from .runs import load_run
+from .train import build_model
+
+FORMATS = ("hf", "sentence-transformers")
+POOLING_MODES = {"cls": ["cls_token"], "mean": ["mean_tokens"], "max": ["max_tokens"], "cls+mean": ["cls_token", "mean_tokens"]}
+
+
+def export(run_dir: Path, out_dir: Path, fmt: str) -> Path:
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: choose from {list(FORMATS)}")
+    cfg, model, tokenizer = load_run(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.cpu().save(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    save_config(cfg, out_dir / "minbert_heads.yaml")
+    if fmt == "sentence-transformers":
+        write_sentence_transformers_files(out_dir, cfg.model.pooling, model.encoder.config.hidden_size,
+                                          cfg.model.max_length)
+    return out_dir
+
+
+def write_sentence_transformers_files(folder: Path, pooling: str, hidden_size: int, max_length: int) -> None:
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    (folder / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_length, "do_lower_case": False}) + "\n")
+    modes = POOLING_MODES[pooling]
+    pool = {"word_embedding_dimension": hidden_size,
+            **{f"pooling_mode_{m}": m in modes for m in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")}}
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pool, indent=2) + "\n")
+
+
+def load_exported(folder: str | Path) -> MultitaskModel:
+    """The multi-task model (encoder + heads) of an exported folder."""
+    folder = Path(folder)
+    cfg = load_config(folder / "minbert_heads.yaml")
+    model, _ = build_model(cfg, backbone=str(folder))
+    model.load_heads(folder)
+    return model.eval()
+

@@ -1,0 +1,188 @@
+"""`minbert report RUN_DIR`: REPORT.md with PNG figures for a finished run, from its dev predictions.
+
+Figures: SST and Quora confusion matrices, STS predicted-vs-gold scatter with its least-squares line and
+a residual plot, train vs dev loss per task per epoch (from metrics.jsonl), the pairwise cosine between
+task gradients over training (when grad_cosine.jsonl was recorded). Tables: dev metrics, Quora
+precision / recall / F1, and the most confident wrong predictions of each task with their sentences.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .data.loading import resolve_data_dir  # noqa: E402
+from .runs import TaskOutputs, load_run, run_outputs  # noqa: E402
+from .tasks import overall_score  # noqa: E402
+
+SST_NAMES = ["0 neg", "1 some neg", "2 neutral", "3 some pos", "4 pos"]
+
+
+def confusion(gold: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
+    m = np.zeros((n, n), dtype=np.int64)
+    np.add.at(m, (gold.astype(int), pred.astype(int)), 1)
+    return m
+
+
+def precision_recall_f1(gold: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    tp = float(np.sum((pred == 1) & (gold == 1)))
+    precision = tp / max(1.0, float(np.sum(pred == 1)))
+    recall = tp / max(1.0, float(np.sum(gold == 1)))
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "accuracy": float(np.mean(pred == gold))}
+
+
+def plot_confusion(m: np.ndarray, labels: list[str], title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(4.5 + 0.4 * len(labels), 4 + 0.3 * len(labels)))
+    ax.imshow(m, cmap="Blues")
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > m.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sts(gold: np.ndarray, pred: np.ndarray, folder: Path) -> dict[str, float]:
+    slope, intercept = np.polyfit(gold, pred, 1)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(gold, pred, s=6, alpha=0.4)
+    xs = np.linspace(0, 5, 50)
+    ax.plot(xs, slope * xs + intercept, color="C3", label=f"fit: {slope:.2f} x + {intercept:.2f}")
+    ax.plot(xs, xs, color="gray", linestyle=":", label="prediction = gold")
+    ax.set_xlabel("gold similarity")
+    ax.set_ylabel("predicted similarity")
+    ax.set_title("STS dev: predicted vs gold")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "sts_scatter.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.scatter(gold, pred - gold, s=6, alpha=0.4)
+    ax.axhline(0, color="gray", linestyle=":")
+    ax.set_xlabel("gold similarity")
+    ax.set_ylabel("prediction - gold")
+    ax.set_title("STS dev residuals")
+    fig.tight_layout()
+    fig.savefig(folder / "sts_residuals.png", dpi=110)
+    plt.close(fig)
+    return {"slope": float(slope), "intercept": float(intercept), "mae": float(np.mean(np.abs(pred - gold)))}
+
+
+def plot_curves(history: list[dict], folder: Path) -> bool:
+    tasks = list(history[0].get("train_loss", {})) if history else []
+    if not tasks:
+        return False
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
+    epochs = [h["epoch"] for h in history]
+    for ax, t in zip(axes[0], tasks):
+        ax.plot(epochs, [h["train_loss"].get(t) for h in history], marker="o", label="train loss")
+        if all(t in h.get("dev_loss", {}) for h in history):
+            ax.plot(epochs, [h["dev_loss"][t] for h in history], marker="o", label="dev loss")
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [h["dev"].get(t) for h in history], marker="s", color="C2", label="dev metric")
+        ax.set_title(t)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax2.set_ylabel("dev metric")
+        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "curves.png", dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_cosines(records: list[dict], folder: Path) -> bool:
+    if not records:
+        return False
+    pairs = list(records[0]["cosine"])
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for pair in pairs:
+        ax.plot([r["update"] for r in records], [r["cosine"][pair] for r in records], label=pair, lw=1)
+    ax.axhline(0, color="gray", linestyle=":")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cosine between task gradients")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "grad_cosine.png", dpi=110)
+    plt.close(fig)
+    return True
+
+
+def worst_errors(name: str, o: TaskOutputs, k: int) -> list[str]:
+    """The k most confident wrong predictions (STS: the largest errors), as markdown table rows."""
+    if name == "sts":
+        wrongness = np.abs(o.preds - o.labels)
+        order = np.argsort(-wrongness)[:k]
+        confidence = lambda i: f"error {wrongness[i]:.2f}"  # noqa: E731
+    else:
+        wrong = np.flatnonzero(o.preds != o.labels)
+        conf = o.probs.max(-1) if o.probs.ndim == 2 else np.abs(o.probs - 0.5) + 0.5
+        order = wrong[np.argsort(-conf[wrong])][:k]
+        confidence = lambda i: f"p = {conf[i]:.2f}"  # noqa: E731
+    rows = []
+    for i in order:
+        text = " ‖ ".join(t.replace("|", "\\|") for t in o.texts[i])
+        gold = f"{o.labels[i]:.2f}" if name == "sts" else str(int(o.labels[i]))
+        pred = f"{o.preds[i]:.2f}" if name == "sts" else str(int(o.preds[i]))
+        rows.append(f"| {o.ids[i]} | {text} | {gold} | {pred} | {confidence(i)} |")
+    return rows
+
+
+def report(run_dir: Path, data_dir: str | None = None, top_k: int = 5) -> Path:
+    cfg, model, tokenizer = load_run(run_dir)
+    outputs = run_outputs(cfg, model, tokenizer, resolve_data_dir(data_dir, cfg.data.dir), "dev")
+    folder = run_dir / "report"
+    folder.mkdir(exist_ok=True)
+    metrics = {n: float(model.tasks[n].metric(o.preds, o.labels)) for n, o in outputs.items()}
+    overall = overall_score(metrics)
+    lines = [f"# Report: {run_dir}", "", "Dev split" + (f" (first {cfg.data.dev_limit} rows per task)" if cfg.data.dev_limit else "")
+             + f"; backbone {cfg.model.backbone or 'all-MiniLM-L6-v2'}; tasks {', '.join(cfg.tasks)}.", "",
+             "| task | metric | dev |", "|---|---|---|"]
+    lines += [f"| {n} | {model.tasks[n].metric_name} | {v:.4f} |" for n, v in metrics.items()]
+    if overall is not None:
+        lines.append(f"| overall | (sst + para + (sts + 1) / 2) / 3 | {overall:.4f} |")
+    if "sst" in outputs:
+        o = outputs["sst"]
+        plot_confusion(confusion(o.labels, o.preds, 5), SST_NAMES, "SST-5 dev confusion", folder / "confusion_sst.png")
+        lines += ["", "## SST-5", "", "![SST confusion](confusion_sst.png)"]
+    if "para" in outputs:
+        o = outputs["para"]
+        plot_confusion(confusion(o.labels, o.preds, 2), ["0 different", "1 paraphrase"], "Quora dev confusion",
+                       folder / "confusion_para.png")
+        prf = precision_recall_f1(o.labels, o.preds)
+        lines += ["", "## Quora paraphrase", "", "![Quora confusion](confusion_para.png)", "",
+                  "| precision | recall | F1 | accuracy |", "|---|---|---|---|",
+                  f"| {prf['precision']:.4f} | {prf['recall']:.4f} | {prf['f1']:.4f} | {prf['accuracy']:.4f} |"]
+    if "sts" in outputs:
+        o = outputs["sts"]
+        fit = plot_sts(o.labels, o.preds, folder)
+        lines += ["", "## STS", "", f"Least-squares fit of prediction on gold: {fit['slope']:.3f} × gold + "
+                  f"{fit['intercept']:.3f}; mean absolute error {fit['mae']:.3f}.", "",
+                  "![STS scatter](sts_scatter.png)", "", "![STS residuals](sts_residuals.png)"]
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
+        if (run_dir / "metrics.jsonl").is_file() else []
+    if plot_curves(history, folder):
+        lines += ["", "## Training curves", "", "Mean training loss of each epoch against the dev loss and dev "
+                  "metric after it.", "", "![curves](curves.png)"]
+    cos_file = run_dir / "grad_cosine.jsonl"
+    records = [json.loads(line) for line in cos_file.read_text().splitlines()] if cos_file.is_file() else []
+    if plot_cosines(records, folder):
+        lines += ["", "## Task-gradient conflict", "", "Cosine between the tasks' gradients on the encoder "
+                  "(below 0: the tasks pull the shared weights apart).", "", "![gradient cosines](grad_cosine.png)"]
+    lines += ["", "## Most confident errors", ""]
+    for n, o in outputs.items():
+        lines += [f"### {n}", "", "| id | text | gold | predicted | confidence |", "|---|---|---|---|---|"]
+        lines += worst_errors(n, o, top_k) + [""]
+    (folder / "REPORT.md").write_text("\n".join(lines) + "\n")
+    return folder / "REPORT.md"
