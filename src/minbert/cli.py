@@ -127,6 +127,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench import PARTS, bench
+
+    unknown = [p for p in args.only if p not in PARTS]
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]!r}: choose from {list(PARTS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = bench(args.only, args.backbone, args.lengths, args.batch, args.reps, Path(args.runs),
+                log=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -175,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     a.add_argument("--data-dir", help="folder with the course CSV files")
     a.set_defaults(func=cmd_ablate)
+
+    b = sub.add_parser("bench", help="speed against transformers and against the machine (ratios in one run)")
+    b.add_argument("--only", nargs="+", default=["encoder", "matmul", "padding", "combine", "predict", "train"],
+                   metavar="PART", help="encoder matmul padding combine predict train")
+    b.add_argument("--backbone", help="BERT folder (default all-MiniLM-L6-v2)")
+    b.add_argument("--lengths", nargs="+", type=int, default=[16, 32, 64, 128])
+    b.add_argument("--batch", type=int, default=32)
+    b.add_argument("--reps", type=int, default=5, help="timed repetitions (median)")
+    b.add_argument("--threads", type=int, help="torch CPU threads")
+    b.add_argument("--runs", default="runs/bench", help="scratch folder for the training comparisons")
+    b.add_argument("--json", help="also write the results here")
+    b.set_defaults(func=cmd_bench)
 
     rp = sub.add_parser("report", help="write RUN_DIR/report/REPORT.md with figures from the dev predictions")
     rp.add_argument("run_dir", metavar="RUN_DIR")

@@ -1,0 +1,300 @@
+"""`minbert bench`: speed of minbert against `transformers` on the same weights and against the machine.
+
+Every figure is a median of `reps` timings taken in one process, the compared variants taking turns, and
+is reported with its ratio (timings on shared machines drift; ratios in one run hold better). Parts:
+- encoder: forward and forward+backward sequences/s and tokens/s, minbert.BertModel vs
+  transformers.BertModel (SDPA attention), same weights, batch and lengths;
+- matmul: the machine's fp32 matmul FLOP/s, and the share of it a multi-task training step reaches
+  (model FLOPs of the step's real batch shapes / step time);
+- padding: pad tokens / all tokens of the training batches with and without length bucketing;
+- combine: step time of sum, pcgrad and smart on the same batches;
+- predict: examples/s of minbert's batched prediction vs a plain transformers model on the same rows;
+- train: training examples/s of minbert vs a plain transformers fine-tuning loop (random batches padded
+  to their longest, torch AdamW, batch 32).
+`transformers` is only needed for the comparisons (it is a test dependency); without it they are skipped.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .checkpoints import resolve_backbone
+from .config import load_config
+from .data.batching import bucketed_batches
+from .data.loading import resolve_data_dir
+from .encoder import BertModel
+from .tasks import get_task
+from .tokenizer import Tokenizer
+
+PARTS = ("encoder", "matmul", "padding", "combine", "predict", "train")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def take_turns(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each function, the functions called in turn, `warmup` rounds dropped."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(warmup + reps):
+        for k, fn in fns.items():
+            t = timed(fn)
+            if r >= warmup:
+                times[k].append(t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def hf_model(folder: Path, training: bool):
+    import transformers
+    model = transformers.BertModel.from_pretrained(str(folder), attn_implementation="sdpa", add_pooling_layer=True)
+    return model.train(training)
+
+
+def encoder_rows(backbone: str | None, lengths: list[int], batch: int, reps: int) -> list[dict]:
+    folder = resolve_backbone(backbone)
+    ours = BertModel.from_pretrained(folder)
+    try:
+        theirs = hf_model(folder, False)
+    except ImportError:
+        theirs = None
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    for n in lengths:
+        ids = torch.randint(1000, ours.config.vocab_size, (batch, n), generator=g)
+        mask, types = torch.ones_like(ids), torch.zeros_like(ids)
+
+        def fwd(model):
+            model.eval()
+            with torch.inference_mode():
+                return model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+
+        def fwd_bwd(model):
+            model.train()
+            out = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+            out.last_hidden_state.float().pow(2).mean().backward()
+            model.zero_grad(set_to_none=True)
+
+        fns = {"minbert fwd": lambda: fwd(ours), "minbert fwd+bwd": lambda: fwd_bwd(ours)}
+        if theirs is not None:
+            fns |= {"hf fwd": lambda: fwd(theirs), "hf fwd+bwd": lambda: fwd_bwd(theirs)}
+        t = take_turns(fns, reps)
+        row = {"length": n, "batch": batch, **{f"{k} seq/s": batch / v for k, v in t.items()}}
+        if theirs is not None:
+            row["fwd ratio"] = t["hf fwd"] / t["minbert fwd"]
+            row["fwd+bwd ratio"] = t["hf fwd+bwd"] / t["minbert fwd+bwd"]
+        rows.append(row)
+    return rows
+
+
+def matmul_flops(reps: int, n: int = 2048) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = take_turns({"mm": lambda: a @ b}, reps)["mm"]
+    return 2 * n ** 3 / t
+
+
+def encoder_flops(config, shapes: list[tuple[int, int]]) -> float:
+    """Forward FLOPs of the encoder layers on inputs of these (batch, length) shapes: the matmuls of
+    attention projections, attention scores and values, and the feed-forward."""
+    h, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    total = 0.0
+    for b, n in shapes:
+        tokens = b * n
+        total += layers * (2 * tokens * (4 * h * h + 2 * h * inter) + 4 * b * n * n * h)
+    return total
+
+
+def pad_share(lengths: list[int], batches: list[list[int]]) -> float:
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return 1 - real / padded
+
+
+def padding_rows(cfg, data_path: Path, tokenizer: Tokenizer) -> list[dict]:
+    """Pad share of one epoch's training batches of each task, length-bucketed vs plain random batches."""
+    from .data.loading import load_split
+    rows = []
+    for name in cfg.tasks:
+        data = load_split(get_task(name), "train", data_path, tokenizer, True, False, lambda line: None)
+        lengths, bs = data.lengths(), cfg.train.batch_size[name]
+        order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0)).tolist()
+        rows.append({"task": name, "batch": bs,
+                     "bucketed pad share": pad_share(lengths, bucketed_batches(lengths, bs, torch.Generator().manual_seed(0))),
+                     "random pad share": pad_share(lengths, [order[i:i + bs] for i in range(0, len(order), bs)])})
+    return rows
+
+
+def make_trainers(variants: dict[str, list[str]], base: list[str], run_root: Path) -> dict:
+    """A Trainer per variant, all reading the same batches (same seed and data)."""
+    from .train import Trainer, prepare_run_dir
+    trainers = {}
+    for i, (name, extra) in enumerate(variants.items()):
+        cfg = load_config(None, base + extra)
+        run = run_root / f"variant-{i}"
+        data_path, _ = prepare_run_dir(cfg, run, None, resume=False)
+        trainer = Trainer(cfg, run, data_path, lambda line: None)
+        trainer.model.train()
+        trainer.trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+        trainers[name] = trainer
+    return trainers
+
+
+def train_step(trainer) -> Callable[[], None]:
+    def step():
+        trainer.forward_backward(list(trainer.cfg.tasks))
+        trainer.optimizer_step(True)
+    return step
+
+
+STEP_VARIANTS = {"sum": [], "pcgrad": ["train.combine.name=pcgrad"], "smart (T=1)": ["train.smart.lambda_s=1.0"],
+                 "smart steps=0 (R3F)": ["train.smart.lambda_s=1.0", "train.smart.steps=0"]}
+
+
+def step_rows(base: list[str], run_root: Path, reps: int, matmul: float | None) -> list[dict]:
+    """Step time of each combiner / regulariser on the same batches; for `sum`, the share of the machine's
+    matmul FLOP/s it reaches (encoder FLOPs of the batches' real padded shapes, x3 for the backward)."""
+    trainers = make_trainers(STEP_VARIANTS, base, run_root)
+    shapes: list[tuple[int, int]] = []
+    plain = trainers["sum"]
+    plain.model.encoder.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    times: dict[str, list[float]] = {k: [] for k in trainers}
+    flops: list[float] = []
+    for r in range(1 + reps):
+        for name, trainer in trainers.items():
+            shapes.clear()
+            t = timed(train_step(trainer))
+            if r >= 1:
+                times[name].append(t)
+                if name == "sum":
+                    flops.append(3 * encoder_flops(plain.model.encoder.config, shapes) / t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = [{"variant": k, "s/step": v, "ratio": v / med["sum"]} for k, v in med.items()]
+    rows[0]["model FLOP/s"] = statistics.median(flops)
+    if matmul:
+        rows[0]["share of matmul FLOP/s"] = rows[0]["model FLOP/s"] / matmul
+    return rows
+
+
+def predict_rows(backbone: str | None, data_path: Path, reps: int, limit: int = 512, batch: int = 64) -> list[dict]:
+    """Examples/s predicting SST sentences and Quora pairs: minbert (length-sorted batches, inference
+    mode) vs a plain transformers BertModel + the same mean pooling and linear head, batches in file order
+    padded to their longest (a pipeline's default), tokenisation included in both."""
+    from .data.batching import encode_examples
+    from .evaluate import predict_set
+    from .model import MultitaskModel
+    folder = resolve_backbone(backbone)
+    tok = Tokenizer.from_pretrained(folder)
+    model = MultitaskModel(BertModel.from_pretrained(folder), ["sst", "para"]).eval()
+    try:
+        import transformers
+        hf, hf_tok = hf_model(folder, False), transformers.AutoTokenizer.from_pretrained(str(folder))
+    except ImportError:
+        hf = None
+    rows = []
+    for name in ("sst", "para"):
+        task = get_task(name)
+        examples = task.read(data_path, "dev")[0][:limit]
+
+        def ours():
+            data = encode_examples(examples, tok, True)
+            predict_set(model, name, data, tok, batch)
+
+        def theirs():
+            head = model.heads[name]
+            with torch.inference_mode():
+                for i in range(0, len(examples), batch):
+                    cols = list(zip(*(e.texts for e in examples[i:i + batch])))
+                    x = hf_tok(*cols, padding=True, truncation=True, max_length=128, return_tensors="pt")
+                    hidden = hf(**x).last_hidden_state
+                    m = x["attention_mask"].unsqueeze(-1).float()
+                    head.out((hidden * m).sum(1) / m.sum(1))
+
+        fns = {"minbert": ours} | ({"hf": theirs} if hf is not None else {})
+        t = take_turns(fns, reps)
+        row = {"task": name, "rows": len(examples), **{f"{k} ex/s": len(examples) / v for k, v in t.items()}}
+        if hf is not None:
+            row["ratio"] = t["hf"] / t["minbert"]
+        rows.append(row)
+    return rows
+
+
+def train_rows(backbone: str | None, data_path: Path, run_root: Path, reps: int, steps: int = 10) -> list[dict]:
+    """Training examples/s, one task at a time at batch 32: minbert's loop (bucketed batches, its AdamW) vs
+    a plain transformers loop (BertForSequenceClassification, random batches padded to their longest,
+    torch AdamW, pairs as one input) on the same rows."""
+    import transformers
+    folder = resolve_backbone(backbone)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    rows = []
+    for name, labels in (("sst", 5), ("para", 2)):
+        task = get_task(name)
+        examples = task.read(data_path, "train")[0]
+        base = [f"model.backbone={folder}", f"tasks=[{name}]", "train.batch_size={sst: 32, para: 32}",
+                "data.train_limit=4000", "data.dev_limit=32", "train.epochs=1", "eval.test_predictions=false"]
+        ours = make_trainers({"minbert": []}, base, run_root / name)["minbert"]
+        hf = transformers.BertForSequenceClassification.from_pretrained(str(folder), num_labels=labels).train()
+        opt = torch.optim.AdamW(hf.parameters(), lr=5e-5)
+        g = torch.Generator().manual_seed(0)
+
+        def hf_steps():
+            for _ in range(steps):
+                idx = torch.randint(len(examples), (32,), generator=g).tolist()
+                cols = list(zip(*(examples[i].texts for i in idx)))
+                x = hf_tok(*cols, padding=True, truncation=True, max_length=128, return_tensors="pt")
+                y = torch.tensor([int(examples[i].label) for i in idx])
+                hf(**x, labels=y).loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+        def our_steps():
+            for _ in range(steps):
+                train_step(ours)()
+
+        t = take_turns({"minbert": our_steps, "hf": hf_steps}, reps)
+        rows.append({"task": name, "minbert ex/s": 32 * steps / t["minbert"], "hf ex/s": 32 * steps / t["hf"],
+                     "ratio": t["hf"] / t["minbert"]})
+    return rows
+
+
+def table(rows: list[dict]) -> list[str]:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) and abs(v) < 1 else (f"{v:,.1f}" if isinstance(v, float) else str(v))  # noqa: E731
+    return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + \
+        ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+
+
+def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int, reps: int,
+          run_root: Path, log=print) -> dict[str, list[dict]]:
+    data_path = resolve_data_dir()
+    torch.manual_seed(0)
+    out: dict[str, list[dict]] = {}
+    matmul = None
+    if "matmul" in parts or "combine" in parts:
+        matmul = matmul_flops(reps)
+        out["matmul"] = [{"fp32 matmul FLOP/s (2048^3)": matmul, "threads": torch.get_num_threads()}]
+    if "encoder" in parts:
+        out["encoder"] = encoder_rows(backbone, lengths, batch, reps)
+    if "padding" in parts:
+        cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "default.yaml") \
+            if (Path(__file__).resolve().parents[2] / "configs" / "default.yaml").is_file() else load_config(None)
+        out["padding"] = padding_rows(cfg, data_path, Tokenizer.from_pretrained(resolve_backbone(backbone)))
+    common = [f"model.backbone={backbone}"] if backbone else []
+    if "combine" in parts:
+        base = common + ["data.train_limit=400", "data.dev_limit=32", "train.batch_size={sst: 16, para: 32, sts: 16}",
+                         "train.epochs=1", "eval.test_predictions=false"]
+        out["combine"] = step_rows(base, run_root / "combine", reps, matmul)
+    if "predict" in parts:
+        out["predict"] = predict_rows(backbone, data_path, reps)
+    if "train" in parts:
+        try:
+            out["train"] = train_rows(backbone, data_path, run_root / "train", reps)
+        except ImportError:
+            log("bench: transformers is not installed; skipping the training-loop comparison")
+    for part, rows in out.items():
+        log(f"\n## {part}\n" + "\n".join(table(rows)))
+    return out
