@@ -268,11 +268,23 @@ def table(rows: list[dict]) -> list[str]:
         ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
 
 
+class _Logged(dict):
+    """Results by part, each printed as a markdown table the moment it is measured."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def __setitem__(self, part: str, rows: list[dict]) -> None:
+        super().__setitem__(part, rows)
+        self.log(f"\n## {part}\n" + "\n".join(table(rows)))
+
+
 def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int, reps: int,
           run_root: Path, log=print) -> dict[str, list[dict]]:
     data_path = resolve_data_dir()
     torch.manual_seed(0)
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[dict]] = _Logged(log)
     matmul = None
     if "matmul" in parts or "combine" in parts:
         matmul = matmul_flops(reps)
@@ -295,6 +307,4 @@ def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int
             out["train"] = train_rows(backbone, data_path, run_root / "train", reps)
         except ImportError:
             log("bench: transformers is not installed; skipping the training-loop comparison")
-    for part, rows in out.items():
-        log(f"\n## {part}\n" + "\n".join(table(rows)))
-    return out
+    return dict(out)

@@ -18,15 +18,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import resume, train
 
     if args.resume:
+        import os
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("--resume runs in one process; resume without torchrun (the run continues exactly)")
         if args.out:
             raise ConfigError("--resume RUN_DIR continues that run in place; leave out --out")
         out = Path(args.resume)
         new_cfg = load_config(args.config, args.set) if (args.config or args.set) else None
         metrics = resume(out, new_cfg, args.force, args.data_dir)
     else:
+        from .distributed import from_environment
+
         cfg = load_config(args.config, args.set)
         out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "default")
-        metrics = train(cfg, out, args.data_dir)
+        parallel = from_environment(cfg.train.device)  # torchrun: one process per device / CPU share
+        metrics = train(cfg, out, args.data_dir, parallel)
+        if not parallel.main:
+            return 0
     print(json.dumps({"run_dir": str(out), "best_dev": metrics}))
     return 0
 

@@ -70,8 +70,12 @@ class Combiner:
 
     `table`: the word-embedding table among `shared`, whose gradient is row-sparse (optional)."""
 
-    def __init__(self, shared: list[torch.nn.Parameter], cfg, seed: int, table: torch.nn.Embedding | None = None):
+    reduce_each_task = False  # data-parallel: sum each task's gradient over the processes before combining
+
+    def __init__(self, shared: list[torch.nn.Parameter], cfg, seed: int, table: torch.nn.Embedding | None = None,
+                 reduce=None):
         self.shared, self.cfg = shared, cfg
+        self.reduce = reduce if self.reduce_each_task else None  # (grads, params) -> grads summed over processes
         self.generator = torch.Generator().manual_seed(seed)
         self.capture = False  # capture per-task shared gradients this step (for cosines / pcgrad)
         self.grads: dict[str, Grads] = {}
@@ -101,6 +105,9 @@ class Combiner:
         if not self.needs_capture():
             return
         g, rows = self._take_shared(), self.lookups.take() if self.lookups else None
+        if self.reduce is not None:
+            g = self.reduce(g, self.shared)
+            rows = None  # other processes looked up other rows: treat the table as dense
         if task in self.grads:  # the task came twice in this step: its gradients add up
             g = [_add(a, b) for a, b in zip(self.grads[task], g)]
             rows = _union(self.rows[task], rows)
@@ -178,6 +185,8 @@ class Weighted(Combiner):
 
 
 class PCGrad(Combiner):
+    reduce_each_task = True
+
     def needs_capture(self) -> bool:
         return True
 
@@ -195,7 +204,7 @@ COMBINERS: dict[str, type[Combiner]] = {"sum": Combiner, "weighted": Weighted, "
 
 
 def build_combiner(cfg, shared: list[torch.nn.Parameter], seed: int,
-                   table: torch.nn.Embedding | None = None) -> Combiner:
+                   table: torch.nn.Embedding | None = None, reduce=None) -> Combiner:
     if cfg.name not in COMBINERS:
         raise ValueError(f"unknown combine {cfg.name!r}; choose from {sorted(COMBINERS)}")
-    return COMBINERS[cfg.name](shared, cfg, seed, table)
+    return COMBINERS[cfg.name](shared, cfg, seed, table, reduce)

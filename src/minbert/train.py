@@ -30,6 +30,7 @@ from .evaluate import evaluate, prediction_path, write_predictions
 from .model import MultitaskModel
 from .optim import build_optimizer
 from .combine import build_combiner
+from .distributed import Parallel
 from .schedules import TaskSizes, build_schedule, expected_examples
 from .smart import build_regulariser
 from .tasks import get_task
@@ -149,8 +150,9 @@ class Trainer:
 
     AMP_DEVICES = ("cuda",)  # where train.precision bf16 / fp16 autocasts (CPU autocast is slow without AMX)
 
-    def __init__(self, cfg: Config, run_dir: Path, data_path: Path, log: RunLog):
+    def __init__(self, cfg: Config, run_dir: Path, data_path: Path, log: RunLog, parallel: Parallel | None = None):
         self.cfg, self.run_dir, self.data_path, self.log = cfg, run_dir, data_path, log
+        self.par = parallel or Parallel()
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
@@ -181,7 +183,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
             total_updates, cfg.train.warmup, cfg.train.lr_decay, epoch_starts, cfg.train.milestones, cfg.train.gamma))
         self.combiner = build_combiner(cfg.train.combine, list(model.encoder.parameters()), cfg.train.seed,
-                                       model.encoder.embeddings.word_embeddings)
+                                       model.encoder.embeddings.word_embeddings,
+                                       self.par.sum_gradients if self.par.world > 1 else None)
         self.regulariser = build_regulariser(cfg.train.smart, self.model)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
         if self.amp_dtype is not None and self.device.type not in self.AMP_DEVICES:
@@ -214,6 +217,9 @@ class Trainer:
             self.end_epoch()
         self.log(f"training done in {time.time() - start:.0f} s; best dev (epoch {self.best_metrics.get('epoch')}): "
                  f"{format_metrics({k: v for k, v in self.best_metrics.items() if k != 'epoch'})}")
+        if not self.par.main:
+            self.par.barrier()  # rank 0 writes the predictions
+            return self.best_metrics
         (self.run_dir / "best_metrics.json").write_text(json.dumps(self.best_metrics, indent=2) + "\n")
         self.model.load(self.run_dir / "best")
         write_split_predictions(self.model, self.tokenizer, self.cfg, self.data_path, self.run_dir, "dev",
@@ -221,6 +227,7 @@ class Trainer:
         if self.cfg.eval.test_predictions:
             write_split_predictions(self.model, self.tokenizer, self.cfg, self.data_path, self.run_dir, "test",
                                     None, self.log)
+        self.par.barrier()
         return self.best_metrics
 
     def train_epoch(self) -> None:
@@ -255,7 +262,7 @@ class Trainer:
         every = self.cfg.train.combine.log_cosine_every
         self.combiner.begin(log_cosines=bool(every) and (self.updates + 1) % every == 0)
         for name in step_tasks:
-            batch = self.streams[name].next()
+            batch = self.streams[name].next(self.par.share if self.par.world > 1 else None)
             try:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                     enabled=self.amp_dtype is not None):
@@ -264,7 +271,7 @@ class Trainer:
                     loss = self.model.loss(name, out.float(), batch["labels"].to(self.device))
                     extra = self.regulariser.extra_loss(self.model, name, inputs, out)
                 total = loss if extra is None else loss + extra
-                scaled = total / self.cfg.train.accumulate
+                scaled = total * batch["weight"] / self.cfg.train.accumulate
                 self.combiner.backward(name, self.scaler.scale(scaled) if self.scaler else scaled)
             except torch.OutOfMemoryError as e:
                 raise TrainingError(
@@ -276,9 +283,9 @@ class Trainer:
                 self.loss_counts[name] += 1
             else:
                 finite = False
-            self.examples += len(batch["index"])
+            self.examples += batch["global_size"]
         cos = self.combiner.finish()
-        if cos is not None:
+        if cos is not None and self.par.main:
             with (self.run_dir / "grad_cosine.jsonl").open("a") as f:
                 f.write(json.dumps({"update": self.updates + 1, "epoch": self.epoch, "step": self.step,
                                     "cosine": cos}) + "\n")
@@ -286,6 +293,7 @@ class Trainer:
 
     def optimizer_step(self, finite_losses: bool) -> bool:
         """Clip and step; a non-finite loss or gradient norm skips the step. Returns whether it stepped."""
+        self.sum_gradients_over_processes()
         clip = self.cfg.train.grad_clip or math.inf
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -318,6 +326,16 @@ class Trainer:
                 f"the last good checkpoint is {self.run_dir / 'last'} (try a lower train.lr)")
         return False
 
+    def sum_gradients_over_processes(self) -> None:
+        """Data-parallel: sum the accumulated gradients over the processes (PCGrad's encoder gradients were
+        summed task by task already)."""
+        if self.par.world == 1:
+            return
+        done = set(map(id, self.combiner.shared)) if self.combiner.reduce is not None else set()
+        params = [p for p in self.trainable if id(p) not in done]
+        for p, g in zip(params, self.par.sum_gradients([p.grad for p in params], params)):
+            p.grad = g
+
     def end_epoch(self) -> None:
         t0 = time.time()
         dev_loss: dict[str, float] = {}
@@ -329,13 +347,15 @@ class Trainer:
                   "train_examples_per_second": round(self.examples / max(self.train_seconds, 1e-9), 1),
                   "eval_seconds": round(time.time() - t0, 1)}
         self.history.append(record)
-        self.write_history()
+        if self.par.main:
+            self.write_history()
         improved = score > self.best_score
         self.log(f"epoch {self.epoch}: dev {format_metrics(metrics)}; loss {format_metrics(record['train_loss'])}; "
                  f"{record['train_examples_per_second']} train examples/s" + ("; new best, saved" if improved else ""))
         if improved:
             self.best_score, self.best_metrics = score, {**metrics, "epoch": self.epoch}
-            atomic_folder(self.run_dir / "best", self.save_model)
+            if self.par.main:
+                atomic_folder(self.run_dir / "best", self.save_model)
         self.epoch, self.step = self.epoch + 1, 0
         self._reset_epoch_totals()
         self.save_last()
@@ -382,6 +402,9 @@ class Trainer:
                 for n, d in self.train_sets.items()}
 
     def save_last(self) -> None:
+        if not self.par.main:
+            return
+
         def write(folder: Path) -> None:
             self.save_model(folder)
             write_trainer_state(folder, self.state())
@@ -435,11 +458,20 @@ def prepare_run_dir(cfg: Config, run_dir: Path, data_dir: str | None, resume: bo
     return data_path, RunLog(run_dir / "log.txt")
 
 
-def train(cfg: Config, run_dir: Path, data_dir: str | None = None) -> dict[str, float]:
-    """Train per `cfg` from scratch, writing the run directory; returns the best dev metrics."""
-    data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=False)
-    log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}")
-    return Trainer(cfg, run_dir, data_path, log).run()
+def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Parallel | None = None) -> dict[str, float]:
+    """Train per `cfg` from scratch, writing the run directory; returns the best dev metrics.
+    With `parallel` (torchrun), every process trains its share of each batch and rank 0 writes."""
+    par = parallel or Parallel()
+    if par.main:
+        data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=False)
+        log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}"
+            + (f", {par.world} processes" if par.world > 1 else ""))
+    par.barrier()
+    if not par.main:
+        data_path = resolve_data_dir(data_dir, cfg.data.dir)
+        cfg.data.dir = str(data_path.resolve())
+        log = lambda line: None  # noqa: E731 -- rank 0 logs
+    return Trainer(cfg, run_dir, data_path, log, par).run()
 
 
 def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,

@@ -6,7 +6,7 @@ while the order of batches stays random, so training is not biased by length.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -101,11 +101,14 @@ class BatchStream:
             self._queue = [order[j:j + self.batch_size] for j in range(0, len(order), self.batch_size)]
         self._queue.reverse()  # pop() from the end takes them in order
 
-    def next(self) -> dict:
+    def next(self, share: Callable[[list[int]], tuple[list[int], float]] | None = None) -> dict:
+        """The next batch; with `share` (data-parallel), this process's rows of it and their loss weight."""
         if not self._queue:
             self.passes_started += 1
             self._refill()
-        return self.data.batch(self.tokenizer, self._queue.pop())
+        index = self._queue.pop()
+        rows, weight = share(index) if share else (index, 1.0)
+        return {**self.data.batch(self.tokenizer, rows), "weight": weight, "global_size": len(index)}
 
     def state(self) -> dict:
         """The position in the current pass (the batches still to come), for exact resume."""
