@@ -127,6 +127,7 @@ class TrainConfig:
     early_stop_patience: int | None = None  # stop after this many epochs without a better dev score
     seed: int = 11711
     bucket: bool = True  # length-bucketed batches
+    compile: bool = False  # torch.compile the encoder (in place: checkpoints keep their key names)
     threads: int | None = None  # torch CPU threads; None: torch's default
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     accumulate: int = 1  # schedule steps per optimizer step (gradient accumulation)

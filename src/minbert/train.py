@@ -169,6 +169,11 @@ class Trainer:
             self.dev_sets[name] = load_split(task, "dev", data_path, self.tokenizer, joint, cfg.data.strict, log,
                                              cfg.data.dev_limit)
         self.model = model.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for fp32 matmuls (Ampere and later)
+            torch.backends.cudnn.allow_tf32 = True
+        if cfg.train.compile:
+            self.model.encoder.compile(dynamic=True)  # batch shapes vary with bucketing
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         self.streams = {n: BatchStream(self.train_sets[n], self.tokenizer, cfg.train.batch_size[n], self.generator,
                                        cfg.train.bucket) for n in cfg.tasks}

@@ -40,7 +40,7 @@ def to_device(inputs: list[dict[str, torch.Tensor]], device: torch.device | None
     """Move a batch's padded inputs to the model's device (a no-op on CPU)."""
     if device is None or device.type == "cpu":
         return inputs
-    return [{k: v.to(device, non_blocking=True) for k, v in x.items()} for x in inputs]
+    return [{k: v.pin_memory().to(device, non_blocking=True) for k, v in x.items()} for x in inputs]
 
 
 def encode_examples(examples: list[Example], tokenizer: Tokenizer, joint: bool) -> EncodedSet:
