@@ -70,6 +70,13 @@ def test_ablate_tabulates_mean_and_std_over_seeds(tmp_path, tiny_backbone, small
     assert (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns == before
     rows = json.loads((out / "ablation.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["base", "siamese", "siamese + cls"] and rows[2]["seeds"] == [1]
+    result = out / "siamese" / "seed-1" / "ablation_result.json"
+    stored = json.loads(result.read_text())
+    del stored["config"]["train"]["compile"]  # as if written before minbert had this setting (at its default)
+    result.write_text(json.dumps(stored))
+    stamp = result.stat().st_mtime_ns
+    assert main(args + ["--seeds", "1", "--only", "siamese"]) == 0
+    assert result.stat().st_mtime_ns == stamp  # still reused
     assert main(args + ["--seeds", "1", "--only", "base", "--set", "train.lr=1e-3"]) == 0  # changed: trained again
     assert (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns != before
 

@@ -23,7 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
-from .config import Config, ConfigError, load_config, read_yaml
+from .config import Config, ConfigError, _build, load_config, read_yaml
 from .sweep import resolve_base
 from .train import train
 
@@ -104,6 +104,14 @@ def plan(path: Path, use_budget: bool, n_seeds: int | None, only: list[str] | No
             "deltas": deltas}, runs
 
 
+def same_config(earlier: dict | None, wanted: dict) -> bool:
+    """Whether a finished run used this config; settings added to minbert since then count at their defaults."""
+    try:
+        return earlier is not None and _build(Config, earlier).to_dict() == wanted
+    except ConfigError:  # a setting that no longer exists
+        return False
+
+
 def summarise(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
@@ -118,7 +126,7 @@ def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], us
         done = run_dir / "ablation_result.json"
         wanted = cfg.to_dict()
         earlier = json.loads(done.read_text()) if done.is_file() else None
-        if earlier is not None and earlier.get("config") == wanted:
+        if earlier is not None and same_config(earlier.get("config"), wanted):
             result = earlier
             log(f"ablate: [{i}/{len(runs)}] {name} seed {seed}: done before, {result['seconds']} s")
         else:
@@ -166,5 +174,5 @@ def render(report: dict) -> str:
         if report["budget"]:
             shown.update(r["delta"].get("budget", {}))
         delta = ", ".join(f"{k}={json.dumps(v)}" for k, v in shown.items()) or "(base)"
-        lines.append(f"| {r['variant']} | " + " | ".join(cells) + f" | {r['seconds']['mean']:.0f} | `{delta}` |")
+        lines.append(f"| {r['variant'].replace('|', chr(92) + '|')} | " + " | ".join(cells) + f" | {r['seconds']['mean']:.0f} | `{delta}` |")
     return "\n".join(lines) + "\n"
