@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from minbert.bench import STEP_BASE, step_rows  # noqa: E402
 from minbert.config import load_config  # noqa: E402
-from minbert.data.loading import resolve_data_dir  # noqa: E402
-from minbert.train import Trainer, prepare_run_dir, train  # noqa: E402
+from minbert.train import train  # noqa: E402
 
 RUNS = {  # name -> overrides of configs/default.yaml
     "round_robin until longest (over-sampling), combine sum": ["train.schedule.name=round_robin",
@@ -43,42 +41,16 @@ COMMON = ["train.epochs=1", "train.schedule.until=longest", "train.schedule.step
           "data.dev_limit=1000", "eval.test_predictions=false", "train.checkpoint_every=100000"]
 
 
-STEP_VARIANTS = {  # name -> overrides; every variant sees the same batches
-    "sum": [],
-    "pcgrad": ["train.combine.name=pcgrad"],
-    "smart (T=1 ascent step)": ["train.smart.lambda_s=1.0"],
-    "smart steps=0 (R3F: random noise, no ascent)": ["train.smart.lambda_s=1.0", "train.smart.steps=0"],
-}
+def step_times(budget: int, steps: int) -> list[dict]:
+    """Step time of sum, pcgrad and SMART on the same batches: `minbert bench`'s combine part."""
+    return step_rows(STEP_BASE + [f"data.train_limit={budget}"], REPO / "runs" / "bench-step", steps, None)
 
 
-def step_times(budget: int, steps: int = 8, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per round-robin step (one batch of each task) of each variant on the same batches; the
-    variants take turns step by step, so a slow spell of the shared machine hits them alike."""
-    data = resolve_data_dir()
-    trainers = {}
-    for name, extra in STEP_VARIANTS.items():
-        cfg = load_config(REPO / "configs" / "default.yaml", COMMON + [f"data.train_limit={budget}", *extra])
-        run = REPO / "runs" / "bench-step" / name.split(" ")[0] / str(len(trainers))
-        data_path, _ = prepare_run_dir(cfg, run, str(data), resume=False)
-        trainer = Trainer(cfg, run, data_path, lambda line: None)
-        trainer.model.train()
-        trainer.trainable = [p for p in trainer.model.parameters() if p.requires_grad]
-        trainers[name] = trainer
-    times: dict[str, list[float]] = {name: [] for name in trainers}
-    for _ in range(warmup + steps):
-        for name, trainer in trainers.items():
-            t0 = time.perf_counter()
-            trainer.forward_backward(["sst", "para", "sts"])
-            trainer.optimizer_step(True)
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t[warmup:]) for name, t in times.items()}
-
-
-def step_time_table(times: dict[str, float], steps: int) -> list[str]:
-    lines = [f"Median of {steps} steps after 2 warm-up steps, the variants taking turns step by step in one "
-             "process; ratios to the plain (sum) step.", "",
+def step_time_table(rows: list[dict], steps: int) -> list[str]:
+    lines = [f"Median of {steps} steps after a warm-up step, the variants taking turns step by step in one "
+             "process (`minbert.bench.step_rows`); ratios to the plain (sum) step.", "",
              "| combine / regulariser | median s/step | ratio to sum |", "|---|---|---|"]
-    return lines + [f"| {name} | {t:.3f} | {t / times['sum']:.2f}x |" for name, t in times.items()]
+    return lines + [f"| {r['variant']} | {r['s/step']:.3f} | {r['ratio']:.2f}x |" for r in rows]
 
 
 def results_table(rows: list[dict]) -> list[str]:
@@ -101,13 +73,13 @@ def main() -> None:
                     help="only measure step times (this many steps per variant); writes docs/STEP-TIMES.md")
     args = ap.parse_args()
     if args.step_times:
-        times = step_times(args.budget, steps=args.step_times)
+        rows = step_times(args.budget, args.step_times)
         lines = ["# Step time of the gradient combiners and SMART", "",
                  f"Command: `.venv/bin/python benchmarks/strategies.py --budget {args.budget} --step-times {args.step_times}` on the 2-core "
                  "CPU development machine, all-MiniLM-L6-v2, configs/default.yaml batches (SST 16, Quora 32, "
                  "STS 16), one round-robin step = one batch of each task, forward + backward + AdamW.", ""]
-        (REPO / "docs" / "STEP-TIMES.md").write_text("\n".join(lines + step_time_table(times, args.step_times)) + "\n")
-        print(json.dumps({"step_seconds": times}))
+        (REPO / "docs" / "STEP-TIMES.md").write_text("\n".join(lines + step_time_table(rows, args.step_times)) + "\n")
+        print(json.dumps(rows))
         return
     budget = f"data.train_fraction={args.fraction}" if args.fraction else f"data.train_limit={args.budget}"
     rows = []
@@ -128,7 +100,7 @@ def main() -> None:
                  "so the tasks keep their sizes' ratio.", ""] + results_table(rows)
         (REPO / "docs" / "STRATEGIES-fraction.md").write_text("\n".join(lines) + "\n")
         return
-    times = step_times(args.budget)
+    times = step_times(args.budget, 8)
     lines = ["# Training strategies: short real runs", "",
              f"Command: `.venv/bin/python benchmarks/strategies.py --budget {args.budget}` on the 2-core CPU "
              "development machine (no GPU), all-MiniLM-L6-v2, configs/default.yaml (cross-encoded pairs, mean "
@@ -140,9 +112,8 @@ def main() -> None:
     lines += ["", "## Step time (same batches, one round-robin step = one batch of each task)", ""]
     lines += step_time_table(times, 8)
     (REPO / "docs" / "STRATEGIES.md").write_text("\n".join(lines) + "\n")
-    print(json.dumps({"step_seconds": times}))
+    print(json.dumps(times))
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(torch.get_num_threads())
     main()

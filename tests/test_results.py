@@ -131,3 +131,16 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys):
     assert "at least two run directories" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_dev_loss_per_epoch_is_the_loss_on_the_dev_rows(runs, small_data_dir):
+    """metrics.jsonl's dev loss (1 epoch: the best model) against cross-entropy computed row by row."""
+    run = runs[0]
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    _, model, tok = load_run(run)
+    t = TASKS["sst"]
+    examples, _ = read_examples(t.path(small_data_dir, "dev"), t.text_columns, t.label_column, t.parse_label)
+    with torch.no_grad():
+        losses = [torch.nn.functional.cross_entropy(model("sst", [tok([e.texts[0]])]), torch.tensor([e.label]))
+                  for e in examples]
+    assert record["dev_loss"]["sst"] == pytest.approx(float(torch.stack(losses).mean()), rel=1e-4)

@@ -2,7 +2,7 @@
 
 Every figure is a median of `reps` timings taken in one process, the compared variants taking turns, and
 is reported with its ratio (timings on shared machines drift; ratios in one run hold better). Parts:
-- encoder: forward and forward+backward sequences/s and tokens/s, minbert.BertModel vs
+- encoder: forward and forward+backward sequences/s (x length = tokens/s), minbert.BertModel vs
   transformers.BertModel (SDPA attention), same weights, batch and lengths;
 - matmul: the machine's fp32 matmul FLOP/s, and the share of it a multi-task training step reaches
   (model FLOPs of the step's real batch shapes / step time);
@@ -24,7 +24,7 @@ import torch
 
 from .checkpoints import resolve_backbone
 from .config import load_config
-from .data.batching import bucketed_batches
+from .data.batching import bucketed_batches, shuffled_batches
 from .data.loading import resolve_data_dir
 from .encoder import BertModel
 from .tasks import get_task
@@ -122,10 +122,10 @@ def padding_rows(cfg, data_path: Path, tokenizer: Tokenizer) -> list[dict]:
     for name in cfg.tasks:
         data = load_split(get_task(name), "train", data_path, tokenizer, True, False, lambda line: None)
         lengths, bs = data.lengths(), cfg.train.batch_size[name]
-        order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0)).tolist()
-        rows.append({"task": name, "batch": bs,
-                     "bucketed pad share": pad_share(lengths, bucketed_batches(lengths, bs, torch.Generator().manual_seed(0))),
-                     "random pad share": pad_share(lengths, [order[i:i + bs] for i in range(0, len(order), bs)])})
+        bucketed = bucketed_batches(lengths, bs, torch.Generator().manual_seed(0))
+        plain = shuffled_batches(len(lengths), bs, torch.Generator().manual_seed(0))
+        rows.append({"task": name, "batch": bs, "bucketed pad share": pad_share(lengths, bucketed),
+                     "random pad share": pad_share(lengths, plain)})
     return rows
 
 
@@ -151,6 +151,9 @@ def train_step(trainer) -> Callable[[], None]:
     return step
 
 
+STEP_BATCHES = "{sst: 16, para: 32, sts: 16}"  # configs/default.yaml's batch sizes
+STEP_BASE = ["data.train_limit=400", "data.dev_limit=32", f"train.batch_size={STEP_BATCHES}", "train.epochs=1",
+             "eval.test_predictions=false"]
 STEP_VARIANTS = {"sum": [], "pcgrad": ["train.combine.name=pcgrad"], "smart (T=1)": ["train.smart.lambda_s=1.0"],
                  "smart steps=0 (R3F)": ["train.smart.lambda_s=1.0", "train.smart.steps=0"]}
 
@@ -292,14 +295,11 @@ def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int
     if "encoder" in parts:
         out["encoder"] = encoder_rows(backbone, lengths, batch, reps)
     if "padding" in parts:
-        cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "default.yaml") \
-            if (Path(__file__).resolve().parents[2] / "configs" / "default.yaml").is_file() else load_config(None)
+        cfg = load_config(None, [f"train.batch_size={STEP_BATCHES}"])
         out["padding"] = padding_rows(cfg, data_path, Tokenizer.from_pretrained(resolve_backbone(backbone)))
     common = [f"model.backbone={backbone}"] if backbone else []
     if "combine" in parts:
-        base = common + ["data.train_limit=400", "data.dev_limit=32", "train.batch_size={sst: 16, para: 32, sts: 16}",
-                         "train.epochs=1", "eval.test_predictions=false"]
-        out["combine"] = step_rows(base, run_root / "combine", reps, matmul)
+        out["combine"] = step_rows(common + STEP_BASE, run_root / "combine", reps, matmul)
     if "predict" in parts:
         out["predict"] = predict_rows(backbone, data_path, reps)
     if "train" in parts:

@@ -301,12 +301,12 @@ def _validate_heads(cfg: Config, choices: dict[str, tuple[str, ...]]) -> None:
     for task in cfg.tasks:
         if task not in TASKS:
             continue  # reported below
-        head = cfg.model.head(task)
-        for k, v in _flatten(dataclasses.asdict(head)).items():
-            where = f"model.heads.{task}.{k}" if k in (cfg.model.heads or {}).get(task, {}) else f"model.{k}"
+        head = cfg.model.head(task)  # the model-wide settings were checked with every other key
+        for k in (cfg.model.heads or {}).get(task, {}):
+            v = getattr(head, k)
             for item in (v if isinstance(v, list) else [v]):
                 if item is not None:
-                    _check_value(f"model.{k}", where, item, choices)
+                    _check_value(f"model.{k}", f"model.heads.{task}.{k}", item, choices)
         problem = check_head(TASKS[task], head)
         if problem:
             raise ConfigError(f"model.heads.{task}: {problem}")

@@ -66,7 +66,8 @@ def evaluate(model: MultitaskModel, sets: dict[str, EncodedSet], tokenizer: Toke
             metrics[name] = score(model.tasks[name], predictions[name], data)
             if losses is not None and len(outputs):
                 with torch.no_grad():
-                    losses[name] = float(model.loss(name, torch.from_numpy(outputs).float(), data.labels))
+                    out = torch.from_numpy(outputs).float().to(device)
+                    losses[name] = float(model.loss(name, out, data.labels.to(device)))
     overall = overall_score(metrics)
     if overall is not None:
         metrics["overall"] = overall

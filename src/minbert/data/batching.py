@@ -73,6 +73,12 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, generator: torch.G
     return [batches[i] for i in perm]
 
 
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Plain random batches (no length bucketing)."""
+    order = torch.randperm(n, generator=generator).tolist()
+    return [order[j:j + batch_size] for j in range(0, n, batch_size)]
+
+
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Deterministic batches of similar length, for evaluation (results are put back in file order)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -97,8 +103,7 @@ class BatchStream:
         if self.bucket:
             self._queue = bucketed_batches(self._lengths, self.batch_size, self.generator)
         else:
-            order = torch.randperm(len(self.data), generator=self.generator).tolist()
-            self._queue = [order[j:j + self.batch_size] for j in range(0, len(order), self.batch_size)]
+            self._queue = shuffled_batches(len(self.data), self.batch_size, self.generator)
         self._queue.reverse()  # pop() from the end takes them in order
 
     def next(self, share: Callable[[list[int]], tuple[list[int], float]] | None = None) -> dict:
