@@ -1,20 +1,30 @@
 """AdamW (Loshchilov & Hutter 2019): Adam with bias correction and decoupled weight decay, written here.
 
 The update follows `torch.optim.AdamW`: p <- p - lr*wd*p, then p <- p - lr * m_hat / (sqrt(v_hat) + eps).
+`AdamW._update` is that update written out, one tensor at a time. With `fused=True` (the default where
+torch has the kernel: CPU and CUDA) the same update runs as torch's fused multi-tensor kernel, one pass
+over each parameter's memory instead of about ten: on the 2-core CPU the optimizer step of
+all-MiniLM-L6-v2 goes from ~0.18 s to ~0.02 s (docs/PERFORMANCE.md). Both paths are checked against
+`torch.optim.AdamW` in tests/test_optim.py.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Callable, Iterable
 
 import torch
 
+FUSED_DEVICES = ("cpu", "cuda")
+FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
 
 class AdamW(torch.optim.Optimizer):
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01):
+                 eps: float = 1e-8, weight_decay: float = 0.01, fused: bool | None = None):
         if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or weight_decay < 0:
             raise ValueError(f"invalid AdamW settings lr={lr} betas={betas} eps={eps} weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.fused = hasattr(torch, "_fused_adamw_") if fused is None else fused
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
@@ -23,27 +33,53 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            fusable = defaultdict(list)  # (device, dtype) -> parameters for the fused kernel
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("AdamW does not support sparse gradients")
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state = self._state_of(p)
                 state["step"] += 1
-                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                p.mul_(1 - lr * wd)  # decoupled weight decay
-                m.lerp_(p.grad, 1 - beta1)
-                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                step_size = lr / (1 - beta1 ** t)
-                denom = (v / (1 - beta2 ** t)).sqrt_().add_(eps)
-                p.addcdiv_(m, denom, value=-step_size)
+                if self.fused and p.device.type in FUSED_DEVICES and p.dtype in FUSED_DTYPES:
+                    fusable[(p.device, p.dtype)].append(p)
+                else:
+                    self._update(p, state, group)
+            for params in fusable.values():
+                self._fused_update(params, group)
         return loss
+
+    def _state_of(self, p: torch.Tensor) -> dict:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)  # a tensor, as torch keeps it (and as its fused kernel reads it)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        elif not torch.is_tensor(state["step"]):  # state saved by a version that counted in an int
+            state["step"] = torch.tensor(float(state["step"]))
+        return state
+
+    @staticmethod
+    def _update(p: torch.Tensor, state: dict, group: dict) -> None:
+        """The update, written out."""
+        beta1, beta2 = group["betas"]
+        lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+        t, m, v = state["step"].item(), state["exp_avg"], state["exp_avg_sq"]
+        p.mul_(1 - lr * wd)  # decoupled weight decay
+        m.lerp_(p.grad, 1 - beta1)
+        v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+        step_size = lr / (1 - beta1 ** t)
+        denom = (v / (1 - beta2 ** t)).sqrt_().add_(eps)
+        p.addcdiv_(m, denom, value=-step_size)
+
+    def _fused_update(self, params: list[torch.Tensor], group: dict) -> None:
+        """The same update for many tensors at once, by torch's fused kernel (steps already counted)."""
+        states = [self.state[p] for p in params]
+        beta1, beta2 = group["betas"]
+        torch._fused_adamw_(
+            params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+            [], [s["step"] for s in states], lr=float(group["lr"]), beta1=beta1, beta2=beta2,
+            weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False, maximize=False)
 
 
 OPTIMIZERS = {
