@@ -98,3 +98,17 @@ def test_out_of_memory_names_the_batch_size(tmp_path, tiny_backbone, small_data_
     assert code == 1 and "Traceback" not in err and len(errors) == 1 and errors[0].startswith("minbert: error:")
     assert "out of memory on cpu with batch size 48 for task sst: lower train.batch_size.sst" in err
     assert "train.accumulate" in err
+
+
+def test_frozen_encoder_with_a_parameter_free_head_trains_the_other_heads(tmp_path, tiny_backbone, small_data_dir):
+    """A frozen encoder and a cosine STS head leave STS nothing to learn: the run says so once and the other
+    heads still learn (it used to fail in backward)."""
+    cfg = tiny_cfg(tiny_backbone, "train.freeze_encoder=true", "model.pair_encoding=siamese",
+                   "model.heads={sts: {similarity: cosine}}")
+    metrics = train(cfg, tmp_path, str(small_data_dir))
+    assert set(metrics) >= {"sst", "para", "sts"}
+    log = (tmp_path / "log.txt").read_text()
+    assert log.count("task sts: nothing to train this epoch") == 1
+    assert "task sst: nothing to train" not in log and "task para: nothing to train" not in log
+    losses = [json.loads(line)["train_loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1]["sts"] > 0  # recorded all the same

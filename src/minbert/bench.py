@@ -27,10 +27,11 @@ from .config import load_config
 from .data.batching import bucketed_batches, shuffled_batches
 from .data.loading import resolve_data_dir
 from .encoder import BertModel
+from .optim import AdamW
 from .tasks import get_task
 from .tokenizer import Tokenizer
 
-PARTS = ("encoder", "matmul", "padding", "combine", "predict", "train")
+PARTS = ("encoder", "matmul", "padding", "combine", "optimizer", "predict", "train")
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -183,6 +184,26 @@ def step_rows(base: list[str], run_root: Path, reps: int, matmul: float | None) 
     return rows
 
 
+def optimizer_rows(backbone: str | None, reps: int) -> list[dict]:
+    """One optimizer step over every parameter of the backbone (random gradients): minbert's AdamW, fused
+    and written out, against torch.optim.AdamW with its default (for-loop on CPU) and fused kernels."""
+    makers = {
+        "minbert AdamW (fused, default)": lambda ps: AdamW(ps, lr=1e-5, fused=True),
+        "minbert AdamW (written out)": lambda ps: AdamW(ps, lr=1e-5, fused=False),
+        "torch AdamW (default)": lambda ps: torch.optim.AdamW(ps, lr=1e-5),
+        "torch AdamW (fused)": lambda ps: torch.optim.AdamW(ps, lr=1e-5, fused=True),
+    }
+    steps = {}
+    for name, make in makers.items():
+        params = [p.detach().clone().requires_grad_() for p in BertModel.from_pretrained(backbone).parameters()]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        steps[name] = make(params).step
+    t = take_turns(steps, reps)
+    base = t["torch AdamW (default)"]
+    return [{"optimizer": k, "ms/step": 1000 * v, "speed vs torch default": base / v} for k, v in t.items()]
+
+
 def predict_rows(backbone: str | None, data_path: Path, reps: int, limit: int = 512, batch: int = 64) -> list[dict]:
     """Examples/s predicting SST sentences and Quora pairs: minbert (length-sorted batches, inference
     mode) vs a plain transformers BertModel + the same mean pooling and linear head, batches in file order
@@ -300,6 +321,8 @@ def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int
     common = [f"model.backbone={backbone}"] if backbone else []
     if "combine" in parts:
         out["combine"] = step_rows(common + STEP_BASE, run_root / "combine", reps, matmul)
+    if "optimizer" in parts:
+        out["optimizer"] = optimizer_rows(backbone, reps)
     if "predict" in parts:
         out["predict"] = predict_rows(backbone, data_path, reps)
     if "train" in parts:

@@ -243,6 +243,7 @@ class Trainer:
         if not trained:
             self.model.encoder.eval()  # a frozen encoder also keeps its dropout off
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.nothing_to_learn: set[str] = set()  # tasks with no trainable parameter this epoch (logged once)
         plan = self.schedule.plan(self.epoch)
         t0 = time.time()
         with tqdm(total=len(plan), initial=self.step, desc=f"epoch {self.epoch}", file=sys.stderr,
@@ -277,7 +278,12 @@ class Trainer:
                     extra = self.regulariser.extra_loss(self.model, name, inputs, out)
                 total = loss if extra is None else loss + extra
                 scaled = total * batch["weight"] / self.cfg.train.accumulate
-                self.combiner.backward(name, self.scaler.scale(scaled) if self.scaler else scaled)
+                if scaled.requires_grad:
+                    self.combiner.backward(name, self.scaler.scale(scaled) if self.scaler else scaled)
+                elif name not in self.nothing_to_learn:
+                    self.nothing_to_learn.add(name)
+                    self.log(f"task {name}: nothing to train this epoch (encoder frozen, head without parameters): "
+                             "its loss is recorded, no gradient comes from it")
             except torch.OutOfMemoryError as e:
                 raise TrainingError(
                     f"out of memory on {self.device} with batch size {self.cfg.train.batch_size[name]} for task "
