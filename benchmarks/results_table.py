@@ -1,0 +1,75 @@
+"""The README results table: dev scores of several seeds of one recipe (mean ± std), their ensemble, the
+frozen-encoder baseline, next to the bar of issue 7 and the seed reports' best dev figures.
+
+Usage: python benchmarks/results_table.py RUN_DIR... [--ensemble DIR] [--frozen RUN_DIR] > RESULTS.md
+Every minbert figure is read from the runs' own files (best_metrics.json, metrics.jsonl,
+ensemble_metrics.json); the other rows are published figures, cited.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+TASKS = ("sst", "para", "sts", "overall")
+
+# Published dev figures, overall recomputed as (sst + para + (sts + 1) / 2) / 3 where a report used another mean.
+REFERENCES = [
+    ("bar of issue 7: three single-task all-MiniLM-L6-v2 models, plain transformers loop", (0.482, 0.850, 0.860, 0.754)),
+    ("target of issue 7", (0.52, 0.88, 0.88, 0.786)),
+    # ../shared/seeds/, each report's best multi-task row on dev (bert-base-sized encoders):
+    ("seed 000 miniBert Unleashed, Table 2 last row (l. 162)", (0.520, 0.848, 0.870, 0.768)),
+    ("seed 001 gradient surgery row (l. 154; split not labelled)", (0.669, 0.487, 0.380, 0.615)),
+    ("seed 002 Adapt BERT, full fine-tuning + SMART (Table 5, l. 186)", (0.528, 0.862, 0.841, 0.770)),
+    ("seed 003 RRO + HP + CS (Table 1, l. 224; split not labelled)", (0.497, 0.864, 0.387, 0.685)),
+    ("seed 004 modified cos-sim + hyper-parameters (dev table, l. 185)", (0.493, 0.776, 0.692, 0.705)),
+]
+
+
+def run_wall_seconds(run_dir: Path) -> float:
+    """Training plus evaluation seconds over the run's epochs, as the run recorded them."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return sum(r.get("train_seconds", 0.0) + r.get("eval_seconds", 0.0) for r in rows)
+
+
+def best(run_dir: Path) -> dict[str, float]:
+    return json.loads((run_dir / "best_metrics.json").read_text())
+
+
+def fmt(values: list[float], digits: int = 3) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--ensemble", type=Path)
+    ap.add_argument("--frozen", type=Path)
+    args = ap.parse_args()
+
+    scores = [best(r) for r in args.runs]
+    walls = [run_wall_seconds(r) / 60 for r in args.runs]
+    print("| model | SST acc | Quora acc | STS r | overall | wall (min) |")
+    print("|---|---|---|---|---|---|")
+    print(f"| minbert best-cpu, {len(scores)} seeds (mean ± std) | "
+          + " | ".join(fmt([s[t] for s in scores]) for t in TASKS) + f" | {fmt(walls, 0)} |")
+    for run, s, w in zip(args.runs, scores, walls):
+        print(f"| &nbsp;&nbsp;{run.name} (epoch {s.get('epoch', '?')}) | "
+              + " | ".join(f"{s[t]:.3f}" for t in TASKS) + f" | {w:.0f} |")
+    if args.ensemble:
+        dev = json.loads((args.ensemble / "ensemble_metrics.json").read_text())["dev"]
+        print(f"| minbert ensemble of the {len(scores)} seeds (averaged probabilities) | "
+              + " | ".join(f"{dev[t]:.3f}" for t in TASKS) + " | |")
+    if args.frozen:
+        s = best(args.frozen)
+        print("| same recipe, encoder frozen (heads only) | " + " | ".join(f"{s[t]:.3f}" for t in TASKS)
+              + f" | {run_wall_seconds(args.frozen) / 60:.0f} |")
+    for label, values in REFERENCES:
+        print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values) + " | |")
+
+
+if __name__ == "__main__":
+    main()
