@@ -3,7 +3,8 @@
 # baseline of the same recipe; then copies the prediction files into results/ and writes the table.
 # The seeds and the baseline train side by side, one CPU thread each (on 2 cores that finishes sooner
 # than one run after another at 2 threads). Unfinished runs are resumed from their last checkpoint, so
-# rerunning continues after an interruption. About 2 hours on 2 CPU cores.
+# rerunning continues after an interruption; a run started with another version of the recipe is refused
+# (delete it to start over). About 2 hours on 2 CPU cores.
 # Usage: bash benchmarks/best_cpu.sh > logs/best-cpu.log 2>&1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,22 +15,25 @@ train() {  # train RUN_DIR [--set ...]: a fresh run, or resume an unfinished one
   local run=$1; shift
   if [ -f "$run/best_metrics.json" ] && [ ! -d "$run/last" ]; then return; fi
   if [ -f "$run/config.yaml" ]; then
-    $minbert train --resume "$run" --config configs/best-cpu.yaml "$@" --force
+    $minbert train --resume "$run" --config configs/best-cpu.yaml "$@"
   else
     $minbert train --config configs/best-cpu.yaml "$@" --out "$run"
   fi > "$run.log" 2>&1
 }
 
 runs=()
+pids=()
 mkdir -p runs
 for seed in 11711 11712 11713; do
   runs+=("runs/best-cpu-$seed")
-  train "runs/best-cpu-$seed" "${one_thread[@]}" --set train.seed=$seed &
+  train "runs/best-cpu-$seed" "${one_thread[@]}" --set train.seed=$seed & pids+=($!)
 done
 # the baseline: only the heads learn (the STS cosine head has nothing to learn, so STS is the backbone's own
 # embedding cosine); one epoch of 800 steps, since a frozen encoder leaves little to fit
-train runs/best-cpu-frozen "${one_thread[@]}" --set train.freeze_encoder=true --set train.epochs=1 &
-wait
+train runs/best-cpu-frozen "${one_thread[@]}" --set train.freeze_encoder=true --set train.epochs=1 & pids+=($!)
+for pid in "${pids[@]}"; do
+  wait "$pid" || { echo "a training failed: see runs/best-cpu-*.log" >&2; exit 1; }
+done
 $minbert ensemble "${runs[@]}" --out runs/best-cpu-ensemble
 mkdir -p results/best-cpu results/ensemble
 rm -rf results/best-cpu/predictions results/ensemble/predictions

@@ -1,4 +1,4 @@
-"""Where an encoder forward+backward spends its time: the share of matrix multiplies (aten::mm / addmm)
+"""Where an encoder forward+backward spends its time: the share of matrix multiplies (aten::mm / addmm / bmm)
 in minbert's BertModel and in transformers.BertModel (SDPA) on the same weights and batch, from
 torch.profiler. With identical GEMMs, 1 / (GEMM share) bounds how much faster any rewrite of the rest
 can make the encoder. `--compile` also times torch.compile'd minbert against both in eager mode.

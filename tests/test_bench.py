@@ -30,12 +30,6 @@ def test_pad_share_counts_pad_tokens():
     assert pad_share(lengths, [[1, 2], [0], [3]]) == 0.0
 
 
-def test_cli_lists_every_bench_part():
-    from minbert.bench import PARTS
-    from minbert.cli import BENCH_PARTS
-    assert BENCH_PARTS == PARTS
-
-
 def test_bench_runs_every_part(tmp_path, tiny_backbone, capsys):
     pytest.importorskip("transformers")
     out = tmp_path / "bench.json"

@@ -100,12 +100,23 @@ def test_out_of_memory_names_the_batch_size(tmp_path, tiny_backbone, small_data_
     assert "train.accumulate" in err
 
 
-def test_frozen_encoder_with_a_parameter_free_head_trains_the_other_heads(tmp_path, tiny_backbone, small_data_dir):
+def test_frozen_encoder_with_a_parameter_free_head_trains_the_other_heads(tmp_path, tiny_backbone, small_data_dir,
+                                                                          monkeypatch):
     """A frozen encoder and a cosine STS head leave STS nothing to learn: the run says so once and the other
-    heads still learn (it used to fail in backward)."""
+    heads still get their gradients (it used to fail in backward)."""
+    from minbert.combine import Combiner
+    real_backward, learned = Combiner.backward, {}
+
+    def backward(self, task, loss):
+        result = real_backward(self, task, loss)
+        learned.setdefault(task, set()).add(result)
+        return result
+
+    monkeypatch.setattr(Combiner, "backward", backward)
     cfg = tiny_cfg(tiny_backbone, "train.freeze_encoder=true", "model.pair_encoding=siamese",
                    "model.heads={sts: {similarity: cosine}}")
     metrics = train(cfg, tmp_path, str(small_data_dir))
+    assert learned == {"sst": {True}, "para": {True}, "sts": {False}}
     assert set(metrics) >= {"sst", "para", "sts"}
     log = (tmp_path / "log.txt").read_text()
     assert log.count("task sts: nothing to train this epoch") == 1

@@ -100,10 +100,13 @@ class Combiner:
         pending = any(p.grad is not None for p in self.shared)
         self._carry = self._take_shared() if self.needs_capture() and pending else None
 
-    def backward(self, task: str, loss: torch.Tensor) -> None:
+    def backward(self, task: str, loss: torch.Tensor) -> bool:
+        """Backpropagate one task's loss; False when no trainable parameter depends on it (nothing done)."""
+        if not loss.requires_grad:  # e.g. a frozen encoder under a head without parameters
+            return False
         (self.weight(task) * loss).backward()
         if not self.needs_capture():
-            return
+            return True
         g, rows = self._take_shared(), self.lookups.take() if self.lookups else None
         if self.reduce is not None:
             g = self.reduce(g, self.shared)
@@ -112,6 +115,7 @@ class Combiner:
             g = [_add(a, b) for a, b in zip(self.grads[task], g)]
             rows = _union(self.rows[task], rows)
         self.grads[task], self.rows[task] = g, rows
+        return True
 
     def finish(self) -> dict[str, float] | None:
         """Write the combined shared gradient back; return pairwise cosines if they were asked for."""

@@ -3,9 +3,9 @@
 The update follows `torch.optim.AdamW`: p <- p - lr*wd*p, then p <- p - lr * m_hat / (sqrt(v_hat) + eps).
 `AdamW._update` is that update written out, one tensor at a time. With `fused=True` (the default where
 torch has the kernel: CPU and CUDA) the same update runs as torch's fused multi-tensor kernel, one pass
-over each parameter's memory instead of about ten: on the 2-core CPU the optimizer step of
-all-MiniLM-L6-v2 goes from ~0.18 s to ~0.02 s (docs/PERFORMANCE.md). Both paths are checked against
-`torch.optim.AdamW` in tests/test_optim.py.
+over each parameter's memory instead of about ten: on the 2-core CPU a step over all-MiniLM-L6-v2's
+parameters is 4.6x faster than the written-out update and 7.8x torch's default CPU AdamW
+(docs/PERFORMANCE.md). Both paths are checked against `torch.optim.AdamW` in tests/test_optim.py.
 """
 from __future__ import annotations
 
@@ -39,9 +39,10 @@ class AdamW(torch.optim.Optimizer):
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("AdamW does not support sparse gradients")
-                state = self._state_of(p)
+                fused = self.fused and p.device.type in FUSED_DEVICES and p.dtype in FUSED_DTYPES
+                state = self._state_of(p, p.device if fused else torch.device("cpu"))
                 state["step"] += 1
-                if self.fused and p.device.type in FUSED_DEVICES and p.dtype in FUSED_DTYPES:
+                if fused:
                     fusable[(p.device, p.dtype)].append(p)
                 else:
                     self._update(p, state, group)
@@ -49,14 +50,16 @@ class AdamW(torch.optim.Optimizer):
                 self._fused_update(params, group)
         return loss
 
-    def _state_of(self, p: torch.Tensor) -> dict:
+    def _state_of(self, p: torch.Tensor, step_device: torch.device) -> dict:
+        """p's moments, and its step count as a float32 tensor on `step_device` (the fused kernel reads it on
+        the parameter's device; a state saved with an int count, or loaded onto the CPU, is converted)."""
         state = self.state[p]
         if not state:
-            state["step"] = torch.tensor(0.0)  # a tensor, as torch keeps it (and as its fused kernel reads it)
+            state["step"] = torch.tensor(0.0, device=step_device)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        elif not torch.is_tensor(state["step"]):  # state saved by a version that counted in an int
-            state["step"] = torch.tensor(float(state["step"]))
+        elif not torch.is_tensor(state["step"]) or state["step"].device != step_device:
+            state["step"] = torch.as_tensor(state["step"], dtype=torch.float32, device=step_device)
         return state
 
     @staticmethod

@@ -278,9 +278,8 @@ class Trainer:
                     extra = self.regulariser.extra_loss(self.model, name, inputs, out)
                 total = loss if extra is None else loss + extra
                 scaled = total * batch["weight"] / self.cfg.train.accumulate
-                if scaled.requires_grad:
-                    self.combiner.backward(name, self.scaler.scale(scaled) if self.scaler else scaled)
-                elif name not in self.nothing_to_learn:
+                learned = self.combiner.backward(name, self.scaler.scale(scaled) if self.scaler else scaled)
+                if not learned and name not in self.nothing_to_learn:
                     self.nothing_to_learn.add(name)
                     self.log(f"task {name}: nothing to train this epoch (encoder frozen, head without parameters): "
                              "its loss is recorded, no gradient comes from it")
