@@ -1,0 +1,72 @@
+"""Encoder fwd+bwd throughput on a GPU, bert-base sizes (random weights): minbert.BertModel vs
+transformers.BertModel (SDPA), fp32 and bf16 autocast, the two models taking turns in one process.
+
+Usage (on a CUDA machine): PYTHONPATH=src python benchmarks/gpu_encoder_throughput.py [--batch 32 --length 128]
+Prints one markdown row per (model, precision): sequences/s, tokens/s and the ratio to transformers.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from minbert.encoder import BertConfig, BertModel
+
+
+def timed(fn, reps: int, device: str) -> float:
+    """Median seconds of `reps` calls after two warm-ups (synchronised on CUDA)."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--layers", type=int, default=12, help="fewer for a quick check")
+    args = ap.parse_args()
+    import transformers
+
+    torch.manual_seed(0)
+    dev = args.device
+    ours = BertModel(BertConfig(num_hidden_layers=args.layers)).to(dev).train()
+    theirs = transformers.BertModel(transformers.BertConfig(num_hidden_layers=args.layers, attn_implementation="sdpa"),
+                                    add_pooling_layer=False).to(dev).train()
+    ids = torch.randint(1000, 30000, (args.batch, args.length), device=dev)
+    mask = torch.ones_like(ids)
+
+    def step(model, dtype):
+        def run():
+            with torch.autocast(dev, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                out = model(input_ids=ids, attention_mask=mask)
+                hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+            hidden.float().mean().backward()
+            model.zero_grad(set_to_none=True)
+        return run
+
+    print(f"| model | precision | seq/s | tokens/s | vs transformers | (batch {args.batch}, length {args.length}, "
+          f"{torch.cuda.get_device_name() if dev == 'cuda' else dev}, {args.layers} layers) |")
+    print("|---|---|---|---|---|---|")
+    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        t_ours, t_theirs = timed(step(ours, dtype), args.reps, dev), timed(step(theirs, dtype), args.reps, dev)
+        for label, t in (("minbert", t_ours), ("transformers", t_theirs)):
+            print(f"| {label} | {name} | {args.batch / t:.0f} | {args.batch * args.length / t:,.0f} "
+                  f"| {t_theirs / t:.2f}× | |")
+
+
+if __name__ == "__main__":
+    main()
