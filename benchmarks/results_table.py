@@ -1,7 +1,7 @@
 """The README results table: dev scores of several seeds of one recipe (mean ± std), their ensemble, the
 frozen-encoder baseline, next to the bar of issue 7 and the seed reports' best dev figures.
 
-Usage: python benchmarks/results_table.py RUN_DIR... [--ensemble DIR] [--frozen RUN_DIR] > RESULTS.md
+Usage: python benchmarks/results_table.py RUN_DIR... [--ensemble DIR]... [--frozen RUN_DIR] > RESULTS.md
 Every minbert figure is read from the runs' own files (best_metrics.json, metrics.jsonl,
 ensemble_metrics.json); the other rows are published figures, cited.
 """
@@ -46,7 +46,8 @@ def fmt(values: list[float], digits: int = 3) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--ensemble", type=Path)
+    ap.add_argument("--ensemble", type=Path, action="append", default=[],
+                    help="an ensemble's output folder (repeatable)")
     ap.add_argument("--frozen", type=Path)
     args = ap.parse_args()
 
@@ -59,10 +60,11 @@ def main() -> None:
     for run, s, w in zip(args.runs, scores, walls):
         print(f"| &nbsp;&nbsp;{run.name} (epoch {s.get('epoch', '?')}) | "
               + " | ".join(f"{s[t]:.3f}" for t in TASKS) + f" | {w:.0f} |")
-    if args.ensemble:
-        dev = json.loads((args.ensemble / "ensemble_metrics.json").read_text())["dev"]
-        print(f"| minbert ensemble of the {len(scores)} seeds (averaged probabilities) | "
-              + " | ".join(f"{dev[t]:.3f}" for t in TASKS) + " | |")
+    for folder in args.ensemble:
+        made = json.loads((folder / "ensemble_metrics.json").read_text())
+        members = ", ".join(Path(m).name for m in made["members"])
+        print(f"| minbert ensemble (averaged probabilities / scores) of {members} | "
+              + " | ".join(f"{made['dev'][t]:.3f}" for t in TASKS) + " | |")
     if args.frozen:
         s = best(args.frozen)
         print("| same recipe, encoder frozen (heads only) | " + " | ".join(f"{s[t]:.3f}" for t in TASKS)
