@@ -37,6 +37,8 @@ variant() {  # the --set arguments of one variant
     best_lr2e-4) echo "--config configs/best-cpu.yaml --set train.lr=2e-4" ;;
     best_sst2x) echo "--config configs/best-cpu.yaml --set 'train.combine.weights={para: 2, sst: 2}'" ;;
     best_1000) echo "--config configs/best-cpu.yaml --set train.schedule.steps_per_epoch=1000" ;;
+    best_1000_seed2) echo "--config configs/best-cpu.yaml --set train.schedule.steps_per_epoch=1000 --set train.seed=11712" ;;
+    best_1000_seed3) echo "--config configs/best-cpu.yaml --set train.schedule.steps_per_epoch=1000 --set train.seed=11713" ;;
     best_arr) echo "--config configs/best-cpu.yaml --set train.schedule.name=adaptive_round_robin --set train.epochs=3" ;;
     best_bf16) echo "--config configs/best-cpu.yaml --set train.precision=bf16" ;;
     para_only) echo "$d --set 'tasks=[para]' --set train.epochs=1 --set train.schedule.steps_per_epoch=1744" ;;
