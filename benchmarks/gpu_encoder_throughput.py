@@ -1,5 +1,6 @@
 """Encoder fwd+bwd throughput on a GPU, bert-base sizes (random weights): minbert.BertModel vs
-transformers.BertModel (SDPA), fp32 and bf16 autocast, the two models taking turns in one process.
+transformers.BertModel (SDPA), fp32 and bf16 autocast: medians of `--reps` steps after two warm-up rounds,
+the two models taking turns in one process (minbert.bench.take_turns, which waits for the GPU).
 
 Usage (on a CUDA machine): PYTHONPATH=src python benchmarks/gpu_encoder_throughput.py [--batch 32 --length 128]
 Prints one markdown row per (model, precision): sequences/s, tokens/s and the ratio to transformers.
@@ -7,28 +8,11 @@ Prints one markdown row per (model, precision): sequences/s, tokens/s and the ra
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from minbert.bench import take_turns
 from minbert.encoder import BertConfig, BertModel
-
-
-def timed(fn, reps: int, device: str) -> float:
-    """Median seconds of `reps` calls after two warm-ups (synchronised on CUDA)."""
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(reps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -62,7 +46,8 @@ def main() -> None:
           f"{torch.cuda.get_device_name() if dev == 'cuda' else dev}, {args.layers} layers) |")
     print("|---|---|---|---|---|---|")
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        t_ours, t_theirs = timed(step(ours, dtype), args.reps, dev), timed(step(theirs, dtype), args.reps, dev)
+        t = take_turns({"ours": step(ours, dtype), "theirs": step(theirs, dtype)}, args.reps, warmup=2)
+        t_ours, t_theirs = t["ours"], t["theirs"]
         for label, t in (("minbert", t_ours), ("transformers", t_theirs)):
             print(f"| {label} | {name} | {args.batch / t:.0f} | {args.batch * args.length / t:,.0f} "
                   f"| {t_theirs / t:.2f}× | |")

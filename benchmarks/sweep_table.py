@@ -33,10 +33,10 @@ def main() -> None:
             if not m:
                 continue
             scores = dict(kv.split(" ") for kv in m.group(3).split(", "))
-            rows.append((float(scores.get("overall", "nan")), log.stem, m.group(2), scores))
+            rows.append((float(scores.get("overall", "-inf")), log.stem, m.group(2), scores))  # single-task: last
     print("| variant | SST | Quora | STS | overall | best epoch | arguments of `minbert train` |")
     print("|---|---|---|---|---|---|---|")
-    for overall, name, epoch, s in sorted(rows, key=lambda r: -r[0] if r[0] == r[0] else 0):
+    for overall, name, epoch, s in sorted(rows, key=lambda r: -r[0]):
         args = defs.get(name, "?").replace("|", "\\|")
         print(f"| {name} | {s.get('sst', '–')} | {s.get('para', '–')} | {s.get('sts', '–')} | {s.get('overall', '–')} "
               f"| {epoch} | `{args}` |")

@@ -34,9 +34,17 @@ from .tokenizer import Tokenizer
 PARTS = ("encoder", "matmul", "padding", "combine", "optimizer", "predict", "train")
 
 
+def _sync() -> None:
+    """Wait for queued GPU work, so that a timing covers it (nothing to wait for on a CPU run)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn: Callable[[], object]) -> float:
+    _sync()
     t0 = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t0
 
 

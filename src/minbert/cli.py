@@ -6,12 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+from .bench import PARTS as BENCH_PARTS, bench
 from .checkpoints import CheckpointError
 from .config import ConfigError, load_config
 from .data.readers import DataError
-from .bench import PARTS as BENCH_PARTS, bench
 from .training_state import DiskError
-
 
 EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DiskError)
 

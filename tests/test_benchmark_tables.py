@@ -1,0 +1,65 @@
+"""The scripts that write the README's results table and the recipe-sweep table, on hand-made run folders
+and logs, checked against figures computed here (numpy's sample std, the logs' own numbers)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def script(name: str, *args) -> list[str]:
+    out = subprocess.run([sys.executable, str(BENCH / name), *map(str, args)], check=True, capture_output=True,
+                         text=True).stdout
+    return [line for line in out.splitlines() if line.startswith("|")]
+
+
+def fake_run(folder: Path, scores: dict, seconds: list[tuple[float, float]]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "best_metrics.json").write_text(json.dumps({**scores, "epoch": 2}))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"train_seconds": t, "eval_seconds": e}) + "\n"
+                                                  for t, e in seconds))
+    return folder
+
+
+def test_results_table_means_stds_ensembles_and_frozen_row(tmp_path):
+    seeds = [{"sst": 0.48, "para": 0.84, "sts": 0.88, "overall": 0.756},
+             {"sst": 0.50, "para": 0.85, "sts": 0.87, "overall": 0.760},
+             {"sst": 0.46, "para": 0.86, "sts": 0.89, "overall": 0.752}]
+    runs = [fake_run(tmp_path / f"seed-{i}", s, [(600.0, 60.0), (1200.0, 60.0)]) for i, s in enumerate(seeds)]
+    frozen = fake_run(tmp_path / "frozen", {"sst": 0.4, "para": 0.7, "sts": 0.84, "overall": 0.67}, [(300.0, 60.0)])
+    ensembles = []
+    for name, members in (("ens-a", runs[:2]), ("ens-b", runs)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ensemble_metrics.json").write_text(json.dumps(
+            {"members": [str(m) for m in members], "dev": {"sst": 0.49, "para": 0.855, "sts": 0.885, "overall": 0.761}}))
+        ensembles += ["--ensemble", tmp_path / name]
+    rows = script("results_table.py", *runs, *ensembles, "--frozen", frozen)
+    cells = [c.strip() for c in rows[2].split("|")[1:-1]]
+    assert cells[0].startswith("minbert best-cpu, 3 seeds")
+    for task, cell in zip(("sst", "para", "sts", "overall"), cells[1:5]):
+        values = np.array([s[task] for s in seeds])
+        assert cell == f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+    assert cells[5] == "32 ± 0"  # (600 + 60 + 1200 + 60) s = 32 min, the same for each seed
+    ens = [r for r in rows if "ensemble" in r]
+    assert len(ens) == 2 and "of seed-0, seed-1 |" in ens[0] and "of seed-0, seed-1, seed-2 |" in ens[1]
+    assert "| 0.490 | 0.855 | 0.885 | 0.761 |" in ens[1]
+    frozen_row = next(r for r in rows if "encoder frozen" in r)
+    assert "| 0.400 | 0.700 | 0.840 | 0.670 | 6 |" in frozen_row
+
+
+def test_sweep_table_orders_by_overall_and_names_each_variants_arguments(tmp_path):
+    logs = {"mix": "sst 0.4823, para 0.8278, sts 0.8785, overall 0.7498",
+            "best": "sst 0.4986, para 0.8467, sts 0.8791, overall 0.7616",
+            "para_only": "para 0.8512"}
+    for name, scores in logs.items():
+        (tmp_path / f"{name}.log").write_text(f"epoch 1: ...\ntraining done in 100 s; best dev (epoch 2): {scores}\n")
+    (tmp_path / "crashed.log").write_text("Traceback ...\n")  # no result line: left out
+    rows = script("sweep_table.py", tmp_path)[2:]
+    assert [r.split("|")[1].strip() for r in rows] == ["best", "mix", "para_only"]
+    assert "| 0.4986 | 0.8467 | 0.8791 | 0.7616 | 2 | `--config configs/best-cpu.yaml` |" in rows[0]
+    # the script's shell variables are spelled out in the arguments column
+    assert "--set 'model.heads={sts: {pair_encoding: siamese" in rows[1] and "$" not in rows[1]
+    assert "| – | 0.8512 | – | – | 2 |" in rows[2]
