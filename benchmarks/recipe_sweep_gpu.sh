@@ -2,7 +2,8 @@
 # Recipe variants of configs/default.yaml trained side by side on one GPU, to choose which recipe gets the
 # (slow) 3-seed runs on the CPU. Not a result table: the CPU runs are. Runs on the device machine with the
 # data (gzipped) and an fp16 copy of the backbone carried in .gpu/ (benchmarks/pack_for_gpu.sh).
-# Usage: bash benchmarks/recipe_sweep_gpu.sh OUT_DIR NAME... (names below; `best*` are configs/best-cpu.yaml)
+# Usage: bash benchmarks/recipe_sweep_gpu.sh OUT_DIR NAME... (names below; `best*` are configs/best-cpu.yaml;
+# a name ending in _s2 or _s3 is that variant with seed 11712 or 11713)
 # Table: python benchmarks/sweep_table.py OUT_DIR (docs/RECIPE-SWEEP.md holds the one that chose best-cpu)
 set -uo pipefail
 out=$1; shift
@@ -11,8 +12,12 @@ for f in .gpu/data/*.gz; do gunzip -c "$f" > "$data/$(basename "${f%.gz}")"; don
 export MINBERT_DATA_DIR=$data PYTHONPATH=src PYTHONUNBUFFERED=1
 d="--config configs/default.yaml"
 mix='model.heads={sts: {pair_encoding: siamese, similarity: cosine, cosine_scale: relu}}'
+b="--config configs/best-cpu.yaml"
+rs="--set train.schedule.name=random_subset"  # per-task examples per epoch: train.schedule.subset_size
 variant() {  # the --set arguments of one variant
   case $1 in
+    *_s2) echo "$(variant "${1%_s2}") --set train.seed=11712" ;;
+    *_s3) echo "$(variant "${1%_s3}") --set train.seed=11713" ;;
     default) echo "--config configs/default.yaml" ;;
     siamese) echo "$d --set model.pair_encoding=siamese --set 'model.features=[u, v, abs_diff, product]' --set 'model.heads={sts: {similarity: cosine, cosine_scale: relu}}'" ;;
     mix) echo "$d --set '$mix'" ;;
@@ -41,6 +46,9 @@ variant() {  # the --set arguments of one variant
     best_1000_seed3) echo "--config configs/best-cpu.yaml --set train.schedule.steps_per_epoch=1000 --set train.seed=11713" ;;
     best_arr) echo "--config configs/best-cpu.yaml --set train.schedule.name=adaptive_round_robin --set train.epochs=3" ;;
     best_bf16) echo "--config configs/best-cpu.yaml --set train.precision=bf16" ;;
+    rs_q35) echo "$b $rs --set 'train.schedule.subset_size={sst: 12800, para: 35200, sts: 6400}'" ;;
+    rs_q35_w1) echo "$(variant rs_q35) --set train.combine.name=sum" ;;
+    rs_q45) echo "$b $rs --set 'train.schedule.subset_size={sst: 12800, para: 44800, sts: 6400}'" ;;
     para_only) echo "$d --set 'tasks=[para]' --set train.epochs=1 --set train.schedule.steps_per_epoch=1744" ;;
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac

@@ -12,7 +12,8 @@ draws a fresh random subset.
 - `sequential`: whole tasks one after another, in `order` (seed 000's baseline SST -> STS -> Para).
 - `task_by_task`: `epochs_per_task` epochs of one task, then the next (sequential fine-tuning).
 - `random_subset` (RSS, seed 000): the tasks in `subset_size` draw that many fresh random examples per
-  epoch (use a larger batch size for them); the others are passed once; spread evenly over the epoch.
+  epoch (use a larger batch size for them; more than a task holds cycles through it again, i.e. over-
+  sampling); the others are passed once; all spread evenly over the epoch, which lasts the longest quota.
 - `proportional`, `temperature`, `annealed`: each step one task, drawn with p_t proportional to
   size_t^alpha: alpha = 1, alpha = 1/T, and alpha moving linearly from `alpha_start` (0.5, i.e. sqrt
   size) to `alpha_end` (0, uniform) over the epochs (annealed sampling, Stickland & Murray 2019).
@@ -96,7 +97,7 @@ class RandomSubset(Schedule):
         subset = (self.cfg.subset_size or {}).get(task)
         if subset is None:
             return self.sizes.batches(task)
-        return -(-min(subset, self.sizes.examples[task]) // self.sizes.batch_size[task])
+        return -(-subset // self.sizes.batch_size[task])
 
     def plan(self, epoch: int) -> list[list[str]]:
         quotas = {t: self.quota(t) for t in self.sizes.tasks}
