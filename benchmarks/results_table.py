@@ -1,7 +1,8 @@
 """The README results table: dev scores of several seeds of one recipe (mean ± std), their ensemble, the
 frozen-encoder baseline, next to the bar of issue 7 and the seed reports' best dev figures.
 
-Usage: python benchmarks/results_table.py RUN_DIR... [--ensemble DIR]... [--frozen RUN_DIR] > RESULTS.md
+Usage: python benchmarks/results_table.py RUN_DIR... [--ensemble DIR]... [--frozen RUN_DIR]
+       [--other LABEL=RUN_DIR,RUN_DIR...]... > RESULTS.md
 Every minbert figure is read from the runs' own files (best_metrics.json, metrics.jsonl,
 ensemble_metrics.json); the other rows are published figures, cited.
 """
@@ -37,6 +38,12 @@ def best(run_dir: Path) -> dict[str, float]:
     return json.loads((run_dir / "best_metrics.json").read_text())
 
 
+def member_name(run_dir: Path) -> str:
+    """A run's folder name, with the folders between runs/ and it (runs/old/seed-1 -> old/seed-1)."""
+    parts = run_dir.parts
+    return "/".join(parts[parts.index("runs") + 1:]) if "runs" in parts[:-1] else run_dir.name
+
+
 def fmt(values: list[float], digits: int = 3) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
@@ -49,6 +56,8 @@ def main() -> None:
     ap.add_argument("--ensemble", type=Path, action="append", default=[],
                     help="an ensemble's output folder (repeatable)")
     ap.add_argument("--frozen", type=Path)
+    ap.add_argument("--other", action="append", default=[], metavar="LABEL=RUN_DIR,RUN_DIR...",
+                    help="another recipe's seeds as one mean ± std row (repeatable)")
     args = ap.parse_args()
 
     scores = [best(r) for r in args.runs]
@@ -60,9 +69,16 @@ def main() -> None:
     for run, s, w in zip(args.runs, scores, walls):
         print(f"| &nbsp;&nbsp;{run.name} (epoch {s.get('epoch', '?')}) | "
               + " | ".join(f"{s[t]:.3f}" for t in TASKS) + f" | {w:.0f} |")
+    for other in args.other:
+        label, _, dirs = other.partition("=")
+        others = [Path(d) for d in dirs.split(",")]
+        s_other = [best(r) for r in others]
+        print(f"| {label}, {len(others)} seeds (mean ± std) | "
+              + " | ".join(fmt([s[t] for s in s_other]) for t in TASKS)
+              + f" | {fmt([run_wall_seconds(r) / 60 for r in others], 0)} |")
     for folder in args.ensemble:
         made = json.loads((folder / "ensemble_metrics.json").read_text())
-        members = ", ".join(Path(m).name for m in made["members"])
+        members = ", ".join(member_name(Path(m)) for m in made["members"])
         print(f"| minbert ensemble (averaged probabilities / scores) of {members} | "
               + " | ".join(f"{made['dev'][t]:.3f}" for t in TASKS) + " | |")
     if args.frozen:

@@ -36,7 +36,14 @@ def test_results_table_means_stds_ensembles_and_frozen_row(tmp_path):
         (tmp_path / name / "ensemble_metrics.json").write_text(json.dumps(
             {"members": [str(m) for m in members], "dev": {"sst": 0.49, "para": 0.855, "sts": 0.885, "overall": 0.761}}))
         ensembles += ["--ensemble", tmp_path / name]
-    rows = script("results_table.py", *runs, *ensembles, "--frozen", frozen)
+    old = [fake_run(tmp_path / "runs" / "old" / f"seed-{i}", {"sst": 0.47 + i / 100, "para": 0.84, "sts": 0.88,
+                                                             "overall": 0.75}, [(60.0, 0.0)]) for i in range(2)]
+    (tmp_path / "ens-old").mkdir()
+    (tmp_path / "ens-old" / "ensemble_metrics.json").write_text(json.dumps(
+        {"members": [str(m) for m in old], "dev": {"sst": 0.48, "para": 0.84, "sts": 0.88, "overall": 0.75}}))
+    ensembles += ["--ensemble", tmp_path / "ens-old"]
+    rows = script("results_table.py", *runs, *ensembles, "--frozen", frozen,
+                  "--other", "older recipe=" + ",".join(map(str, old)))
     cells = [c.strip() for c in rows[2].split("|")[1:-1]]
     assert cells[0].startswith("minbert best-cpu, 3 seeds")
     for task, cell in zip(("sst", "para", "sts", "overall"), cells[1:5]):
@@ -44,7 +51,10 @@ def test_results_table_means_stds_ensembles_and_frozen_row(tmp_path):
         assert cell == f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
     assert cells[5] == "32 ± 0"  # (600 + 60 + 1200 + 60) s = 32 min, the same for each seed
     ens = [r for r in rows if "ensemble" in r]
-    assert len(ens) == 2 and "of seed-0, seed-1 |" in ens[0] and "of seed-0, seed-1, seed-2 |" in ens[1]
+    assert len(ens) == 3 and "of seed-0, seed-1 |" in ens[0] and "of seed-0, seed-1, seed-2 |" in ens[1]
+    assert "of old/seed-0, old/seed-1 |" in ens[2]  # the folders under runs/ name a moved member
+    other = next(r for r in rows if r.startswith("| older recipe"))
+    assert other.startswith("| older recipe, 2 seeds (mean ± std) | 0.475 ± 0.007 | 0.840 ± 0.000 |")
     assert "| 0.490 | 0.855 | 0.885 | 0.761 |" in ens[1]
     frozen_row = next(r for r in rows if "encoder frozen" in r)
     assert "| 0.400 | 0.700 | 0.840 | 0.670 | 6 |" in frozen_row
