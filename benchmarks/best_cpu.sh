@@ -30,7 +30,7 @@ for seed in 11711 11712 11713; do
   train "runs/best-cpu-$seed" "${one_thread[@]}" --set train.seed=$seed & pids+=($!)
 done
 # the baseline: only the heads learn (the STS cosine head has nothing to learn, so STS is the backbone's own
-# embedding cosine); one epoch of 800 steps, since a frozen encoder leaves little to fit
+# embedding cosine); one epoch of the recipe's steps, since a frozen encoder leaves little to fit
 train runs/best-cpu-frozen "${one_thread[@]}" --set train.freeze_encoder=true --set train.epochs=1 & pids+=($!)
 for pid in "${pids[@]}"; do
   wait "$pid" || { echo "a training failed: see runs/best-cpu-*.log" >&2; exit 1; }

@@ -14,6 +14,8 @@ d="--config configs/default.yaml"
 mix='model.heads={sts: {pair_encoding: siamese, similarity: cosine, cosine_scale: relu}}'
 b="--config configs/best-cpu.yaml"
 rs="--set train.schedule.name=random_subset"  # per-task examples per epoch: train.schedule.subset_size
+# (configs/best-cpu.yaml is itself random_subset with {sst: 12800, para: 44800, sts: 6400}; the rs_* and the
+# best_sts12k / best_sst17k variants are not run yet)
 variant() {  # the --set arguments of one variant
   case $1 in
     *_s2) echo "$(variant "${1%_s2}") --set train.seed=11712" ;;
@@ -48,7 +50,8 @@ variant() {  # the --set arguments of one variant
     best_bf16) echo "--config configs/best-cpu.yaml --set train.precision=bf16" ;;
     rs_q35) echo "$b $rs --set 'train.schedule.subset_size={sst: 12800, para: 35200, sts: 6400}'" ;;
     rs_q35_w1) echo "$(variant rs_q35) --set train.combine.name=sum" ;;
-    rs_q45) echo "$b $rs --set 'train.schedule.subset_size={sst: 12800, para: 44800, sts: 6400}'" ;;
+    best_sts12k) echo "$b --set 'train.schedule.subset_size={sst: 12800, para: 44800, sts: 12800}'" ;;
+    best_sst17k) echo "$b --set 'train.schedule.subset_size={sst: 17088, para: 44800, sts: 6400}'" ;;
     para_only) echo "$d --set 'tasks=[para]' --set train.epochs=1 --set train.schedule.steps_per_epoch=1744" ;;
     *) echo "unknown variant $1" >&2; return 1 ;;
   esac
