@@ -4,8 +4,8 @@
 # The seeds and the baseline train side by side, one CPU thread each (on 2 cores that finishes sooner
 # than one run after another at 2 threads). Unfinished runs are resumed from their last checkpoint, so
 # rerunning continues after an interruption; a run started with another version of the recipe is refused
-# (delete it to start over). Measured: 1 h 51 min on 2 CPU cores (about 103 min of training and prediction
-# files, 9 of ensemble).
+# (delete it to start over). Measured: 1 h 51 min on 2 CPU cores (106 min of training and prediction files,
+# then 5.5 of ensemble).
 # Usage: bash benchmarks/best_cpu.sh > logs/best-cpu.log 2>&1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +43,6 @@ cp -r runs/best-cpu-ensemble/predictions results/ensemble/predictions
 cp runs/best-cpu-ensemble/ensemble_metrics.json results/ensemble/
 cp "${runs[0]}"/{best_metrics.json,config.yaml,metrics.jsonl} results/best-cpu/
 for run in "${runs[@]:1}"; do cp "$run/metrics.jsonl" "results/best-cpu/metrics-${run##*-}.jsonl"; done
-cp runs/best-cpu-ensemble/ensemble_metrics.json results/best-cpu/ensemble-3-seeds_metrics.json
 .venv/bin/python benchmarks/results_table.py "${runs[@]}" --ensemble runs/best-cpu-ensemble \
   --frozen runs/best-cpu-frozen > results/best-cpu/RESULTS.md
 cat results/best-cpu/RESULTS.md

@@ -50,6 +50,13 @@ def fmt(values: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def seeds_row(label: str, runs: list[Path]) -> str:
+    """One recipe's seeds as a row: mean ± sample std of each task and of the wall minutes."""
+    scores = [best(r) for r in runs]
+    return (f"| {label}, {len(runs)} seeds (mean ± std) | " + " | ".join(fmt([s[t] for s in scores]) for t in TASKS)
+            + f" | {fmt([run_wall_seconds(r) / 60 for r in runs], 0)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -60,22 +67,16 @@ def main() -> None:
                     help="another recipe's seeds as one mean ± std row (repeatable)")
     args = ap.parse_args()
 
-    scores = [best(r) for r in args.runs]
-    walls = [run_wall_seconds(r) / 60 for r in args.runs]
     print("| model | SST acc | Quora acc | STS r | overall | wall (min) |")
     print("|---|---|---|---|---|---|")
-    print(f"| minbert best-cpu, {len(scores)} seeds (mean ± std) | "
-          + " | ".join(fmt([s[t] for s in scores]) for t in TASKS) + f" | {fmt(walls, 0)} |")
-    for run, s, w in zip(args.runs, scores, walls):
+    print(seeds_row("minbert best-cpu", args.runs))
+    for run in args.runs:
+        s = best(run)
         print(f"| &nbsp;&nbsp;{run.name} (epoch {s.get('epoch', '?')}) | "
-              + " | ".join(f"{s[t]:.3f}" for t in TASKS) + f" | {w:.0f} |")
+              + " | ".join(f"{s[t]:.3f}" for t in TASKS) + f" | {run_wall_seconds(run) / 60:.0f} |")
     for other in args.other:
         label, _, dirs = other.partition("=")
-        others = [Path(d) for d in dirs.split(",")]
-        s_other = [best(r) for r in others]
-        print(f"| {label}, {len(others)} seeds (mean ± std) | "
-              + " | ".join(fmt([s[t] for s in s_other]) for t in TASKS)
-              + f" | {fmt([run_wall_seconds(r) / 60 for r in others], 0)} |")
+        print(seeds_row(label, [Path(d) for d in dirs.split(",")]))
     for folder in args.ensemble:
         made = json.loads((folder / "ensemble_metrics.json").read_text())
         members = ", ".join(member_name(Path(m)) for m in made["members"])

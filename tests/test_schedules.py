@@ -59,12 +59,12 @@ def test_random_subset_draws_n_of_the_large_task_and_passes_the_others_once():
     assert abs(first_half["para"] - 6400) <= 64 and abs(first_half["sts"] - 378 * 8) <= 16
 
 
-
 def test_random_subset_over_samples_a_task_asked_for_more_than_it_holds():
     # SST's 8,544 rows twice (1,068 batches of 16: the longest quota sets the epoch), 44,800 Quora pairs
     p = plan("random_subset", subset_size={"sst": 2 * 8544, "para": 44800, "sts": 3200})
     assert len(p) == 1068 and all(step.count("sst") == 1 for step in p)
     assert examples(p) == {"sst": 1068 * 16, "para": 700 * 64, "sts": 200 * 16}
+
 
 @pytest.mark.parametrize("name,cfg,alpha", [
     ("proportional", {}, 1.0),
