@@ -1,7 +1,7 @@
 """The README results table: dev scores of several seeds of one recipe (mean ± std), their ensemble, the
 frozen-encoder baseline, next to the bar of issue 7 and the seed reports' best dev figures.
 
-Usage: python benchmarks/results_table.py RUN_DIR... [--ensemble DIR]... [--frozen RUN_DIR]
+Usage: python benchmarks/results_table.py RUN_DIR... [--ensemble DIR|FILE]... [--frozen RUN_DIR]
        [--other LABEL=RUN_DIR,RUN_DIR...]... > RESULTS.md
 Every minbert figure is read from the runs' own files (best_metrics.json, metrics.jsonl,
 ensemble_metrics.json); the other rows are published figures, cited.
@@ -35,7 +35,18 @@ def run_wall_seconds(run_dir: Path) -> float:
 
 
 def best(run_dir: Path) -> dict[str, float]:
-    return json.loads((run_dir / "best_metrics.json").read_text())
+    """The run's best dev figures: best_metrics.json, or, for a run kept as its metrics.jsonl alone (results/history/),
+    the first epoch with the highest dev overall, the trainer's own rule."""
+    if (run_dir / "best_metrics.json").exists():
+        return json.loads((run_dir / "best_metrics.json").read_text())
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    top = max(rows, key=lambda r: (r["dev"]["overall"], -r["epoch"]))
+    return {**top["dev"], "epoch": top["epoch"]}
+
+
+def ensemble_metrics(path: Path) -> dict:
+    """An ensemble's ensemble_metrics.json, given as the file or as the ensemble's output folder."""
+    return json.loads((path if path.is_file() else path / "ensemble_metrics.json").read_text())
 
 
 def member_name(run_dir: Path) -> str:
@@ -61,7 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--ensemble", type=Path, action="append", default=[],
-                    help="an ensemble's output folder (repeatable)")
+                    help="an ensemble's output folder or its metrics file (repeatable)")
     ap.add_argument("--frozen", type=Path)
     ap.add_argument("--other", action="append", default=[], metavar="LABEL=RUN_DIR,RUN_DIR...",
                     help="another recipe's seeds as one mean ± std row (repeatable)")
@@ -78,7 +89,7 @@ def main() -> None:
         label, _, dirs = other.partition("=")
         print(seeds_row(label, [Path(d) for d in dirs.split(",")]))
     for folder in args.ensemble:
-        made = json.loads((folder / "ensemble_metrics.json").read_text())
+        made = ensemble_metrics(folder)
         members = ", ".join(member_name(Path(m)) for m in made["members"])
         print(f"| minbert ensemble (averaged probabilities / scores) of {members} | "
               + " | ".join(f"{made['dev'][t]:.3f}" for t in TASKS) + " | |")

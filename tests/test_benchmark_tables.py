@@ -60,6 +60,22 @@ def test_results_table_means_stds_ensembles_and_frozen_row(tmp_path):
     assert "| 0.400 | 0.700 | 0.840 | 0.670 | 6 |" in frozen_row
 
 
+def test_results_table_reads_a_run_kept_as_its_metrics_history_and_an_ensemble_metrics_file(tmp_path):
+    epochs = [{"sst": 0.49, "para": 0.84, "sts": 0.86, "overall": 0.750},
+              {"sst": 0.47, "para": 0.86, "sts": 0.87, "overall": 0.757},
+              {"sst": 0.48, "para": 0.85, "sts": 0.88, "overall": 0.757}]  # ties epoch 2: the first best is kept
+    kept = tmp_path / "history" / "seed-1"
+    kept.mkdir(parents=True)
+    (kept / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "dev": d, "train_seconds": 540.0,
+                                                            "eval_seconds": 60.0}) + "\n" for i, d in enumerate(epochs)))
+    made = tmp_path / "some_metrics.json"
+    made.write_text(json.dumps({"members": ["runs/a", "runs/b"],
+                                "dev": {"sst": 0.5, "para": 0.86, "sts": 0.88, "overall": 0.767}}))
+    rows = script("results_table.py", kept, "--ensemble", made)
+    assert rows[3] == "| &nbsp;&nbsp;seed-1 (epoch 2) | 0.470 | 0.860 | 0.870 | 0.757 | 30 |"
+    assert "of a, b | 0.500 | 0.860 | 0.880 | 0.767 |" in rows[4]
+
+
 def test_sweep_table_orders_by_overall_and_names_each_variants_arguments(tmp_path):
     logs = {"mix": "sst 0.4823, para 0.8278, sts 0.8785, overall 0.7498",
             "best": "sst 0.4986, para 0.8467, sts 0.8791, overall 0.7616",
