@@ -4,8 +4,8 @@
 # The seeds and the baseline train side by side, one CPU thread each (on 2 cores that finishes sooner
 # than one run after another at 2 threads). Unfinished runs are resumed from their last checkpoint, so
 # rerunning continues after an interruption; a run started with another version of the recipe is refused
-# (delete it to start over). Measured: 1 h 51 min on 2 CPU cores (106 min of training and prediction files,
-# then 5.5 of ensemble).
+# (delete it to start over). Measured: 2 h 24 min on 2 CPU cores (136 min of training and prediction files,
+# then 7.5 of ensemble; the earlier budget {sst: 12800, para: 44800, sts: 6400}: 1 h 51 min).
 # Usage: bash benchmarks/best_cpu.sh > logs/best-cpu.log 2>&1
 set -euo pipefail
 cd "$(dirname "$0")/.."

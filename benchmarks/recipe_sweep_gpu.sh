@@ -14,8 +14,8 @@ d="--config configs/default.yaml"
 mix='model.heads={sts: {pair_encoding: siamese, similarity: cosine, cosine_scale: relu}}'
 b="--config configs/best-cpu.yaml"
 rs="--set train.schedule.name=random_subset"  # per-task examples per epoch: train.schedule.subset_size
-# (configs/best-cpu.yaml is itself random_subset with {sst: 12800, para: 44800, sts: 6400}; the rs_* and the
-# best_sts12k / best_sst17k variants are not run yet)
+# (configs/best-cpu.yaml is itself random_subset, now {sst: 8544, para: 44800, sts: 12800}, run over 3 CPU seeds;
+# the rs_* and the best_sts12k / best_sst17k variants, each a full subset, are not run yet)
 variant() {  # the --set arguments of one variant
   case $1 in
     *_s2) echo "$(variant "${1%_s2}") --set train.seed=11712" ;;
