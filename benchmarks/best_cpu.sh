@@ -43,6 +43,9 @@ cp -r runs/best-cpu-ensemble/predictions results/ensemble/predictions
 cp runs/best-cpu-ensemble/ensemble_metrics.json results/ensemble/
 cp "${runs[0]}"/{best_metrics.json,config.yaml,metrics.jsonl} results/best-cpu/
 for run in "${runs[@]:1}"; do cp "$run/metrics.jsonl" "results/best-cpu/metrics-${run##*-}.jsonl"; done
-.venv/bin/python benchmarks/results_table.py "${runs[@]}" --ensemble runs/best-cpu-ensemble \
-  --frozen runs/best-cpu-frozen > results/best-cpu/RESULTS.md
+H=results/history  # the earlier versions of the recipe, as rows beside this one (README)
+.venv/bin/python benchmarks/results_table.py "${runs[@]}" \
+  --other "minbert best-cpu, first per-task budget {sst: 12800, para: 44800, sts: 6400} (ed6a7a2)=$H/best-cpu-subsets-ed6a7a2/best-cpu-11711,$H/best-cpu-subsets-ed6a7a2/best-cpu-11712,$H/best-cpu-subsets-ed6a7a2/best-cpu-11713" \
+  --other "minbert best-cpu, round-robin version (2 × 800 steps, d156547)=$H/best-cpu-round-robin-d156547/best-cpu-11711,$H/best-cpu-round-robin-d156547/best-cpu-11712,$H/best-cpu-round-robin-d156547/best-cpu-11713" \
+  --ensemble runs/best-cpu-ensemble --frozen runs/best-cpu-frozen > results/best-cpu/RESULTS.md
 cat results/best-cpu/RESULTS.md

@@ -13,6 +13,8 @@ import json
 import statistics
 from pathlib import Path
 
+from minbert.train import selection_score
+
 TASKS = ("sst", "para", "sts", "overall")
 
 # Published dev figures, overall recomputed as (sst + para + (sts + 1) / 2) / 3 where a report used another mean.
@@ -36,11 +38,11 @@ def run_wall_seconds(run_dir: Path) -> float:
 
 def best(run_dir: Path) -> dict[str, float]:
     """The run's best dev figures: best_metrics.json, or, for a run kept as its metrics.jsonl alone (results/history/),
-    the first epoch with the highest dev overall, the trainer's own rule."""
+    the first epoch with the top selection score, as training picks it (max keeps the first of equals)."""
     if (run_dir / "best_metrics.json").exists():
         return json.loads((run_dir / "best_metrics.json").read_text())
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    top = max(rows, key=lambda r: (r["dev"]["overall"], -r["epoch"]))
+    top = max(rows, key=lambda r: selection_score(r["dev"], [t for t in TASKS if t != "overall"]))
     return {**top["dev"], "epoch": top["epoch"]}
 
 
