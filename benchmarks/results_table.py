@@ -13,7 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
-from minbert.train import selection_score
+from minbert.training.trainer import selection_score
 
 TASKS = ("sst", "para", "sts", "overall")
 

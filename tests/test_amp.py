@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minbert.config import load_config
-from minbert.train import Trainer, prepare_run_dir
+from minbert.training.trainer import Trainer, prepare_run_dir
 
 
 def make(tmp_path, backbone, data, precision, monkeypatch):

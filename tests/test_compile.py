@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import load_file
 
 from minbert.config import load_config
-from minbert.train import Trainer, prepare_run_dir
+from minbert.training.trainer import Trainer, prepare_run_dir
 
 
 def test_compiled_encoder_matches_eager_and_saves_plain_keys(tmp_path, tiny_backbone, small_data_dir):

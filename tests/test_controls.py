@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from minbert.config import load_config
-from minbert.train import train
+from minbert.training.trainer import train
 
 
 def tiny(backbone, *extra):
@@ -21,7 +21,7 @@ def test_staged_freezing_keeps_the_encoder_still_in_heads_only_epochs(tmp_path, 
     cfg = tiny(tiny_backbone, "train.epochs=2", "train.freeze_stages=[{epochs: 1, train: heads}, {epochs: 1, train: all}]",
                "train.checkpoint_every=1")
     snapshots = {}
-    from minbert import train as train_module
+    from minbert.training import trainer as train_module
     real_end = train_module.Trainer.end_epoch
 
     def end_epoch(self):

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from minbert import BertModel, MultitaskModel, Tokenizer
 from minbert.config import HeadConfig, SmartConfig, load_config
 from minbert.smart import Smart, divergence
-from minbert.train import train
+from minbert.training.trainer import train
 
 
 def test_symmetric_kl_closed_form():

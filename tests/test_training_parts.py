@@ -7,7 +7,8 @@ import torch
 from minbert import BertModel, MultitaskModel
 from minbert.config import load_config
 from minbert.data.batching import BatchStream, EncodedSet, bucketed_batches, sorted_batches
-from minbert.train import encoder_trainable, lr_lambda, parameter_groups
+from minbert.optim import lr_lambda
+from minbert.training.trainer import encoder_trainable, parameter_groups
 
 
 def test_batch_stream_recycles_and_reshuffles():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .config import Config, ConfigError, _build, load_config, read_yaml
 from .sweep import resolve_base
-from .train import train
+from .training.trainer import train
 
 KEYS = {"title", "base", "set", "budget", "seeds", "variants"}
 COLUMNS = ("sst", "para", "sts", "cfimdb", "overall")

@@ -140,7 +140,7 @@ def padding_rows(cfg, data_path: Path, tokenizer: Tokenizer) -> list[dict]:
 
 def make_trainers(variants: dict[str, list[str]], base: list[str], run_root: Path) -> dict:
     """A Trainer per variant, all reading the same batches (same seed and data)."""
-    from .train import Trainer, prepare_run_dir
+    from .training.trainer import Trainer, prepare_run_dir
     trainers = {}
     for i, (name, extra) in enumerate(variants.items()):
         cfg = load_config(None, base + extra)

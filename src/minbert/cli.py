@@ -10,13 +10,13 @@ from .bench import PARTS as BENCH_PARTS, bench
 from .checkpoints import CheckpointError
 from .config import ConfigError, load_config
 from .data.readers import DataError
-from .training_state import DiskError
+from .training.state import DiskError
 
 EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DiskError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import resume, train
+    from .training.trainer import resume, train
 
     if args.resume:
         import os
@@ -43,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.loading import resolve_data_dir
     from .runs import load_run
-    from .train import RunLog, write_split_predictions
+    from .training.trainer import RunLog, write_split_predictions
 
     run_dir = Path(args.run_dir)
     cfg, model, tokenizer = load_run(run_dir)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minbert: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        from .train import TrainingError
+        from .training.trainer import TrainingError
         if not isinstance(e, TrainingError):
             raise
         print(f"minbert: error: {e}", file=sys.stderr)

@@ -181,7 +181,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     from .heads import COSINE_SCALES, LOSSES, PAIR_ENCODINGS, PAIR_FEATURES, POOLING, SIMILARITIES
     from .optim import OPTIMIZERS
     from .schedules import SCHEDULES, UNTIL
-    from .train import LR_DECAYS
+    from .optim import LR_DECAYS
     return {"model.pooling": tuple(POOLING), "model.pair_encoding": tuple(PAIR_ENCODINGS),
             "model.features": tuple(PAIR_FEATURES), "model.similarity": SIMILARITIES,
             "model.cosine_scale": COSINE_SCALES, "model.loss": tuple(LOSSES),

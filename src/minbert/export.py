@@ -17,7 +17,7 @@ from pathlib import Path
 from .config import ConfigError, load_config, save_config
 from .model import MultitaskModel
 from .runs import load_run
-from .train import build_model
+from .training.trainer import build_model
 
 FORMATS = ("hf", "sentence-transformers")
 POOLING_MODES = {"cls": ["cls_token"], "mean": ["mean_tokens"], "max": ["max_tokens"], "cls+mean": ["cls_token", "mean_tokens"]}

@@ -26,7 +26,8 @@ from .encoder import BertModel
 from .optim import build_optimizer
 from .tasks import get_task
 from .tokenizer import Tokenizer
-from .train import RunLog, check_writable, lr_lambda, seed_everything
+from .optim import lr_lambda
+from .training.trainer import RunLog, check_writable, seed_everything
 
 
 class MlmHead(nn.Module):

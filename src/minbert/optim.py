@@ -9,6 +9,7 @@ parameters is 4.6x faster than the written-out update and 7.8x torch's default C
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Callable, Iterable
 
@@ -95,3 +96,27 @@ def build_optimizer(name: str, groups: list[dict], **kwargs) -> torch.optim.Opti
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
     return OPTIMIZERS[name](groups, **kwargs)
+
+
+# learning-rate factor after warm-up, as a function of the fraction of the post-warm-up steps done
+LR_DECAYS = {
+    "linear": lambda done: max(0.0, 1.0 - done),
+    "cosine": lambda done: 0.5 * (1.0 + math.cos(math.pi * min(1.0, done))),
+    "constant": lambda done: 1.0,
+}
+
+
+def lr_lambda(total_steps: int, warmup: float, decay: str, epoch_starts: list[int] | None = None,
+              milestones: list[int] | None = None, gamma: float = 0.1):
+    """Linear warm-up over the first `warmup` fraction of the steps, then the named decay; times gamma
+    for each milestone epoch already finished (MultiStepLR). `epoch_starts[e-1]` = first step of epoch e."""
+    warm = int(total_steps * warmup)
+    after = LR_DECAYS[decay]
+
+    def factor(step: int) -> float:
+        f = (step + 1) / warm if step < warm else after((step - warm) / max(1, total_steps - warm))
+        if milestones:
+            epoch = sum(1 for start in epoch_starts if start <= step)
+            f *= gamma ** sum(1 for m in milestones if epoch > m)
+        return f
+    return factor

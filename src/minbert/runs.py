@@ -9,7 +9,7 @@ import numpy as np
 from .checkpoints import CheckpointError
 from .config import Config, load_config
 from .model import MultitaskModel
-from .train import build_model, pick_device
+from .training.trainer import build_model, pick_device
 from .tokenizer import Tokenizer
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config, read_yaml
-from .train import selection_score, train
+from .training.trainer import selection_score, train
 
 
 def read_sweep(path: Path) -> tuple[Path | None, dict[str, list], list[str]]:

@@ -20,22 +20,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoints import CheckpointError
-from .config import Config, config_differences, load_config, save_config
-from .data.batching import BatchStream, EncodedSet, to_device
-from .data.loading import load_split, resolve_data_dir
-from .data.readers import DataError
-from .encoder import BertModel
-from .evaluate import evaluate, prediction_path, write_predictions
-from .model import MultitaskModel
-from .optim import build_optimizer
-from .combine import build_combiner
-from .distributed import Parallel
-from .schedules import TaskSizes, build_schedule, expected_examples
-from .smart import build_regulariser
-from .tasks import get_task
-from .tokenizer import Tokenizer
-from .training_state import (DiskError, atomic_folder, load_optimizer_state, read_trainer_state,
+from ..checkpoints import CheckpointError
+from ..config import Config, config_differences, load_config, save_config
+from ..data.batching import BatchStream, EncodedSet, to_device
+from ..data.loading import load_split, resolve_data_dir
+from ..data.readers import DataError
+from ..encoder import BertModel
+from ..evaluate import evaluate, prediction_path, write_predictions
+from ..model import MultitaskModel
+from ..optim import build_optimizer, lr_lambda
+from ..combine import build_combiner
+from ..distributed import Parallel
+from ..schedules import TaskSizes, build_schedule, expected_examples
+from ..smart import build_regulariser
+from ..tasks import get_task
+from ..tokenizer import Tokenizer
+from .state import (DiskError, atomic_folder, load_optimizer_state, read_trainer_state,
                              recover_interrupted_swap, write_trainer_state)
 
 
@@ -97,30 +97,6 @@ def parameter_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
         groups += [g for g in ({"name": name, "params": decay, "lr": lr, "weight_decay": cfg.train.weight_decay},
                                {"name": name, "params": no_decay, "lr": lr, "weight_decay": 0.0}) if g["params"]]
     return groups
-
-
-# learning-rate factor after warm-up, as a function of the fraction of the post-warm-up steps done
-LR_DECAYS = {
-    "linear": lambda done: max(0.0, 1.0 - done),
-    "cosine": lambda done: 0.5 * (1.0 + math.cos(math.pi * min(1.0, done))),
-    "constant": lambda done: 1.0,
-}
-
-
-def lr_lambda(total_steps: int, warmup: float, decay: str, epoch_starts: list[int] | None = None,
-              milestones: list[int] | None = None, gamma: float = 0.1):
-    """Linear warm-up over the first `warmup` fraction of the steps, then the named decay; times gamma
-    for each milestone epoch already finished (MultiStepLR). `epoch_starts[e-1]` = first step of epoch e."""
-    warm = int(total_steps * warmup)
-    after = LR_DECAYS[decay]
-
-    def factor(step: int) -> float:
-        f = (step + 1) / warm if step < warm else after((step - warm) / max(1, total_steps - warm))
-        if milestones:
-            epoch = sum(1 for start in epoch_starts if start <= step)
-            f *= gamma ** sum(1 for m in milestones if epoch > m)
-        return f
-    return factor
 
 
 def encoder_trainable(cfg: Config, epoch: int) -> bool:

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpoints import CheckpointError
+from ..checkpoints import CheckpointError
 
 
 class DiskError(OSError):
