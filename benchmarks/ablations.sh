@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU-budget ablation tables of docs/ABLATIONS.md: one seed of each table first, then the second seed.
+# The CPU-budget ablation tables of docs/results/ablations.md: one seed of each table first, then the second seed.
 # Finished runs are reused, so rerunning continues where an interrupted run stopped. Hours on 2 CPU cores.
 # Usage: bash benchmarks/ablations.sh > logs/ablations.log 2>&1
 set -euo pipefail

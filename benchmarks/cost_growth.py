@@ -3,7 +3,7 @@ median seconds per step over a grid, written as JSON and a two-panel plot (token
 each batch size, and against batch size for each length).
 
 Usage: python benchmarks/cost_growth.py [--lengths 16 32 64 128] [--batches 8 16 32 64] [--reps 3]
-           [--threads 1] [--out docs/cost-growth]   # writes OUT.json and OUT.png
+           [--threads 1] [--out docs/assets/cost-growth]   # writes OUT.json and OUT.png
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--batches", nargs="+", type=int, default=[8, 16, 32, 64])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="docs/cost-growth")
+    ap.add_argument("--out", default="docs/assets/cost-growth")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = BertModel.from_pretrained(None).train()

@@ -4,7 +4,7 @@
 # data (gzipped) and an fp16 copy of the backbone carried in .gpu/ (benchmarks/pack_for_gpu.sh).
 # Usage: bash benchmarks/recipe_sweep_gpu.sh OUT_DIR NAME... (names below; `best*` are configs/best-cpu.yaml;
 # a name ending in _s2 or _s3 is that variant with seed 11712 or 11713)
-# Table: python benchmarks/sweep_table.py OUT_DIR (docs/RECIPE-SWEEP.md holds the one that chose best-cpu)
+# Table: python benchmarks/sweep_table.py OUT_DIR (docs/results/recipe-sweep.md holds the one that chose best-cpu)
 set -uo pipefail
 out=$1; shift
 data=/tmp/minbert-data; mkdir -p "$data" "$out"

@@ -1,5 +1,5 @@
 """Short real runs of every task schedule and gradient combiner on the course data, and the step-time
-ratio of pcgrad and smart to the plain (sum) step on the same batches. Writes docs/STRATEGIES.md.
+ratio of pcgrad and smart to the plain (sum) step on the same batches. Writes docs/results/strategies.md.
 
 Usage:  .venv/bin/python benchmarks/strategies.py [--budget N] [--only NAME ...] [--fraction F] [--step-times STEPS]
 Each run: default config, 1 epoch on a seeded random N rows per task (default 2000), dev on the first
@@ -68,9 +68,9 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=2000, help="training rows per task")
     ap.add_argument("--only", nargs="*", help="run only these names (substring match)")
     ap.add_argument("--fraction", type=float, help="instead of --budget: this share of each task's rows "
-                    "(keeps the tasks' imbalance, which the size-aware samplers need); writes docs/STRATEGIES-fraction.md")
+                    "(keeps the tasks' imbalance, which the size-aware samplers need); writes docs/results/strategies-fraction.md")
     ap.add_argument("--step-times", type=int, metavar="STEPS",
-                    help="only measure step times (this many steps per variant); writes docs/STEP-TIMES.md")
+                    help="only measure step times (this many steps per variant); writes docs/results/step-times.md")
     args = ap.parse_args()
     if args.step_times:
         rows = step_times(args.budget, args.step_times)
@@ -78,7 +78,7 @@ def main() -> None:
                  f"Command: `.venv/bin/python benchmarks/strategies.py --budget {args.budget} --step-times {args.step_times}` on the 2-core "
                  "CPU development machine, all-MiniLM-L6-v2, configs/default.yaml batches (SST 16, Quora 32, "
                  "STS 16), one round-robin step = one batch of each task, forward + backward + AdamW.", ""]
-        (REPO / "docs" / "STEP-TIMES.md").write_text("\n".join(lines + step_time_table(rows, args.step_times)) + "\n")
+        (REPO / "docs" / "results" / "step-times.md").write_text("\n".join(lines + step_time_table(rows, args.step_times)) + "\n")
         print(json.dumps(rows))
         return
     budget = f"data.train_fraction={args.fraction}" if args.fraction else f"data.train_limit={args.budget}"
@@ -96,9 +96,9 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     if args.fraction:
         lines = [f"Command: `.venv/bin/python benchmarks/strategies.py --fraction {args.fraction} --only ...`: as "
-                 f"docs/STRATEGIES.md but on a seeded random {args.fraction:.0%} of each task's training rows, "
+                 f"docs/results/strategies.md but on a seeded random {args.fraction:.0%} of each task's training rows, "
                  "so the tasks keep their sizes' ratio.", ""] + results_table(rows)
-        (REPO / "docs" / "STRATEGIES-fraction.md").write_text("\n".join(lines) + "\n")
+        (REPO / "docs" / "results" / "strategies-fraction.md").write_text("\n".join(lines) + "\n")
         return
     times = step_times(args.budget, 8)
     lines = ["# Training strategies: short real runs", "",
@@ -111,7 +111,7 @@ def main() -> None:
             ] + results_table(rows)
     lines += ["", "## Step time (same batches, one round-robin step = one batch of each task)", ""]
     lines += step_time_table(times, 8)
-    (REPO / "docs" / "STRATEGIES.md").write_text("\n".join(lines) + "\n")
+    (REPO / "docs" / "results" / "strategies.md").write_text("\n".join(lines) + "\n")
     print(json.dumps(times))
 
 

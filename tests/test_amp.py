@@ -1,5 +1,5 @@
 """The mixed-precision path of the trainer (autocast + GradScaler), run on CPU: the trainer only enables it
-on CUDA, so the test widens `Trainer.AMP_DEVICES`; the GPU run itself needs a GPU (docs/PERFORMANCE.md)."""
+on CUDA, so the test widens `Trainer.AMP_DEVICES`; the GPU run itself needs a GPU (docs/design/performance.md)."""
 import math
 
 import pytest

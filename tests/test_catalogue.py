@@ -1,4 +1,4 @@
-"""The bad-input catalogue of docs/RELIABILITY.md, each case through the real CLI (`minbert.cli.main`).
+"""The bad-input catalogue of docs/design/reliability.md, each case through the real CLI (`minbert.cli.main`).
 
 Fatal cases end with a one-line `minbert: error: ...` (exit 2) before training; row-level cases train,
 and the run log lists each skipped row with file, line and reason plus the count.

@@ -5,7 +5,7 @@ The update follows `torch.optim.AdamW`: p <- p - lr*wd*p, then p <- p - lr * m_h
 torch has the kernel: CPU and CUDA) the same update runs as torch's fused multi-tensor kernel, one pass
 over each parameter's memory instead of about ten: on the 2-core CPU a step over all-MiniLM-L6-v2's
 parameters is 4.6x faster than the written-out update and 7.8x torch's default CPU AdamW
-(docs/PERFORMANCE.md). Both paths are checked against `torch.optim.AdamW` in tests/test_optim.py.
+(docs/design/performance.md). Both paths are checked against `torch.optim.AdamW` in tests/test_optim.py.
 """
 from __future__ import annotations
 
