@@ -65,7 +65,7 @@ def tiny(tiny_backbone):
 
 def loss_of(model, task, batches):
     inputs, labels = batches[task]
-    return model.loss(task, model(task, inputs), labels)
+    return model.loss(task, model.outputs(task, inputs), labels)
 
 
 def per_task_grads(model, batches):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from minbert import BertModel, MultitaskModel, Tokenizer
 from minbert.config import ConfigError, HeadConfig, load_config
-from minbert.heads import POOLING, TaskHead
+from minbert.heads import POOLING, HeadOutput, TaskHead
 from minbert.losses import LOSSES
 from minbert.tasks import TASKS, overall_score
 
@@ -112,18 +112,18 @@ def test_residual_cnn_with_zero_weights_is_no_cnn(parts, kernel):
     with_cnn = TaskHead(32, TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=kernel, cnn_residual=True))
     with_cnn.out.load_state_dict(plain.out.state_dict())
     x = [tok(A)]
-    assert not torch.allclose(with_cnn(enc, x), plain(enc, x))  # random conv weights change the output
+    assert not torch.allclose(with_cnn(enc, x).value, plain(enc, x).value)  # random conv weights change the output
     torch.nn.init.zeros_(with_cnn.cnn.conv.weight)
     torch.nn.init.zeros_(with_cnn.cnn.conv.bias)
-    assert torch.allclose(with_cnn(enc, x), plain(enc, x), atol=1e-6)
+    assert torch.allclose(with_cnn(enc, x).value, plain(enc, x).value, atol=1e-6)
 
 
 @pytest.mark.parametrize("residual", [False, True])
 def test_cnn_ignores_padding(parts, residual):
     enc, tok = parts
     head = TaskHead(32, TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=3, cnn_residual=residual, pooling="max"))
-    alone = head(enc, [tok(["Cats sleep."])])
-    padded = head(enc, [tok(["Cats sleep.", "A much longer sentence that forces padding onto the first."])])
+    alone = head(enc, [tok(["Cats sleep."])]).value
+    padded = head(enc, [tok(["Cats sleep.", "A much longer sentence that forces padding onto the first."])]).value
     assert torch.allclose(alone[0], padded[0], atol=1e-5)
 
 
@@ -132,7 +132,7 @@ def test_mlp_head_layers_and_widths(parts):
     head = TaskHead(32, TASKS["sst"], HeadConfig(mlp_layers=2, mlp_hidden=24, dropout=0.3))
     linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(32, 24), (24, 24)]
-    assert head.out.in_features == 24 and head(enc, [tok(A)]).shape == (2, 5)
+    assert head.out.in_features == 24 and head(enc, [tok(A)]).value.shape == (2, 5)
     assert all(m.p == 0.3 for m in head.mlp if isinstance(m, torch.nn.Dropout))
 
 
@@ -151,10 +151,10 @@ def test_cosent_matches_its_definition():
     s = (scores / 5 * 20).tolist()
     terms = [np.exp(s[j] - s[i]) for i, j in itertools.permutations(range(6), 2) if gold[i] > gold[j]]
     want = np.log(1 + sum(terms))
-    got = LOSSES["cosent"].fn(scores, gold, TASKS["sts"], None)
+    got = LOSSES["cosent"].fn(HeadOutput(scores), gold, TASKS["sts"])
     assert float(got) == pytest.approx(want, rel=1e-5)
-    perfect = LOSSES["cosent"].fn(gold * 1.0, gold, TASKS["sts"], None)  # right order: loss below a wrong order's
-    assert float(perfect) < float(LOSSES["cosent"].fn(5 - gold, gold, TASKS["sts"], None))
+    perfect = LOSSES["cosent"].fn(HeadOutput(gold * 1.0), gold, TASKS["sts"])  # right order: loss below a wrong order's
+    assert float(perfect) < float(LOSSES["cosent"].fn(HeadOutput(5 - gold), gold, TASKS["sts"]))
 
 
 @pytest.mark.parametrize("task", ["para", "sts"])
@@ -164,7 +164,7 @@ def test_cosine_embedding_loss_matches_torch(parts, task):
     model = MultitaskModel(enc, [task], cfg)
     a, b = A + ["The cat sat."], ["A bird sings.", "Cats sleep.", "The cat sat."]
     gold = torch.tensor([1.0, 0.0, 1.0]) if task == "para" else torch.tensor([4.0, 1.0, 2.5])
-    got = model.loss(task, model(task, [tok(a), tok(b)]), gold)
+    got = model.loss(task, model.outputs(task, [tok(a), tok(b)]), gold)
     target = torch.tensor([1.0, -1.0, 1.0])
     want = torch.nn.CosineEmbeddingLoss()(mean_vectors(enc, tok, a), mean_vectors(enc, tok, b), target)
     assert float(got.detach()) == pytest.approx(float(want.detach()), abs=1e-5)
@@ -193,6 +193,8 @@ def test_per_task_head_settings_override_the_model_wide_ones():
         load_config(None, ["model.shared_heads=[para, sts]", "model.heads={sts: {pooling: max}}"])
     with pytest.raises(ConfigError, match="differ in input kind"):
         load_config(None, ["model.shared_heads=[sst, sts]"])
+    with pytest.raises(ConfigError, match="a cosine head .* cannot be shared"):
+        load_config(None, ["model.shared_heads=[para, sts]", "model.pair_encoding=siamese", "model.similarity=cosine"])
 
 
 def test_metrics_and_overall_score():

@@ -7,7 +7,8 @@ from safetensors.torch import load_file
 
 from minbert import BertModel, MultitaskModel, Tokenizer
 from minbert.config import HeadConfig, SmartConfig, load_config
-from minbert.smart import Smart, divergence
+from minbert.kinds import Binary, Classify, Regress
+from minbert.smart import Smart
 from minbert.training.trainer import train
 
 
@@ -15,13 +16,13 @@ def test_symmetric_kl_closed_form():
     p_logits, q_logits = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.5, 0.5, 0.0]])
     p, q = p_logits.softmax(-1), q_logits.softmax(-1)
     expected = ((p - q) * (p.log() - q.log())).sum()  # KL(p||q) + KL(q||p)
-    assert divergence("classify", p_logits, q_logits) == pytest.approx(float(expected), rel=1e-5)
+    assert Classify().divergence(p_logits, q_logits) == pytest.approx(float(expected), rel=1e-5)
     a, b = torch.tensor([1.5]), torch.tensor([-0.5])  # one-logit heads: Bernoulli(sigmoid(x))
     pa, pb = torch.sigmoid(a), torch.sigmoid(b)
     bern = (pa - pb) * (pa.log() - pb.log()) + ((1 - pa) - (1 - pb)) * ((1 - pa).log() - (1 - pb).log())
-    assert divergence("binary", a, b) == pytest.approx(float(bern), rel=1e-5)
-    assert divergence("regress", torch.tensor([1.0, 3.0]), torch.tensor([2.0, 3.0])) == pytest.approx(0.5)
-    assert divergence("classify", p_logits, p_logits) == 0
+    assert Binary().divergence(a, b) == pytest.approx(float(bern), rel=1e-5)
+    assert Regress(5.0).divergence(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 3.0])) == pytest.approx(0.5)
+    assert Classify().divergence(p_logits, p_logits) == 0
 
 
 @pytest.fixture

@@ -25,10 +25,11 @@ from pathlib import Path
 
 from .config import Config, ConfigError, _build, load_config, read_yaml
 from .sweep import resolve_base
+from .tasks import TASKS
 from .training.trainer import train
 
 KEYS = {"title", "base", "set", "budget", "seeds", "variants"}
-COLUMNS = ("sst", "para", "sts", "cfimdb", "overall")
+COLUMNS = (*TASKS, "overall")
 
 
 def _assignments(delta: dict, where: str) -> list[str]:
@@ -157,7 +158,7 @@ def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], us
 def render(report: dict) -> str:
     rows = report["rows"]
     columns = [k for k in COLUMNS if any(k in r["metrics"] for r in rows)]
-    names = {"sst": "SST acc", "para": "Para acc", "sts": "STS r", "cfimdb": "CFIMDB acc", "overall": "overall"}
+    names = {**{n: t.column for n, t in TASKS.items()}, "overall": "overall"}
     command = f"minbert ablate {report['file']}" + (" --budget" if report["budget"] else "") + \
         "".join(f" --set {e}" for e in report["extra"])
     lines = [f"# {report['title']}", "",

@@ -10,6 +10,7 @@ from .bench import PARTS as BENCH_PARTS, bench
 from .checkpoints import CheckpointError
 from .config import ConfigError, load_config
 from .data.readers import DataError
+from .tasks import TASKS
 from .training.state import DiskError
 
 EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DiskError)
@@ -73,12 +74,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         inputs = [tokenizer(t) for t in texts]
     with torch.inference_mode():
         out = model(args.task, to_device(inputs, next(model.parameters()).device))[0].cpu()
-    value = task.predict(out.unsqueeze(0))[0]
-    result = {"task": args.task, "prediction": task.format_value(value.item())}
-    if task.kind == "classify":
-        result["probabilities"] = [round(p, 4) for p in torch.softmax(out, -1).tolist()]
-    elif task.kind == "binary":
-        result["probability"] = round(torch.sigmoid(out).item(), 4)
+    value = task.kind.predict(out.unsqueeze(0))[0]
+    result = {"task": args.task, "prediction": task.kind.format_value(value.item())}
+    probs = task.kind.probabilities(out.numpy())
+    if task.kind.name == "classify":
+        result["probabilities"] = [round(float(p), 4) for p in probs]
+    elif task.kind.name == "binary":
+        result["probability"] = round(float(probs), 4)
     print(json.dumps(result))
     return 0
 
@@ -173,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="score a sentence or a pair typed on the command line")
     r.add_argument("run_dir", metavar="RUN_DIR")
-    r.add_argument("--task", required=True, choices=["sst", "para", "sts", "cfimdb"])
+    r.add_argument("--task", required=True, choices=list(TASKS))
     r.add_argument("text", nargs="+", metavar="TEXT", help="one sentence (sst, cfimdb) or two (para, sts)")
     r.set_defaults(func=cmd_predict)
 

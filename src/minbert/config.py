@@ -319,6 +319,9 @@ def _validate_heads(cfg: Config, choices: dict[str, tuple[str, ...]]) -> None:
                           "(e.g. para and sts: pairs, one output) can share a head")
     if live and len({repr(dataclasses.replace(cfg.model.head(t), loss=None)) for t in live}) > 1:
         raise ConfigError(f"model.shared_heads: {live} have different head settings under model.heads")
+    if live and cfg.model.head(live[0]).similarity != "linear":
+        raise ConfigError(f"model.shared_heads: {live} share a head that each task reads in its own units from its "
+                          "linear output; a cosine head (similarity: cosine) cannot be shared")
     from .losses import LOSSES
     for t in live[1:]:
         if cfg.model.head(t).loss and LOSSES[cfg.model.head(t).loss].needs_cosine:

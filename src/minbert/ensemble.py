@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import ConfigError
 from .data.loading import resolve_data_dir
-from .evaluate import prediction_path, predictions_from_probabilities, write_predictions
+from .evaluate import prediction_path, write_predictions
 from .runs import load_run, run_outputs
 from .tasks import get_task, overall_score
 
@@ -45,7 +45,7 @@ def ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, l
     metrics: dict[str, float] = {}
     for (split, name), total in summed.items():
         task, o = get_task(name), rows[(split, name)]
-        preds = predictions_from_probabilities(task, total / len(run_dirs))
+        preds = task.kind.from_probabilities(total / len(run_dirs))
         write_predictions(task, o.ids, preds, prediction_path(out_dir, name, split))
         if split == "dev" and o.labels is not None:
             metrics[name] = task.metric(preds, o.labels)

@@ -7,50 +7,45 @@ import numpy as np
 import torch
 
 from .data.batching import EncodedSet, sorted_batches, to_device
+from .heads import HeadOutput
 from .model import MultitaskModel
 from .tasks import Task, overall_score
 from .tokenizer import Tokenizer
 
 
 @torch.inference_mode()
+def predict_outputs(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: Tokenizer,
+                    batch_size: int, device: torch.device | None = None) -> HeadOutput:
+    """The head's outputs for every example, in file order, in length-sorted batches: the values (logits or
+    scores) and, for a cosine head, the cosines."""
+    was_training = model.training
+    model.eval()
+    values: list[torch.Tensor | None] = [None] * len(data)
+    cosines: list[torch.Tensor | None] = [None] * len(data)
+    for index in sorted_batches(data.lengths(), batch_size):
+        out = model.outputs(task, to_device(data.batch(tokenizer, index)["inputs"], device))
+        for i, row in zip(index, out.value.float().cpu()):
+            values[i] = row
+        if out.cosine is not None:
+            for i, row in zip(index, out.cosine.float().cpu()):
+                cosines[i] = row
+    model.train(was_training)
+    if not values:
+        return HeadOutput(torch.zeros(0))
+    return HeadOutput(torch.stack(values), None, torch.stack(cosines) if cosines[0] is not None else None)
+
+
 def predict_set(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: Tokenizer,
                 batch_size: int, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Outputs (logits or scores) and predictions for every example, in file order."""
-    was_training = model.training
-    model.eval()
-    t = model.tasks[task]
-    outputs: list[torch.Tensor | None] = [None] * len(data)
-    for index in sorted_batches(data.lengths(), batch_size):
-        out = model(task, to_device(data.batch(tokenizer, index)["inputs"], device)).float().cpu()
-        for i, row in zip(index, out):
-            outputs[i] = row
-    model.train(was_training)
-    if not outputs:
+    out = predict_outputs(model, task, data, tokenizer, batch_size, device)
+    if not len(out.value):
         return np.zeros((0,)), np.zeros((0,))
-    stacked = torch.stack(outputs)
-    return stacked.numpy(), t.predict(stacked).numpy()
+    return out.value.numpy(), model.tasks[task].kind.predict(out.value).numpy()
 
 
 def score(task: Task, preds: np.ndarray, data: EncodedSet) -> float:
     return task.metric(preds, data.labels.numpy())
-
-
-def task_probabilities(task: Task, outputs: np.ndarray) -> np.ndarray:
-    """Class probabilities (softmax), the paraphrase probability (sigmoid), or the STS score as it is."""
-    out = torch.from_numpy(np.asarray(outputs, dtype=np.float32))
-    if task.kind == "classify":
-        return torch.softmax(out, -1).numpy()
-    if task.kind == "binary":
-        return torch.sigmoid(out).numpy()
-    return out.numpy()
-
-
-def predictions_from_probabilities(task: Task, probs: np.ndarray) -> np.ndarray:
-    if task.kind == "classify":
-        return probs.argmax(-1)
-    if task.kind == "binary":
-        return (probs > 0.5).astype(np.int64)
-    return probs
 
 
 def evaluate(model: MultitaskModel, sets: dict[str, EncodedSet], tokenizer: Tokenizer,
@@ -61,13 +56,14 @@ def evaluate(model: MultitaskModel, sets: dict[str, EncodedSet], tokenizer: Toke
     metrics: dict[str, float] = {}
     predictions: dict[str, np.ndarray] = {}
     for name, data in sets.items():
-        outputs, predictions[name] = predict_set(model, name, data, tokenizer, batch_size, device)
+        out = predict_outputs(model, name, data, tokenizer, batch_size, device)
+        predictions[name] = model.tasks[name].kind.predict(out.value).numpy() if len(out.value) else np.zeros((0,))
         if data.labels is not None:
             metrics[name] = score(model.tasks[name], predictions[name], data)
-            if losses is not None and len(outputs):
+            if losses is not None and len(out.value):
                 with torch.no_grad():
-                    out = torch.from_numpy(outputs).float().to(device)
-                    losses[name] = float(model.loss(name, out, data.labels.to(device)))
+                    on_device = HeadOutput(*(None if t is None else t.to(device) for t in out))
+                    losses[name] = float(model.loss(name, on_device, data.labels.to(device)))
     overall = overall_score(metrics)
     if overall is not None:
         metrics["overall"] = overall
@@ -78,7 +74,7 @@ def write_predictions(task: Task, ids: list[str], preds: np.ndarray, path: Path)
     """The course's format: a header `id \\t Predicted_...`, then `id , value` per row."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"id \t {task.prediction_header} \n"]
-    lines += [f"{i} , {task.format_value(v)} \n" for i, v in zip(ids, preds)]
+    lines += [f"{i} , {task.kind.format_value(v)} \n" for i, v in zip(ids, preds)]
     path.write_text("".join(lines))
 
 

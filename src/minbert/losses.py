@@ -1,13 +1,15 @@
 """Training losses, chosen per task by `loss` in its head settings (None: the task's own).
 
-Each takes the head's output in task units, the gold labels, the task and the head.
+Each takes the head's output (a `HeadOutput`: the value in task units, and the cosine for cosine heads),
+the gold labels and the task.
 - `ce` (SST-5, CFIMDB), `bce` (paraphrase logit), `mse` (STS score): the tasks' defaults.
 - `cosent` (Su 2022, CoSENT): for every pair (i, j) in the batch with gold_i > gold_j, penalise the
   prediction ranking them the other way: log(1 + sum exp(lambda * (s_j - s_i))), s = score / 5, lambda = 20.
 - `cosine_embedding` (the seeds' CosineEmbeddingLoss, Siamese cosine heads only): 1 - cos for a positive
   pair, max(0, cos - margin) for a negative one, margin 0; paraphrase pairs are positive when duplicates,
-  STS pairs when their gold score is at least half the scale (2.5): the seed reports give no mapping.
-  With `cosine_scale: relu` the head's cosine is max(cos, 0), so a positive pair at cos < 0 gets no gradient.
+  STS pairs when their gold score is at least half the scale (2.5): the seed reports give no mapping
+  (the task kind's `similar`). The cosine is the one behind the head's value: with `cosine_scale: relu`,
+  max(cos, 0), so a positive pair at cos < 0 gets no gradient.
 """
 from __future__ import annotations
 
@@ -20,20 +22,20 @@ import torch.nn.functional as F
 COSENT_SCALE = 20.0
 
 
-def cross_entropy(out, labels, task, head) -> torch.Tensor:
-    return F.cross_entropy(out.float(), labels.long())
+def cross_entropy(out, labels, task) -> torch.Tensor:
+    return F.cross_entropy(out.value.float(), labels.long())
 
 
-def binary_cross_entropy(out, labels, task, head) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(out.float(), labels.float())
+def binary_cross_entropy(out, labels, task) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(out.value.float(), labels.float())
 
 
-def mean_squared_error(out, labels, task, head) -> torch.Tensor:
-    return F.mse_loss(out.float(), labels.float())
+def mean_squared_error(out, labels, task) -> torch.Tensor:
+    return F.mse_loss(out.value.float(), labels.float())
 
 
-def cosent(out, labels, task, head) -> torch.Tensor:
-    s = out.float() / task.max_score * COSENT_SCALE
+def cosent(out, labels, task) -> torch.Tensor:
+    s = out.value.float() / task.kind.max_score * COSENT_SCALE
     gold = labels.float()
     diff = s.unsqueeze(0) - s.unsqueeze(1)  # diff[i, j] = s_j - s_i
     ranked = gold.unsqueeze(1) > gold.unsqueeze(0)  # gold_i > gold_j
@@ -41,15 +43,15 @@ def cosent(out, labels, task, head) -> torch.Tensor:
     return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)
 
 
-def cosine_embedding(out, labels, task, head) -> torch.Tensor:
-    cos = head.cosine_of(out.float())
-    positive = labels.float() >= (0.5 if task.kind == "binary" else task.max_score / 2)
+def cosine_embedding(out, labels, task) -> torch.Tensor:
+    cos = out.cosine.float()
+    positive = task.kind.similar(labels)
     return torch.where(positive, 1 - cos, cos.clamp(min=0.0)).mean()
 
 
 @dataclass(frozen=True)
 class Loss:
-    kinds: tuple[str, ...]  # task kinds it applies to
+    kinds: tuple[str, ...]  # names of the task kinds it applies to (kinds.py)
     needs_cosine: bool  # only for heads with similarity: cosine
     fn: Callable[..., torch.Tensor]
 
@@ -61,4 +63,3 @@ LOSSES: dict[str, Loss] = {
     "cosent": Loss(("regress",), False, cosent),
     "cosine_embedding": Loss(("binary", "regress"), True, cosine_embedding),
 }
-DEFAULT_LOSS = {"classify": "ce", "binary": "bce", "regress": "mse"}

@@ -2,8 +2,8 @@
 
 With one task enabled it is a single-task model (e.g. the SST-5 or CFIMDB sentiment classifier);
 `freeze_encoder` turns it into the "frozen encoder" baseline where only the heads learn. Tasks named
-together in `shared` use one head (e.g. paraphrase and STS: one pair head, each task reading its output
-in its own units).
+together in `shared` use one linear head (e.g. paraphrase and STS: one pair head, each task reading its
+raw output in its own units through its kind).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from torch import nn
 from .checkpoints import CheckpointError, read_state_dict
 from .config import HeadConfig
 from .encoder import BertModel
-from .heads import TaskHead
-from .losses import DEFAULT_LOSS, LOSSES
+from .heads import HeadOutput, TaskHead
+from .losses import LOSSES
 from .tasks import Task, get_task
 
 
@@ -30,7 +30,7 @@ class MultitaskModel(nn.Module):
         settings = heads if isinstance(heads, dict) else {n: heads or HeadConfig() for n in task_names}
         shared = [t for t in shared or [] if t in self.tasks]
         self.head_owner = {t: (shared[0] if t in shared else t) for t in task_names}  # task -> task whose head it uses
-        self.loss_names = {n: settings[n].loss or DEFAULT_LOSS[t.kind] for n, t in self.tasks.items()}
+        self.loss_names = {n: settings[n].loss or t.kind.default_loss for n, t in self.tasks.items()}
         self.heads = nn.ModuleDict({n: TaskHead(encoder.config.hidden_size, self.tasks[n], settings[n])
                                     for n in task_names if self.head_owner[n] == n})
 
@@ -39,19 +39,18 @@ class MultitaskModel(nn.Module):
 
     def forward(self, task: str, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         """The task's output in its own units (class logits, paraphrase logit, or 0-5 score)."""
+        return self.outputs(task, inputs).value
+
+    def outputs(self, task: str, inputs: list[dict[str, torch.Tensor]]) -> HeadOutput:
+        """The task's head output: its value in task units, and what the losses need besides (the cosine)."""
         head = self.head(task)
-        if head.task.name == task:
-            return head(self.encoder, inputs)
-        return self._borrowed(task, head, inputs)
-
-    def _borrowed(self, task: str, head: TaskHead, inputs: list) -> torch.Tensor:
-        """A shared head's output read in another task's units (both tasks have one output)."""
         out = head(self.encoder, inputs)
-        raw = out if head.task.kind == "binary" else torch.logit(out / head.task.max_score, eps=1e-6)
-        return self.tasks[task].output(raw.unsqueeze(-1))
+        if head.task.name == task:
+            return out
+        return HeadOutput(self.tasks[task].kind.output(out.raw), out.raw)  # a shared head, read in this task's units
 
-    def loss(self, task: str, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return LOSSES[self.loss_names[task]].fn(out, labels, self.tasks[task], self.head(task))
+    def loss(self, task: str, out: HeadOutput, labels: torch.Tensor) -> torch.Tensor:
+        return LOSSES[self.loss_names[task]].fn(out, labels, self.tasks[task])
 
     def joint_input(self, task: str) -> bool:
         return self.head(task).joint_input

@@ -1,9 +1,9 @@
 """`minbert report RUN_DIR`: REPORT.md with PNG figures for a finished run, from its dev predictions.
 
-Figures: SST and Quora confusion matrices, STS predicted-vs-gold scatter with its least-squares line and
-a residual plot, train vs dev loss per task per epoch (from metrics.jsonl), the pairwise cosine between
-task gradients over training (when grad_cosine.jsonl was recorded). Tables: dev metrics, Quora
-precision / recall / F1, and the most confident wrong predictions of each task with their sentences.
+Figures, for each task by its kind: a confusion matrix for a classifier (with precision / recall / F1 for a
+binary one), a predicted-vs-gold scatter with its least-squares line and a residual plot for a score, train vs dev loss per task per epoch (from metrics.jsonl), the pairwise cosine between
+task gradients over training (when grad_cosine.jsonl was recorded). Tables: dev metrics, and the most
+confident wrong predictions of each task with their sentences.
 """
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ import numpy as np  # noqa: E402
 
 from .data.loading import resolve_data_dir  # noqa: E402
 from .runs import TaskOutputs, load_run, run_outputs  # noqa: E402
-from .tasks import overall_score  # noqa: E402
-
-SST_NAMES = ["0 neg", "1 some neg", "2 neutral", "3 some pos", "4 pos"]
+from .tasks import Task, overall_score  # noqa: E402
 
 
 def confusion(gold: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
@@ -52,28 +50,28 @@ def plot_confusion(m: np.ndarray, labels: list[str], title: str, path: Path) -> 
     plt.close(fig)
 
 
-def plot_sts(gold: np.ndarray, pred: np.ndarray, folder: Path) -> dict[str, float]:
+def plot_scores(task: Task, gold: np.ndarray, pred: np.ndarray, folder: Path) -> dict[str, float]:
     slope, intercept = np.polyfit(gold, pred, 1)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(gold, pred, s=6, alpha=0.4)
-    xs = np.linspace(0, 5, 50)
+    xs = np.linspace(0, task.kind.max_score, 50)
     ax.plot(xs, slope * xs + intercept, color="C3", label=f"fit: {slope:.2f} x + {intercept:.2f}")
     ax.plot(xs, xs, color="gray", linestyle=":", label="prediction = gold")
     ax.set_xlabel("gold similarity")
     ax.set_ylabel("predicted similarity")
-    ax.set_title("STS dev: predicted vs gold")
+    ax.set_title(f"{task.title} dev: predicted vs gold")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(folder / "sts_scatter.png", dpi=110)
+    fig.savefig(folder / f"{task.name}_scatter.png", dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.scatter(gold, pred - gold, s=6, alpha=0.4)
     ax.axhline(0, color="gray", linestyle=":")
     ax.set_xlabel("gold similarity")
     ax.set_ylabel("prediction - gold")
-    ax.set_title("STS dev residuals")
+    ax.set_title(f"{task.title} dev residuals")
     fig.tight_layout()
-    fig.savefig(folder / "sts_residuals.png", dpi=110)
+    fig.savefig(folder / f"{task.name}_residuals.png", dpi=110)
     plt.close(fig)
     return {"slope": float(slope), "intercept": float(intercept), "mae": float(np.mean(np.abs(pred - gold)))}
 
@@ -119,9 +117,9 @@ def plot_cosines(records: list[dict], folder: Path) -> bool:
     return True
 
 
-def worst_errors(name: str, o: TaskOutputs, k: int) -> list[str]:
-    """The k most confident wrong predictions (STS: the largest errors), as markdown table rows."""
-    if name == "sts":
+def worst_errors(task: Task, o: TaskOutputs, k: int) -> list[str]:
+    """The k most confident wrong predictions (a score: the largest errors), as markdown table rows."""
+    if not task.class_names:
         wrongness = np.abs(o.preds - o.labels)
         order = np.argsort(-wrongness)[:k]
         confidence = lambda i: f"error {wrongness[i]:.2f}"  # noqa: E731
@@ -133,10 +131,29 @@ def worst_errors(name: str, o: TaskOutputs, k: int) -> list[str]:
     rows = []
     for i in order:
         text = " ‖ ".join(t.replace("|", "\\|") for t in o.texts[i])
-        gold = f"{o.labels[i]:.2f}" if name == "sts" else str(int(o.labels[i]))
-        pred = f"{o.preds[i]:.2f}" if name == "sts" else str(int(o.preds[i]))
+        gold, pred = task.kind.format_value(o.labels[i]), task.kind.format_value(o.preds[i])
         rows.append(f"| {o.ids[i]} | {text} | {gold} | {pred} | {confidence(i)} |")
     return rows
+
+
+def task_section(task: Task, o: TaskOutputs, folder: Path) -> list[str]:
+    """A task's figures and tables: a confusion matrix for a classifier (precision / recall / F1 when it has
+    two classes), a scatter and residuals for a score."""
+    lines = ["", f"## {task.title}", ""]
+    if not task.class_names:
+        fit = plot_scores(task, o.labels, o.preds, folder)
+        return lines + [f"Least-squares fit of prediction on gold: {fit['slope']:.3f} × gold + {fit['intercept']:.3f}; "
+                        f"mean absolute error {fit['mae']:.3f}.", "", f"![{task.name} scatter]({task.name}_scatter.png)",
+                        "", f"![{task.name} residuals]({task.name}_residuals.png)"]
+    n = len(task.class_names)
+    plot_confusion(confusion(o.labels, o.preds, n), list(task.class_names), f"{task.title} dev confusion",
+                   folder / f"confusion_{task.name}.png")
+    lines.append(f"![{task.name} confusion](confusion_{task.name}.png)")
+    if n == 2:
+        prf = precision_recall_f1(o.labels, o.preds)
+        lines += ["", "| precision | recall | F1 | accuracy |", "|---|---|---|---|",
+                  f"| {prf['precision']:.4f} | {prf['recall']:.4f} | {prf['f1']:.4f} | {prf['accuracy']:.4f} |"]
+    return lines
 
 
 def report(run_dir: Path, data_dir: str | None = None, top_k: int = 5) -> Path:
@@ -152,24 +169,8 @@ def report(run_dir: Path, data_dir: str | None = None, top_k: int = 5) -> Path:
     lines += [f"| {n} | {model.tasks[n].metric_name} | {v:.4f} |" for n, v in metrics.items()]
     if overall is not None:
         lines.append(f"| overall | (sst + para + (sts + 1) / 2) / 3 | {overall:.4f} |")
-    if "sst" in outputs:
-        o = outputs["sst"]
-        plot_confusion(confusion(o.labels, o.preds, 5), SST_NAMES, "SST-5 dev confusion", folder / "confusion_sst.png")
-        lines += ["", "## SST-5", "", "![SST confusion](confusion_sst.png)"]
-    if "para" in outputs:
-        o = outputs["para"]
-        plot_confusion(confusion(o.labels, o.preds, 2), ["0 different", "1 paraphrase"], "Quora dev confusion",
-                       folder / "confusion_para.png")
-        prf = precision_recall_f1(o.labels, o.preds)
-        lines += ["", "## Quora paraphrase", "", "![Quora confusion](confusion_para.png)", "",
-                  "| precision | recall | F1 | accuracy |", "|---|---|---|---|",
-                  f"| {prf['precision']:.4f} | {prf['recall']:.4f} | {prf['f1']:.4f} | {prf['accuracy']:.4f} |"]
-    if "sts" in outputs:
-        o = outputs["sts"]
-        fit = plot_sts(o.labels, o.preds, folder)
-        lines += ["", "## STS", "", f"Least-squares fit of prediction on gold: {fit['slope']:.3f} × gold + "
-                  f"{fit['intercept']:.3f}; mean absolute error {fit['mae']:.3f}.", "",
-                  "![STS scatter](sts_scatter.png)", "", "![STS residuals](sts_residuals.png)"]
+    for name, o in outputs.items():
+        lines += task_section(model.tasks[name], o, folder)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
         if (run_dir / "metrics.jsonl").is_file() else []
     if plot_curves(history, folder):
@@ -183,6 +184,6 @@ def report(run_dir: Path, data_dir: str | None = None, top_k: int = 5) -> Path:
     lines += ["", "## Most confident errors", ""]
     for n, o in outputs.items():
         lines += [f"### {n}", "", "| id | text | gold | predicted | confidence |", "|---|---|---|---|---|"]
-        lines += worst_errors(n, o, top_k) + [""]
+        lines += worst_errors(model.tasks[n], o, top_k) + [""]
     (folder / "REPORT.md").write_text("\n".join(lines) + "\n")
     return folder / "REPORT.md"

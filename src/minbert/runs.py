@@ -43,7 +43,7 @@ def run_outputs(cfg: Config, model: MultitaskModel, tokenizer: Tokenizer, data_p
                 log=lambda line: None) -> dict[str, TaskOutputs]:
     """Every task of a loaded run on `split` (dev or test), rows in file order (dev_limit applies to dev)."""
     from .data.batching import encode_examples
-    from .evaluate import predict_set, task_probabilities
+    from .evaluate import predict_set
 
     device = next(model.parameters()).device
     out = {}
@@ -54,6 +54,6 @@ def run_outputs(cfg: Config, model: MultitaskModel, tokenizer: Tokenizer, data_p
             examples = examples[: cfg.data.dev_limit]
         data = encode_examples(examples, tokenizer, model.joint_input(name))
         outputs, preds = predict_set(model, name, data, tokenizer, cfg.eval.batch_size, device)
-        out[name] = TaskOutputs(data.ids, [e.texts for e in examples], outputs, task_probabilities(task, outputs),
+        out[name] = TaskOutputs(data.ids, [e.texts for e in examples], outputs, task.kind.probabilities(outputs),
                                 preds, None if data.labels is None else data.labels.numpy())
     return out

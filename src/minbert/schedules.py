@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .tasks import SEQUENTIAL_ORDER
+
 
 @dataclass
 class TaskSizes:
@@ -73,7 +75,7 @@ class RoundRobin(Schedule):
 
 
 def ordered(tasks: list[str], order: list[str] | None) -> list[str]:
-    order = order or ["sst", "sts", "para"]
+    order = order or list(SEQUENTIAL_ORDER)
     return [t for t in order if t in tasks] + [t for t in tasks if t not in order]
 
 

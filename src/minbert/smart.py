@@ -4,8 +4,8 @@ Principled Regularized Optimization"), chosen by `train.smart` (off when lambda_
 - Smoothness-inducing adversarial regulariser: perturb the embedding output x by delta ~ N(0, sigma^2),
   take `steps` ascent steps on D(f(x + delta), f(x)) (normalised by the gradient's max norm, step size
   `step_size`, projected onto the infinity-ball of radius `epsilon`), then add lambda_s * D_sym(f(x + delta), f(x))
-  to the task loss. D is the symmetric KL for classification heads (softmax over classes, or a Bernoulli
-  for the one-logit paraphrase head) and the squared error for regression.
+  to the task loss. D is the task kind's divergence (kinds.py): the symmetric KL for classification heads
+  (softmax over classes, or a Bernoulli for the one-logit paraphrase head), the squared error for regression.
 - Bregman proximal point: mu * D(f(x; theta), f(x; theta_teacher)), where the teacher's weights follow
   theta by an exponential moving average (`momentum`) after every optimizer step.
 """
@@ -15,21 +15,8 @@ import copy
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 
 from .model import MultitaskModel
-
-
-def divergence(kind: str, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Symmetric divergence between two outputs of a task head, averaged over the batch."""
-    if kind == "classify":
-        lp, lq = F.log_softmax(p.float(), -1), F.log_softmax(q.float(), -1)
-        return ((lp.exp() * (lp - lq)).sum(-1) + (lq.exp() * (lq - lp)).sum(-1)).mean()
-    if kind == "binary":
-        lp = torch.stack([F.logsigmoid(-p.float()), F.logsigmoid(p.float())], -1)
-        lq = torch.stack([F.logsigmoid(-q.float()), F.logsigmoid(q.float())], -1)
-        return ((lp.exp() * (lp - lq)).sum(-1) + (lq.exp() * (lq - lp)).sum(-1)).mean()
-    return F.mse_loss(p.float(), q.float())
 
 
 @contextmanager
@@ -80,13 +67,13 @@ class Smart(NoRegulariser):
         target = out.detach()
         for _ in range(cfg.steps):
             with perturbed_embeddings(model, deltas):
-                d = divergence(kind, model(task, inputs), target)
+                d = kind.divergence(model(task, inputs), target)
             grads = torch.autograd.grad(d, deltas)
             deltas = [(delta + cfg.step_size * g / (g.abs().amax(dim=(-2, -1), keepdim=True) + 1e-12))
                       .clamp(-cfg.epsilon, cfg.epsilon).detach().requires_grad_()
                       for delta, g in zip(deltas, grads)]
         with perturbed_embeddings(model, [d.detach() for d in deltas]):
-            return divergence(kind, model(task, inputs), out)
+            return kind.divergence(model(task, inputs), out)
 
     def extra_loss(self, model: MultitaskModel, task: str, inputs: list, out: torch.Tensor) -> torch.Tensor | None:
         total = None
@@ -96,7 +83,7 @@ class Smart(NoRegulariser):
             self.teacher.train(model.training)
             with torch.no_grad():
                 teacher_out = self.teacher(task, inputs)
-            bregman = self.cfg.mu * divergence(model.tasks[task].kind, out, teacher_out)
+            bregman = self.cfg.mu * model.tasks[task].kind.divergence(out, teacher_out)
             total = bregman if total is None else total + bregman
         return total
 

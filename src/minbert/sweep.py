@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config, read_yaml
+from .tasks import TASKS
 from .training.trainer import selection_score, train
 
 
@@ -54,7 +55,7 @@ def sweep(path: Path, out_dir: Path, data_dir: str | None, extra: list[str]) -> 
                         "score": selection_score(best, cfg.tasks), "seconds": round(time.time() - start)})
     results.sort(key=lambda r: -r["score"])
     (out_dir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
-    metrics = [k for k in ("sst", "para", "sts", "cfimdb", "overall") if any(k in r for r in results)]
+    metrics = [k for k in (*TASKS, "overall") if any(k in r for r in results)]
     lines = [f"# Sweep {path}", "", f"Grid: {json.dumps(grid)}; ranked by dev score.", "",
              "| rank | run | " + " | ".join(metrics) + " | best epoch | seconds |",
              "|---|---|" + "---|" * len(metrics) + "---|---|"]

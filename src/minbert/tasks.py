@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 from scipy.stats import pearsonr
 
 from .data.readers import Example, LabelParser, ReadReport, float_label, int_label, read_examples
+from .kinds import Binary, Classify, Regress, TaskKind
 
 
 def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
@@ -33,11 +33,13 @@ class Task:
     label_column: str
     parse_label: LabelParser
     num_outputs: int  # width of the head's output
-    kind: str  # "classify" (class logits), "binary" (one logit), "regress" (score in [0, max_score]); losses.py
+    kind: TaskKind  # what the head's output means: class logits, one logit, or a score (kinds.py)
     metric_name: str
     metric: Callable[[np.ndarray, np.ndarray], float]
     prediction_header: str
-    max_score: float = 1.0
+    title: str  # in tables and reports, e.g. "SST-5"
+    column: str  # a table column of its dev metric, e.g. "SST acc"
+    class_names: tuple[str, ...] = ()  # classifiers: what each class index means
 
     @property
     def is_pair(self) -> bool:
@@ -51,37 +53,24 @@ class Task:
         return read_examples(self.path(data_dir, split), self.text_columns,
                              self.label_column if labeled else None, self.parse_label, strict)
 
-    # ---- outputs: raw head output -> loss, predictions ----
-    def output(self, raw: torch.Tensor) -> torch.Tensor:
-        """The head's raw output in task units: class logits, a paraphrase logit, or a score in [0, max_score]."""
-        if self.kind == "classify":
-            return raw
-        if self.kind == "binary":
-            return raw.squeeze(-1)
-        return torch.sigmoid(raw.squeeze(-1)) * self.max_score
-
-    def predict(self, out: torch.Tensor) -> torch.Tensor:
-        """Predictions as written to files: class index, 0/1, or a score."""
-        if self.kind == "classify":
-            return out.argmax(-1)
-        if self.kind == "binary":
-            return (out > 0).long()
-        return out
-
-    def format_value(self, value: float | int) -> str:
-        return f"{float(value):.4f}" if self.kind == "regress" else str(int(value))
-
 
 TASKS: dict[str, Task] = {
-    "sst": Task("sst", "ids-sst", ("sentence",), "sentiment", int_label(0, 4), 5, "classify",
-                "accuracy", accuracy, "Predicted_Sentiment"),
-    "para": Task("para", "quora", ("sentence1", "sentence2"), "is_duplicate", int_label(0, 1), 1, "binary",
-                 "accuracy", accuracy, "Predicted_Is_Paraphrase"),
-    "sts": Task("sts", "sts", ("sentence1", "sentence2"), "similarity", float_label(0.0, 5.0), 1, "regress",
-                "pearson", pearson, "Predicted_Similiary", max_score=5.0),
-    "cfimdb": Task("cfimdb", "ids-cfimdb", ("sentence",), "sentiment", int_label(0, 1), 2, "classify",
-                   "accuracy", accuracy, "Predicted_Sentiment"),
+    "sst": Task("sst", "ids-sst", ("sentence",), "sentiment", int_label(0, 4), 5, Classify(),
+                "accuracy", accuracy, "Predicted_Sentiment", "SST-5", "SST acc",
+                ("0 neg", "1 some neg", "2 neutral", "3 some pos", "4 pos")),
+    "para": Task("para", "quora", ("sentence1", "sentence2"), "is_duplicate", int_label(0, 1), 1, Binary(),
+                 "accuracy", accuracy, "Predicted_Is_Paraphrase", "Quora paraphrase", "Para acc",
+                 ("0 different", "1 paraphrase")),
+    "sts": Task("sts", "sts", ("sentence1", "sentence2"), "similarity", float_label(0.0, 5.0), 1, Regress(5.0),
+                "pearson", pearson, "Predicted_Similiary", "STS", "STS r"),
+    "cfimdb": Task("cfimdb", "ids-cfimdb", ("sentence",), "sentiment", int_label(0, 1), 2, Classify(),
+                   "accuracy", accuracy, "Predicted_Sentiment", "CFIMDB", "CFIMDB acc",
+                   ("0 negative", "1 positive")),
 }
+
+
+# seed report 000's sequential baseline: SST, then STS, then Quora (train.schedule.order's default)
+SEQUENTIAL_ORDER = ("sst", "sts", "para")
 
 
 def get_task(name: str) -> Task:

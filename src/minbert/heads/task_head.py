@@ -1,11 +1,15 @@
 """A task's head: encoder -> [CNN block] -> pooling -> (pair features | cosine) -> [MLP] -> output layer.
 
-The head returns the task's output in its own units (class logits, a paraphrase logit, a 0-5 score).
+The head returns a `HeadOutput`: the task's output in its own units (class logits, a paraphrase logit,
+a 0-5 score), the raw output of its last linear layer (what a task sharing the head reads in its own
+units), and, for a cosine head, the cosine itself (what the cosine-embedding loss needs).
 With `similarity: cosine` (Siamese pairs only) the output is the cosine of the two sentence vectors,
 optionally projected first: for STS, max(cos, 0) * 5 (`cosine_scale: relu`) or (cos + 1) * 2.5
 (`shift`); for paraphrase, a logit a * cos + b with a learned scale a and offset b.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -14,12 +18,19 @@ from torch import nn
 from ..config import HeadConfig
 from ..encoder import BertModel
 from ..losses import LOSSES
+from ..kinds import Binary, Classify
 from ..tasks import Task
 from .blocks import ConvBlock, mlp
 from .pairs import pair_features
 from .pooling import POOLED_WIDTH, POOLING
 
 SIMILARITIES = ("linear", "cosine")
+
+
+class HeadOutput(NamedTuple):
+    value: torch.Tensor  # in the task's units
+    raw: torch.Tensor | None = None  # the last linear layer's output (linear heads), before the task's activation
+    cosine: torch.Tensor | None = None  # cosine heads: the cosine behind `value` (max(cos, 0) under cosine_scale relu)
 COSINE_SCALES = ("relu", "shift")
 
 
@@ -27,14 +38,14 @@ def check_head(task: Task, cfg: HeadConfig) -> str | None:
     """Why these settings cannot make a head for this task, or None."""
     if cfg.similarity == "cosine" and task.is_pair and cfg.pair_encoding != "siamese":
         return "similarity: cosine needs pair_encoding: siamese (two sentence vectors to compare)"
-    if cfg.similarity == "cosine" and task.is_pair and task.kind not in ("binary", "regress"):
+    if cfg.similarity == "cosine" and task.is_pair and isinstance(task.kind, Classify):
         return f"similarity: cosine gives one score; task {task.name} needs {task.num_outputs} outputs"
     if task.is_pair and cfg.pair_encoding == "siamese" and not cfg.features:
         return "features: name at least one of u, v, abs_diff, product"
     if cfg.cnn_kernel is not None and cfg.cnn_kernel % 2 == 0:
         return f"cnn_kernel must be odd (same-length convolution), got {cfg.cnn_kernel}"
-    if cfg.loss is not None and task.kind not in LOSSES[cfg.loss].kinds:
-        return f"loss {cfg.loss} does not apply to task {task.name} ({task.kind})"
+    if cfg.loss is not None and task.kind.name not in LOSSES[cfg.loss].kinds:
+        return f"loss {cfg.loss} does not apply to task {task.name} ({task.kind.name})"
     if cfg.loss is not None and LOSSES[cfg.loss].needs_cosine and cfg.similarity != "cosine":
         return f"loss {cfg.loss} needs similarity: cosine"
     return None
@@ -54,7 +65,7 @@ class TaskHead(nn.Module):
         pooled = POOLED_WIDTH[cfg.pooling] * hidden_size
         if self.similarity == "cosine":
             self.projection = nn.Linear(pooled, cfg.projection) if cfg.projection else nn.Identity()
-            if task.kind == "binary":  # calibrate the cosine into a logit
+            if isinstance(task.kind, Binary):  # calibrate the cosine into a logit
                 self.scale = nn.Parameter(torch.tensor(10.0))
                 self.offset = nn.Parameter(torch.tensor(-5.0))
             return
@@ -83,18 +94,14 @@ class TaskHead(nn.Module):
         u, v = (self.projection(self.sentence_vector(encoder, x)) for x in inputs)
         return F.cosine_similarity(u.float(), v.float(), dim=-1, eps=1e-8)
 
-    def cosine_of(self, out: torch.Tensor) -> torch.Tensor:
-        """The cosine behind a cosine head's output (max(cos, 0) for `cosine_scale: relu` on STS)."""
-        if self.task.kind == "binary":
-            return (out - self.offset) / self.scale
-        score = out / self.task.max_score
-        return score if self.cfg.cosine_scale == "relu" else score * 2 - 1
-
-    def forward(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    def forward(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> HeadOutput:
         if self.similarity == "cosine":
             cos = self.cosine(encoder, inputs)
-            if self.task.kind == "binary":
-                return self.scale * cos + self.offset
-            score = cos.clamp(min=0.0) if self.cfg.cosine_scale == "relu" else (cos + 1) / 2
-            return score * self.task.max_score
-        return self.task.output(self.out(self.mlp(self.dropout(self.features(encoder, inputs)))))
+            if isinstance(self.task.kind, Binary):
+                return HeadOutput(self.scale * cos + self.offset, None, cos)
+            if self.cfg.cosine_scale == "relu":  # the value sees max(cos, 0): so does the cosine it reports
+                cos = cos.clamp(min=0.0)
+                return HeadOutput(cos * self.task.kind.max_score, None, cos)
+            return HeadOutput((cos + 1) / 2 * self.task.kind.max_score, None, cos)
+        raw = self.out(self.mlp(self.dropout(self.features(encoder, inputs))))
+        return HeadOutput(self.task.kind.output(raw), raw)

@@ -249,9 +249,9 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                     enabled=self.amp_dtype is not None):
                     inputs = to_device(batch["inputs"], self.device)
-                    out = self.model(name, inputs)
-                    loss = self.model.loss(name, out.float(), batch["labels"].to(self.device))
-                    extra = self.regulariser.extra_loss(self.model, name, inputs, out)
+                    out = self.model.outputs(name, inputs)
+                    loss = self.model.loss(name, out, batch["labels"].to(self.device))
+                    extra = self.regulariser.extra_loss(self.model, name, inputs, out.value)
                 total = loss if extra is None else loss + extra
                 scaled = total * batch["weight"] / self.cfg.train.accumulate
                 learned = self.combiner.backward(name, self.scaler.scale(scaled) if self.scaler else scaled)

@@ -1,0 +1,132 @@
+"""Kinds of task output: what a head's numbers mean, declared once for each kind.
+
+A kind turns a head's raw output into the task's units, reads predictions and probabilities off them,
+names its default loss, measures how far two outputs are apart (SMART's divergence) and formats a value
+for the prediction files. The task table (tasks.py) gives each task one kind; nothing else asks a task
+what kind it is.
+- `Classify`: class logits; prediction = argmax, probabilities = softmax, cross-entropy.
+- `Binary`: one logit; prediction = logit > 0, probability = sigmoid, binary cross-entropy.
+- `Regress`: a score in [0, max_score] (sigmoid of the raw output, scaled); mean squared error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _symmetric_kl(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+    """KL(p||q) + KL(q||p) from log-probabilities over the last dimension, averaged over the batch."""
+    return ((lp.exp() * (lp - lq)).sum(-1) + (lq.exp() * (lq - lp)).sum(-1)).mean()
+
+
+class TaskKind:
+    name: str
+    default_loss: str
+
+    def output(self, raw: torch.Tensor) -> torch.Tensor:
+        """The head's raw output (batch, outputs) in the task's units."""
+        raise NotImplementedError
+
+    def predict(self, out: torch.Tensor) -> torch.Tensor:
+        """Predictions as written to the prediction files."""
+        raise NotImplementedError
+
+    def probabilities(self, out: np.ndarray) -> np.ndarray:
+        """What an ensemble averages: class probabilities, a probability, or the score itself."""
+        raise NotImplementedError
+
+    def from_probabilities(self, probs: np.ndarray) -> np.ndarray:
+        """Predictions from (averaged) probabilities."""
+        raise NotImplementedError
+
+    def divergence(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """A symmetric distance between two batches of outputs in task units, averaged over the batch."""
+        raise NotImplementedError
+
+    def similar(self, labels: torch.Tensor) -> torch.Tensor:
+        """For pair tasks: which gold labels count as a similar pair (the cosine-embedding loss)."""
+        raise NotImplementedError
+
+    def format_value(self, value: float | int) -> str:
+        return str(int(value))
+
+
+@dataclass(frozen=True)
+class Classify(TaskKind):
+    name: str = "classify"
+    default_loss: str = "ce"
+
+    def output(self, raw):
+        return raw
+
+    def predict(self, out):
+        return out.argmax(-1)
+
+    def probabilities(self, out):
+        return torch.softmax(torch.as_tensor(np.asarray(out, dtype=np.float32)), -1).numpy()
+
+    def from_probabilities(self, probs):
+        return probs.argmax(-1)
+
+    def divergence(self, p, q):
+        return _symmetric_kl(F.log_softmax(p.float(), -1), F.log_softmax(q.float(), -1))
+
+
+@dataclass(frozen=True)
+class Binary(TaskKind):
+    name: str = "binary"
+    default_loss: str = "bce"
+
+    def output(self, raw):
+        return raw.squeeze(-1)
+
+    def predict(self, out):
+        return (out > 0).long()
+
+    def probabilities(self, out):
+        return torch.sigmoid(torch.as_tensor(np.asarray(out, dtype=np.float32))).numpy()
+
+    def from_probabilities(self, probs):
+        return (probs > 0.5).astype(np.int64)
+
+    def divergence(self, p, q):
+        def bernoulli(x):  # log-probabilities of (negative, positive)
+            return torch.stack([F.logsigmoid(-x.float()), F.logsigmoid(x.float())], -1)
+        return _symmetric_kl(bernoulli(p), bernoulli(q))
+
+    def similar(self, labels):
+        return labels.float() >= 0.5
+
+
+@dataclass(frozen=True)
+class Regress(TaskKind):
+    max_score: float = 1.0
+    name: str = "regress"
+    default_loss: str = "mse"
+
+    def output(self, raw):
+        return torch.sigmoid(raw.squeeze(-1)) * self.max_score
+
+    def predict(self, out):
+        return out
+
+    def probabilities(self, out):
+        return np.asarray(out, dtype=np.float32)
+
+    def from_probabilities(self, probs):
+        return probs
+
+    def divergence(self, p, q):
+        return F.mse_loss(p.float(), q.float())
+
+    def similar(self, labels):
+        return labels.float() >= self.max_score / 2
+
+    def format_value(self, value):
+        return f"{float(value):.4f}"
+
+
+KINDS = {"classify": Classify, "binary": Binary, "regress": Regress}
