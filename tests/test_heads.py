@@ -186,9 +186,9 @@ def test_head_settings_are_checked(override, message):
 
 def test_per_task_head_settings_override_the_model_wide_ones():
     cfg = load_config(None, ["model.pooling=cls", "model.heads={sts: {pair_encoding: siamese, loss: cosent}}"])
-    assert cfg.model.head("sst").pooling == "cls" and cfg.model.head("sst").pair_encoding == "cross"
-    assert cfg.model.head("sts").pooling == "cls" and cfg.model.head("sts").pair_encoding == "siamese"
-    assert cfg.model.head("sts").loss == "cosent"
+    assert cfg.model.head_config("sst").pooling == "cls" and cfg.model.head_config("sst").pair_encoding == "cross"
+    assert cfg.model.head_config("sts").pooling == "cls" and cfg.model.head_config("sts").pair_encoding == "siamese"
+    assert cfg.model.head_config("sts").loss == "cosent"
     with pytest.raises(ConfigError, match="have different head settings"):
         load_config(None, ["model.shared_heads=[para, sts]", "model.heads={sts: {pooling: max}}"])
     with pytest.raises(ConfigError, match="differ in input kind"):

@@ -43,7 +43,7 @@ class ModelConfig(HeadConfig):
     heads: dict[str, dict] | None = None  # per-task head settings overriding the ones above, e.g. {sts: {loss: cosent}}
     shared_heads: list[str] | None = None  # tasks that share one head, e.g. [para, sts] (their settings must agree)
 
-    def head(self, task: str) -> HeadConfig:
+    def head_config(self, task: str) -> HeadConfig:
         """The head settings of one task: the model-wide ones, then the task's own."""
         base = {f.name: getattr(self, f.name) for f in dataclasses.fields(HeadConfig)}
         return _build(HeadConfig, {**base, **(self.heads or {}).get(task, {})}, f"model.heads.{task}")
@@ -301,7 +301,7 @@ def _validate_heads(cfg: Config, choices: dict[str, tuple[str, ...]]) -> None:
     for task in cfg.tasks:
         if task not in TASKS:
             continue  # reported below
-        head = cfg.model.head(task)  # the model-wide settings were checked with every other key
+        head = cfg.model.head_config(task)  # the model-wide settings were checked with every other key
         for k in (cfg.model.heads or {}).get(task, {}):
             v = getattr(head, k)
             for item in (v if isinstance(v, list) else [v]):
@@ -317,15 +317,15 @@ def _validate_heads(cfg: Config, choices: dict[str, tuple[str, ...]]) -> None:
     if live and len({(TASKS[t].is_pair, TASKS[t].num_outputs) for t in live}) > 1:
         raise ConfigError(f"model.shared_heads: {live} differ in input kind or output size; only tasks alike "
                           "(e.g. para and sts: pairs, one output) can share a head")
-    if live and len({repr(dataclasses.replace(cfg.model.head(t), loss=None)) for t in live}) > 1:
+    if live and len({repr(dataclasses.replace(cfg.model.head_config(t), loss=None)) for t in live}) > 1:
         raise ConfigError(f"model.shared_heads: {live} have different head settings under model.heads")
-    if live and cfg.model.head(live[0]).similarity != "linear":
+    if live and cfg.model.head_config(live[0]).similarity != "linear":
         raise ConfigError(f"model.shared_heads: {live} share a head that each task reads in its own units from its "
                           "linear output; a cosine head (similarity: cosine) cannot be shared")
     from .losses import LOSSES
     for t in live[1:]:
-        if cfg.model.head(t).loss and LOSSES[cfg.model.head(t).loss].needs_cosine:
-            raise ConfigError(f"model.heads.{t}.loss: {cfg.model.head(t).loss} needs the task's own cosine head; "
+        if cfg.model.head_config(t).loss and LOSSES[cfg.model.head_config(t).loss].needs_cosine:
+            raise ConfigError(f"model.heads.{t}.loss: {cfg.model.head_config(t).loss} needs the task's own cosine head; "
                               f"{t} reads the head it shares with {live[0]}")
 
 

@@ -60,7 +60,9 @@ class BertConfig:
 ACTIVATIONS = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
 
 
-class BertOutput(NamedTuple):
+class EncoderOutput(NamedTuple):
+    """What `BertModel` returns (Hugging Face's field names)."""
+
     last_hidden_state: torch.Tensor  # (batch, seq, hidden)
     pooler_output: torch.Tensor  # (batch, hidden): tanh(W h_[CLS] + b)
 
@@ -105,8 +107,9 @@ class BertSelfAttention(nn.Module):
         return y.transpose(1, 2).reshape(b, t, h)
 
 
-class BertSelfOutput(nn.Module):
-    """Output projection, dropout, residual, LayerNorm: used after attention and after the feed-forward."""
+class ResidualLayerNorm(nn.Module):
+    """Projection back to the hidden size, dropout, residual, LayerNorm: the sublayer that closes attention
+    (Hugging Face's BertSelfOutput) and the feed-forward block (its BertOutput); the key names are theirs."""
 
     def __init__(self, in_size: int, config: BertConfig):
         super().__init__()
@@ -122,7 +125,7 @@ class BertAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.self = BertSelfAttention(config)
-        self.output = BertSelfOutput(config.hidden_size, config)
+        self.output = ResidualLayerNorm(config.hidden_size, config)  # HF: BertSelfOutput
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
         return self.output(self.self(x, attn_bias), x)
@@ -143,7 +146,7 @@ class BertLayer(nn.Module):
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertSelfOutput(config.intermediate_size, config)
+        self.output = ResidualLayerNorm(config.intermediate_size, config)  # HF: BertOutput
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
         x = self.attention(x, attn_bias)
@@ -190,12 +193,12 @@ class BertModel(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> BertOutput:
+                token_type_ids: torch.Tensor | None = None) -> EncoderOutput:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
         hidden = self.encoder(x, self.attention_bias(attention_mask, x.dtype))
-        return BertOutput(hidden, self.pooler(hidden))
+        return EncoderOutput(hidden, self.pooler(hidden))
 
     @staticmethod
     def attention_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

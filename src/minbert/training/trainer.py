@@ -78,7 +78,7 @@ def build_model(cfg: Config, backbone: str | None = None) -> tuple[MultitaskMode
     source = backbone if backbone is not None else cfg.model.backbone
     tokenizer = Tokenizer.from_pretrained(source, max_length=cfg.model.max_length)
     encoder = BertModel.from_pretrained(source)
-    model = MultitaskModel(encoder, cfg.tasks, {t: cfg.model.head(t) for t in cfg.tasks}, cfg.model.shared_heads)
+    model = MultitaskModel(encoder, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks}, cfg.model.shared_heads)
     return model, tokenizer
 
 
