@@ -17,9 +17,13 @@
 #   SEEDS_SET [none]: more `--set KEY=VALUE` for every training, one per line
 #   SEEDS_SYSTEMS [every configs/seeds/*.yaml]: the system names to train, space-separated
 #   SEEDS_BAR [results/best-cpu/best_metrics.json]: the dev overall a system must beat for more seeds
-# e.g. SEEDS_RUNS=/tmp/s/runs SEEDS_RESULTS=/tmp/s/results SEEDS_DOC=/tmp/s/SEEDS.md \
-#      SEEDS_SET=$'model.backbone=/tmp/tiny-bert\ndata.train_limit=64\ndata.dev_limit=32\ntrain.schedule.steps_per_epoch=4\ntrain.schedule.subset_size={para: 64, sts: 48}' \
-#      bash benchmarks/seed_systems.sh
+# A smoke run of the whole script, seconds a training (a tiny BERT folder as in tests/conftest.py, a few rows;
+# SEEDS_SET's value spans lines, one setting each):
+#   SEEDS_RUNS=/tmp/s/runs SEEDS_RESULTS=/tmp/s/results SEEDS_DOC=/tmp/s/SEEDS.md SEEDS_SET='model.backbone=/tmp/tiny
+#   data.train_limit=64
+#   data.dev_limit=32
+#   train.schedule.steps_per_epoch=4
+#   train.schedule.subset_size={para: 64, sts: 48}' bash benchmarks/seed_systems.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MINBERT=${MINBERT:-.venv/bin/minbert}
@@ -84,8 +88,9 @@ pool() {  # pool "NAME SEED"...: train them, at most $JOBS at once
 }
 
 beats_bar() {  # beats_bar RUN_DIR: its dev overall is above the bar's
-  "$PYTHON" -c 'import json, sys; run, bar = (json.load(open(p))["overall"] for p in sys.argv[1:]); sys.exit(run <= bar)' \
-    "$1/best_metrics.json" "$BAR"
+  "$PYTHON" -c 'import json, sys
+run, bar = (json.load(open(path))["overall"] for path in sys.argv[1:])
+sys.exit(run <= bar)' "$1/best_metrics.json" "$BAR"
 }
 
 copy_results() {  # copy_results RUN_DIR DEST

@@ -148,8 +148,8 @@ def test_seeds_table_rows_per_system_report_figures_minutes_and_step_times(tmp_p
     assert base_row[-1] == "1.00×"
 
     doc.parent.mkdir()
-    doc.write_text("# Seeds\n\nBefore.\n\n<!-- seeds-table: written by benchmarks/seeds_table.py, do not edit by hand -->\n"
-                   "| stale |\n<!-- /seeds-table -->\n\nAfter.\n")
+    doc.write_text("# Seeds\n\nBefore.\n\n<!-- seeds-table: written by benchmarks/seeds_table.py, do not edit by "
+                   "hand -->\n| stale |\n<!-- /seeds-table -->\n\nAfter.\n")
     script("seeds_table.py", *args, "--doc", doc)
     text = doc.read_text()
     assert text.startswith("# Seeds\n\nBefore.\n\n") and text.endswith("<!-- /seeds-table -->\n\nAfter.\n")

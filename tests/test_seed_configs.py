@@ -18,7 +18,8 @@ REPORTS = REPO.parent / "shared" / "seeds"
 
 
 def plans(cfg, sizes: dict[str, int]) -> list[list[list[str]]]:
-    schedule = build_schedule(cfg.train.schedule, TaskSizes(sizes, cfg.train.batch_size), cfg.train.epochs, cfg.train.seed)
+    sizes = TaskSizes(sizes, cfg.train.batch_size)
+    schedule = build_schedule(cfg.train.schedule, sizes, cfg.train.epochs, cfg.train.seed)
     return [schedule.plan(e) for e in range(1, cfg.train.epochs + 1)]
 
 
