@@ -1,11 +1,14 @@
-"""The scripts that write the README's results table and the recipe-sweep table, on hand-made run folders
-and logs, checked against figures computed here (numpy's sample std, the logs' own numbers)."""
+"""The scripts that write the README's results table, the recipe-sweep table and the seed systems' table, on
+hand-made run folders and logs, checked against figures computed here (numpy's sample std, the logs' own
+numbers) and, for the seed reports' figures, against the reports' own lines."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -89,3 +92,82 @@ def test_sweep_table_orders_by_overall_and_names_each_variants_arguments(tmp_pat
     # the script's shell variables are spelled out in the arguments column
     assert "--set 'model.heads={sts: {pair_encoding: siamese" in rows[1] and "$" not in rows[1]
     assert "| – | 0.8512 | – | – | 2 |" in rows[2]
+
+
+def seed_run(folder: Path, dev: dict, epochs: list[tuple[float, int | None]]) -> Path:
+    """A run folder as training leaves it: best_metrics.json and one metrics.jsonl record per epoch."""
+    folder.mkdir(parents=True)
+    (folder / "best_metrics.json").write_text(json.dumps({**dev, "epoch": len(epochs)}))
+    (folder / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": i + 1, "train_seconds": t, "eval_seconds": 30.0, **({"steps": n} if n else {})}) + "\n"
+        for i, (t, n) in enumerate(epochs)))
+    return folder
+
+
+def dev(sst: float, para: float, sts: float) -> dict:
+    return {"sst": sst, "para": para, "sts": sts, "overall": (sst + para + (sts + 1) / 2) / 3}
+
+
+def test_seeds_table_rows_per_system_report_figures_minutes_and_step_times(tmp_path):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for name in ("000-unleashed", "002-adapt", "004-robust"):
+        (configs / f"{name}.yaml").write_text("tasks: [sst, para, sts]\n")
+    results = tmp_path / "results"
+    seeds = [dev(0.50, 0.84, 0.87), dev(0.48, 0.85, 0.88)]
+    seed_run(results / "000-unleashed", seeds[0], [(1200.0, 800), (1500.0, 800)])
+    seed_run(results / "000-unleashed" / "seed-11712", seeds[1], [(1300.0, 800), (1400.0, 800)])
+    seed_run(results / "002-adapt", dev(0.47, 0.83, 0.86), [(3000.0, 800), (3300.0, 800)])
+    base = seed_run(results / "default", dev(0.49, 0.83, 0.86), [(900.0, 800), (1100.0, 800)])
+    default = seed_run(tmp_path / "default", dev(0.50, 0.827, 0.861), [(1248.8, None), (1793.1, None)])
+    best_cpu = seed_run(tmp_path / "best-cpu", dev(0.489, 0.857, 0.880), [(3547.9, 1400), (3971.8, 1400)])
+    doc = tmp_path / "docs" / "SEEDS.md"
+    args = ["--results", results, "--configs", configs, "--default", default, "--best-cpu", best_cpu, "--base", base]
+    rows = script("seeds_table.py", *args)
+    cells = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in rows[2:]}
+    base_step = 2000.0 / 1600
+    unleashed = cells["`000-unleashed`"]
+    assert unleashed[0] == "miniBert Unleashed, Table 2 last row (l. 162)"
+    assert unleashed[1] == f"0.520 / 0.848 / 0.870 / {(0.520 + 0.848 + (0.870 + 1) / 2) / 3:.3f}"
+    for task, cell in zip(("sst", "para", "sts", "overall"), unleashed[2:6]):
+        values = np.array([s[task] for s in seeds])
+        assert cell == f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+    assert unleashed[6] == "2"
+    assert unleashed[7] == "45 ± 0"  # 2,700 s of training loop each (evaluation left out)
+    assert unleashed[8] == f"{(5400.0 / 3200) / base_step:.2f}×"
+    adapt = cells["`002-adapt`"]
+    assert adapt[2:] == ["0.470", "0.830", "0.860", f"{(0.47 + 0.83 + 0.93) / 3:.3f}", "1", "105",
+                         f"{(6300.0 / 1600) / base_step:.2f}×"]
+    assert cells["`004-robust`"][2:] == ["not run", "", "", "", "", "", ""]  # no figures for a system not run
+    default_row = next(v for k, v in cells.items() if k.startswith("default (`configs/default.yaml`)"))
+    assert default_row[2:] == ["0.500", "0.827", "0.861", f"{dev(0.50, 0.827, 0.861)['overall']:.3f}", "1", "51",
+                               "–"]  # its metrics.jsonl has no step counts
+    best_row = next(v for k, v in cells.items() if k.startswith("best-cpu"))
+    assert best_row[-2:] == ["125", f"{(7519.7 / 2800) / base_step:.2f}×"]
+    base_row = next(v for k, v in cells.items() if "step-time base" in k)
+    assert base_row[-1] == "1.00×"
+
+    doc.parent.mkdir()
+    doc.write_text("# Seeds\n\nBefore.\n\n<!-- seeds-table: written by benchmarks/seeds_table.py, do not edit by "
+                   "hand -->\n| stale |\n<!-- /seeds-table -->\n\nAfter.\n")
+    script("seeds_table.py", *args, "--doc", doc)
+    text = doc.read_text()
+    assert text.startswith("# Seeds\n\nBefore.\n\n") and text.endswith("<!-- /seeds-table -->\n\nAfter.\n")
+    assert "| stale |" not in text and [line for line in text.splitlines() if line.startswith("|")] == rows
+
+
+REPORTS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+
+
+@pytest.mark.skipif(not REPORTS.is_dir(), reason="the seed reports are not beside the repository")
+def test_the_seed_reports_figures_are_on_the_lines_they_cite():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from results_table import SEED_REPORTS
+    finally:
+        sys.path.remove(str(BENCH))
+    for key, (label, figures) in SEED_REPORTS.items():
+        line = int(re.search(r"l\. (\d+)", label).group(1))
+        text = next(REPORTS.glob(f"{key}_*.txt")).read_text().splitlines()[line - 1]
+        found, want = re.findall(r"\d\.\d{3}", text), [f"{v:.3f}" for v in figures]
+        assert any(found[i:i + 3] == want for i in range(len(found))), (key, text)  # SST, Quora, STS in a row

@@ -329,7 +329,8 @@ class Trainer:
         score = selection_score(metrics, self.cfg.tasks)
         record = {"epoch": self.epoch,
                   "train_loss": {n: self.loss_sums[n] / max(1, self.loss_counts[n]) for n in self.cfg.tasks},
-                  "dev": metrics, "dev_loss": dev_loss, "skipped_steps": self.bad_total, "train_seconds": round(self.train_seconds, 1),
+                  "dev": metrics, "dev_loss": dev_loss, "skipped_steps": self.bad_total,
+                  "steps": self.step, "train_seconds": round(self.train_seconds, 1),
                   "train_examples_per_second": round(self.examples / max(self.train_seconds, 1e-9), 1),
                   "eval_seconds": round(time.time() - t0, 1)}
         self.history.append(record)
