@@ -7,12 +7,12 @@
 # skipped, a killed one resumed from its last checkpoint (`minbert train --resume`), so rerunning continues
 # after an interruption. Each run's six prediction files, metrics.jsonl, config.yaml and best_metrics.json go to
 # results/seeds/NAME/ (seed 11711) and results/seeds/NAME/seed-SEED/ (more seeds); then
-# benchmarks/seeds_table.py writes docs/SEEDS.md's table. Run logs: runs/seeds/NAME[-SEED].log.
+# benchmarks/seeds_table.py writes docs/results/seeds.md's table. Run logs: runs/seeds/NAME[-SEED].log.
 # Usage: bash benchmarks/seed_systems.sh > logs/seed-systems.log 2>&1
 # Environment, for smoke runs (defaults in brackets):
 #   MINBERT [.venv/bin/minbert], PYTHON [.venv/bin/python]: the commands to run (word-split, so
 #     MINBERT="python -m minbert" works)
-#   SEEDS_RUNS [runs/seeds], SEEDS_RESULTS [results/seeds], SEEDS_DOC [docs/SEEDS.md]: where runs, copied
+#   SEEDS_RUNS [runs/seeds], SEEDS_RESULTS [results/seeds], SEEDS_DOC [docs/results/seeds.md]: where runs, copied
 #     results and the table go
 #   SEEDS_SET [none]: more `--set KEY=VALUE` for every training, one per line
 #   SEEDS_SYSTEMS [every configs/seeds/*.yaml]: the system names to train, space-separated
@@ -30,7 +30,7 @@ MINBERT=${MINBERT:-.venv/bin/minbert}
 PYTHON=${PYTHON:-.venv/bin/python}
 RUNS=${SEEDS_RUNS:-runs/seeds}
 RESULTS=${SEEDS_RESULTS:-results/seeds}
-DOC=${SEEDS_DOC:-docs/SEEDS.md}
+DOC=${SEEDS_DOC:-docs/results/seeds.md}
 BAR=${SEEDS_BAR:-results/best-cpu/best_metrics.json}
 JOBS=2
 MORE_SEEDS=(11712 11713)

@@ -1,8 +1,8 @@
-"""docs/SEEDS.md's table: the seed reports' best systems (configs/seeds/) as minbert trained them on this CPU,
+"""docs/results/seeds.md's table: the seed reports' best systems (configs/seeds/) as minbert trained them on this CPU,
 each beside the report's own figures, with the default and best-cpu runs as reference rows.
 
 Usage: python benchmarks/seeds_table.py [--results results/seeds] [--configs configs/seeds]
-       [--default results/default] [--best-cpu results/best-cpu] [--base RUN_DIR] [--doc docs/SEEDS.md]
+       [--default results/default] [--best-cpu results/best-cpu] [--base RUN_DIR] [--doc docs/results/seeds.md]
 
 A system NAME (configs/seeds/NAME.yaml) has the runs results/seeds/NAME/ (seed 11711) and
 results/seeds/NAME/seed-*/ (more seeds); one without them is marked "not run", with no figures. From the runs'
