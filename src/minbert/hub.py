@@ -77,6 +77,7 @@ def _first_line(error: Exception) -> str:
 def fetch_snapshot(hub_id: HubId) -> Snapshot:
     """The cached snapshot of `hub_id` with the files minbert reads, downloading what is missing (unless offline)."""
     from huggingface_hub import constants, errors, snapshot_download
+    from huggingface_hub.file_download import repo_folder_name
     from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
@@ -93,7 +94,9 @@ def fetch_snapshot(hub_id: HubId) -> Snapshot:
                               f"complete it online with {_download_hint(hub_id)}") from e
     except LocalEntryNotFoundError as e:
         if constants.HF_HUB_OFFLINE:
-            raise CheckpointError(f"{name}: not a local folder, and not in the Hugging Face cache {cache} while "
+            cached_repo = (Path(cache) / repo_folder_name(repo_id=hub_id.repo_id, repo_type="model")).is_dir()
+            what = f"revision {hub_id.revision or 'main'} is not" if cached_repo else "not"
+            raise CheckpointError(f"{name}: not a local folder, and {what} in the Hugging Face cache {cache} while "
                                   f"HF_HUB_OFFLINE=1; fetch it once online ({_download_hint(hub_id)}, or run again "
                                   "without HF_HUB_OFFLINE), or point HF_HUB_CACHE at a cache that has it") from e
         raise CheckpointError(f"{name}: cannot reach the Hugging Face Hub and it is not in the cache {cache}; "
