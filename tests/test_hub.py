@@ -52,9 +52,9 @@ def add_snapshot(cache: Path, repo_id: str, commit: str, source: Path, files: li
 @pytest.fixture(scope="module")
 def hub_cache(tmp_path_factory, backbone_dir) -> Path:
     cache = tmp_path_factory.mktemp("hf-cache")
-    add_snapshot(cache, REPO_ID, MAIN, backbone_dir, FILES, ["main"])
-    # an older commit on branch "v0", holding only tokenizer.json (no vocab.txt)
-    add_snapshot(cache, REPO_ID, OLD, backbone_dir, [f for f in FILES if f != "vocab.txt"], ["v0"])
+    # main has only tokenizer.json (no vocab.txt), so the run below exercises that path end to end
+    add_snapshot(cache, REPO_ID, MAIN, backbone_dir, [f for f in FILES if f != "vocab.txt"], ["main"])
+    add_snapshot(cache, REPO_ID, OLD, backbone_dir, FILES, ["v0"])  # an older commit on branch v0
     return cache
 
 
@@ -96,6 +96,14 @@ print(json.dumps(out))
 """
 
 
+def resolve(specs: list[str], env: dict[str, str], cwd: Path) -> dict:
+    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in [str(REPO / "src"), os.environ.get("PYTHONPATH")] if p)}
+    proc = subprocess.run([sys.executable, "-c", RESOLVE, *specs], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 @pytest.fixture(scope="module")
 def resolved(tmp_path_factory, hub_cache, backbone_dir) -> dict:
     """locate_backbone on several specs, in one offline process whose working folder holds `./missing` (no)
@@ -104,12 +112,7 @@ def resolved(tmp_path_factory, hub_cache, backbone_dir) -> dict:
     shutil.copytree(backbone_dir, cwd / "local-org" / "local-model", ignore=shutil.ignore_patterns("model.safetensors"))
     specs = [REPO_ID, f"{REPO_ID}@main", f"{REPO_ID}@v0", f"{REPO_ID}@{OLD}", f"{REPO_ID}@v9", "local-org/local-model",
              str(cwd / "missing")]
-    env = hub_env(hub_cache)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO / "src"), os.environ.get("PYTHONPATH")] if p)
-    proc = subprocess.run([sys.executable, "-c", RESOLVE, *specs], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return {"cwd": cwd, **json.loads(proc.stdout)}
+    return {"cwd": cwd, **resolve(specs, hub_env(hub_cache), cwd)}
 
 
 def test_revisions_resolve_offline_to_their_snapshots(resolved, hub_cache):
@@ -138,8 +141,9 @@ def test_train_evaluate_predict_through_a_hub_id(tmp_path, hub_cache, small_data
             "--set", "data.dev_limit=8", "--set", "eval.test_predictions=false")
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["model"]["backbone"] == f"{REPO_ID}@{MAIN}"
-    for name in ("tokenizer.json", "vocab.txt"):  # the best checkpoint carries the tokenizer it was built from
-        assert (run_dir / "best" / name).read_bytes() == (backbone_dir / name).read_bytes()
+    # the best checkpoint carries the tokenizer it was built from, and evaluate / predict load it from there
+    assert (run_dir / "best" / "tokenizer.json").read_bytes() == (backbone_dir / "tokenizer.json").read_bytes()
+    assert not (run_dir / "best" / "vocab.txt").exists()
     shown = json.loads(minbert(env, "evaluate", run_dir, "--data-dir", small_data_dir).stdout.strip().splitlines()[-1])
     best = json.loads((run_dir / "best_metrics.json").read_text())
     assert shown["metrics"]["overall"] == pytest.approx(best["overall"], abs=1e-6)
@@ -156,3 +160,16 @@ def test_an_id_not_in_the_offline_cache_is_one_line_and_writes_nothing(tmp_path,
     assert len(lines) == 1 and lines[0].startswith("minbert: error: google-bert/bert-base-uncased: ")
     assert str(hub_cache) in lines[0] and "HF_HUB_OFFLINE" in lines[0]
     assert not out.exists()
+
+
+def test_with_the_hub_unreachable_cached_ids_still_resolve(hub_cache, tmp_path):
+    """Not offline, but the endpoint refuses connections (a network that is down): huggingface_hub falls
+    back to the cache for a branch; a cached commit needs no request at all; an uncached id is one line."""
+    env = {k: v for k, v in hub_env(hub_cache).items() if k != "HF_HUB_OFFLINE"}
+    got = resolve([REPO_ID, f"{REPO_ID}@{OLD}", "some-org/not-cached"], {**env, "HF_ENDPOINT": "http://127.0.0.1:9"},
+                  tmp_path)
+    snapshots = hub_cache / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots"
+    assert got[REPO_ID] == [str(snapshots / MAIN), f"{REPO_ID}@{MAIN}"]
+    assert got[f"{REPO_ID}@{OLD}"] == [str(snapshots / OLD), f"{REPO_ID}@{OLD}"]
+    assert got["some-org/not-cached"].startswith("some-org/not-cached: cannot reach the Hugging Face Hub")
+    assert str(hub_cache) in got["some-org/not-cached"]

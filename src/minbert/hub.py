@@ -74,6 +74,22 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def cached_commit(hub_id: HubId) -> Snapshot | None:
+    """A commit (immutable) already in the cache with a config and weights: no Hub request needed, so a
+    resume or re-run of a pinned `org/name@commit` is a local look-up (and never waits on a dead network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if hub_id.revision is None or not _COMMIT.fullmatch(hub_id.revision):
+        return None
+    config = try_to_load_from_cache(hub_id.repo_id, "config.json", revision=hub_id.revision)
+    if not isinstance(config, str):
+        return None
+    folder = Path(config).parent
+    if not any((folder / weights).is_file() for weights in ("model.safetensors", LEGACY_WEIGHTS)):
+        return None
+    return Snapshot(hub_id.repo_id, hub_id.revision, folder)
+
+
 def fetch_snapshot(hub_id: HubId) -> Snapshot:
     """The cached snapshot of `hub_id` with the files minbert reads, downloading what is missing (unless offline)."""
     from huggingface_hub import constants, errors, snapshot_download
@@ -84,6 +100,9 @@ def fetch_snapshot(hub_id: HubId) -> Snapshot:
     IncompleteSnapshotError = getattr(errors, "IncompleteSnapshotError", ())  # newer huggingface_hub only
 
     cache, name = cache_folder(), str(hub_id)
+    cached = cached_commit(hub_id)
+    if cached is not None:
+        return cached
     try:
         folder = Path(snapshot_download(hub_id.repo_id, revision=hub_id.revision, allow_patterns=HUB_FILES))
         if not (folder / "model.safetensors").is_file():  # an older repository: its .bin, at the same commit
