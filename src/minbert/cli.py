@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="speed against transformers and against the machine (ratios in one run)")
     b.add_argument("--only", nargs="+", default=list(BENCH_PARTS),
                    metavar="PART", help=" ".join(BENCH_PARTS))
-    b.add_argument("--backbone", help="BERT folder (default all-MiniLM-L6-v2)")
+    b.add_argument("--backbone", help="BERT folder or Hub id org/name[@revision] (default all-MiniLM-L6-v2)")
     b.add_argument("--lengths", nargs="+", type=int, default=[16, 32, 64, 128])
     b.add_argument("--batch", type=int, default=32)
     b.add_argument("--reps", type=int, default=5, help="timed repetitions (median)")

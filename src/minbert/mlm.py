@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import locate_backbone
 from .config import MlmConfig
 from .data.batching import bucketed_batches, sorted_batches
 from .data.loading import resolve_data_dir
@@ -114,11 +115,13 @@ def heldout_loss(encoder: BertModel, head: MlmHead, tokenizer: Tokenizer, encode
 
 def pretrain_mlm(cfg: MlmConfig, out_dir: Path, data_dir: str | None = None) -> dict:
     data_path = resolve_data_dir(data_dir, cfg.data_dir) if cfg.sources else None
+    backbone = locate_backbone(cfg.backbone)  # a folder or Hub id, resolved once, before anything is written
     check_writable(out_dir)
     log = RunLog(out_dir / "log.txt")
     seed_everything(cfg.seed)
-    tokenizer = Tokenizer.from_pretrained(cfg.backbone, max_length=cfg.max_length)
-    encoder = BertModel.from_pretrained(cfg.backbone)
+    log(f"backbone: {backbone.spec or 'all-MiniLM-L6-v2 (default)'} ({backbone.folder})")
+    tokenizer = Tokenizer.from_pretrained(backbone.folder, max_length=cfg.max_length)
+    encoder = BertModel.from_pretrained(backbone.folder)
     head = MlmHead(encoder)
     texts = collect_text(cfg, data_path)
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(cfg.seed)).tolist()

@@ -1,7 +1,9 @@
 """WordPiece tokenisation of single sentences and pairs, through the `tokenizers` library.
 
-Built from a checkpoint's `vocab.txt` (lower-casing from its `tokenizer_config.json`), so it gives the
-ids of `transformers.BertTokenizerFast`: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` with token types.
+Built from a checkpoint's `tokenizer.json` when it has one, else from its `vocab.txt` (lower-casing from
+its `tokenizer_config.json`). Either way minbert sets the parts that decide its inputs: truncation to its
+`max_length` (longest first), no padding inside the tokenizer, and the BERT template `[CLS] a [SEP]` /
+`[CLS] a [SEP] b [SEP]` with token types, so the ids are those of `transformers.BertTokenizerFast`.
 """
 from __future__ import annotations
 
@@ -17,38 +19,81 @@ from tokenizers.models import WordPiece
 from .checkpoints import CheckpointError, resolve_backbone
 
 Encoded = tuple[list[int], list[int]]  # (input_ids, token_type_ids) of one example, unpadded
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")
+
+
+def _lowercases(normalizer: dict | None) -> bool:
+    """Whether a tokenizer.json normalizer lower-cases (a BertNormalizer's flag, or a Lowercase step)."""
+    if not normalizer:
+        return False
+    if normalizer.get("type") == "Sequence":
+        return any(_lowercases(n) for n in normalizer.get("normalizers", []))
+    return normalizer.get("type") == "Lowercase" or (normalizer.get("type") == "BertNormalizer"
+                                                     and bool(normalizer.get("lowercase", True)))
 
 
 class Tokenizer:
     def __init__(self, vocab_file: str | Path, lowercase: bool = True, max_length: int = 128):
+        """A WordPiece tokenizer from a BERT `vocab.txt`, normalised as BERT's (lower-cased or not)."""
         vocab_file = Path(vocab_file)
         if not vocab_file.is_file():
             raise CheckpointError(f"{vocab_file}: vocabulary file not found")
-        self.vocab_file = vocab_file
-        self.lowercase = lowercase
-        self.max_length = max_length
         tok = HFTokenizer(WordPiece.from_file(str(vocab_file), unk_token="[UNK]", max_input_chars_per_word=100))
         tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                     strip_accents=None, lowercase=lowercase)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        ids = {t: tok.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")}
+        self._setup(tok, vocab_file, {"vocab.txt": vocab_file.read_bytes()}, lowercase, max_length)
+
+    @classmethod
+    def from_tokenizer_file(cls, tokenizer_file: str | Path, max_length: int = 128,
+                            vocab_file: str | Path | None = None) -> "Tokenizer":
+        """From a `tokenizer.json` (the `tokenizers` library's own format); `vocab_file`, if given, is kept
+        beside it when saving."""
+        tokenizer_file = Path(tokenizer_file)
+        if not tokenizer_file.is_file():
+            raise CheckpointError(f"{tokenizer_file}: tokenizer file not found")
+        text = tokenizer_file.read_bytes()
+        try:
+            tok = HFTokenizer.from_str(text.decode("utf-8"))
+            lowercase = _lowercases(json.loads(text).get("normalizer"))
+        except Exception as e:  # tokenizers raises a bare Exception for a malformed file
+            raise CheckpointError(f"{tokenizer_file}: not a readable tokenizer.json ({e})") from e
+        files = {"tokenizer.json": text}
+        if vocab_file is not None and Path(vocab_file).is_file():
+            files["vocab.txt"] = Path(vocab_file).read_bytes()
+        self = cls.__new__(cls)
+        self._setup(tok, tokenizer_file, files, lowercase, max_length)
+        return self
+
+    def _setup(self, tok: HFTokenizer, source: Path, files: dict[str, bytes], lowercase: bool,
+               max_length: int) -> None:
+        """minbert's settings on top of the loaded model and normaliser: special-token ids, template, truncation."""
+        ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
         missing = [t for t, i in ids.items() if i is None]
         if missing:
-            raise CheckpointError(f"{vocab_file}: special tokens {missing} not in the vocabulary")
+            raise CheckpointError(f"{source}: special tokens {missing} not in the vocabulary (not a BERT tokenizer?)")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
         )
+        tok.no_padding()
         tok.enable_truncation(max_length, strategy="longest_first")
         self._tok = tok
+        self.source = source  # the file it was built from: tokenizer.json or vocab.txt
+        self._files = files  # what save_pretrained writes back, byte for byte
+        self.lowercase = lowercase
+        self.max_length = max_length
         self.cls_id, self.sep_id, self.pad_id = ids["[CLS]"], ids["[SEP]"], ids["[PAD]"]
         self.mask_id, self.unk_id = ids["[MASK]"], ids["[UNK]"]
         self.vocab_size = tok.get_vocab_size()
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, max_length: int = 128) -> "Tokenizer":
-        """From an HF checkpoint folder (`vocab.txt`, optional `tokenizer_config.json`); None = default backbone."""
+        """From a checkpoint folder or Hub id: its `tokenizer.json` if present, else `vocab.txt` (with the
+        lower-casing of `tokenizer_config.json`); None = the default backbone."""
         folder = resolve_backbone(path)
+        if (folder / "tokenizer.json").is_file():
+            return cls.from_tokenizer_file(folder / "tokenizer.json", max_length, folder / "vocab.txt")
         lowercase = True
         cfg = folder / "tokenizer_config.json"
         if cfg.is_file():
@@ -59,9 +104,14 @@ class Tokenizer:
         return cls(folder / "vocab.txt", lowercase=lowercase, max_length=max_length)
 
     def save_pretrained(self, folder: str | Path) -> None:
+        """Write the files it was built from (tokenizer.json and / or vocab.txt) and a tokenizer_config.json."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "vocab.txt").write_bytes(self.vocab_file.read_bytes())
+        for name in ("tokenizer.json", "vocab.txt"):
+            if name in self._files:
+                (folder / name).write_bytes(self._files[name])
+            else:  # a stale one would be loaded instead of (or beside) what this tokenizer is
+                (folder / name).unlink(missing_ok=True)
         (folder / "tokenizer_config.json").write_text(json.dumps(
             {"do_lower_case": self.lowercase, "tokenizer_class": "BertTokenizer", "model_max_length": self.max_length}) + "\n")
 

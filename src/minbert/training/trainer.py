@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..checkpoints import CheckpointError
+from ..checkpoints import CheckpointError, locate_backbone, resolve_backbone
 from ..config import Config, config_differences, load_config, save_config
 from ..data.batching import BatchStream, EncodedSet, to_device
 from ..data.loading import load_split, resolve_data_dir
@@ -74,10 +74,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(cfg: Config, backbone: str | None = None) -> tuple[MultitaskModel, Tokenizer]:
-    source = backbone if backbone is not None else cfg.model.backbone
-    tokenizer = Tokenizer.from_pretrained(source, max_length=cfg.model.max_length)
-    encoder = BertModel.from_pretrained(source)
+def build_model(cfg: Config, backbone: str | Path | None = None) -> tuple[MultitaskModel, Tokenizer]:
+    """The model and tokenizer of `cfg`, the encoder from `backbone` (a folder) or else `cfg.model.backbone`."""
+    folder = resolve_backbone(backbone if backbone is not None else cfg.model.backbone)  # once: a Hub id is a lookup
+    tokenizer = Tokenizer.from_pretrained(folder, max_length=cfg.model.max_length)
+    encoder = BertModel.from_pretrained(folder)
     model = MultitaskModel(encoder, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks}, cfg.model.shared_heads)
     return model, tokenizer
 
@@ -126,15 +127,18 @@ class Trainer:
 
     AMP_DEVICES = ("cuda",)  # where train.precision bf16 / fp16 autocasts (CPU autocast is slow without AMX)
 
-    def __init__(self, cfg: Config, run_dir: Path, data_path: Path, log: RunLog, parallel: Parallel | None = None):
+    def __init__(self, cfg: Config, run_dir: Path, data_path: Path, log: RunLog, parallel: Parallel | None = None,
+                 backbone: Path | None = None):
+        """`backbone`: the folder cfg.model.backbone was resolved to (None: resolve it here)."""
         self.cfg, self.run_dir, self.data_path, self.log = cfg, run_dir, data_path, log
         self.par = parallel or Parallel()
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
         self.device = pick_device(cfg.train.device)
-        model, self.tokenizer = build_model(cfg)
-        log(f"backbone: {cfg.model.backbone or 'all-MiniLM-L6-v2 (default)'}; "
+        model, self.tokenizer = build_model(cfg, backbone)
+        log(f"backbone: {cfg.model.backbone or 'all-MiniLM-L6-v2 (default)'}"
+            + (f" ({backbone})" if backbone is not None and str(backbone) != cfg.model.backbone else "") + "; "
             f"{model.encoder.num_parameters():,} encoder parameters; device {self.device}")
         self.train_sets: dict[str, EncodedSet] = {}
         self.dev_sets: dict[str, EncodedSet] = {}
@@ -450,6 +454,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     With `parallel` (torchrun), every process trains its share of each batch and rank 0 writes."""
     par = parallel or Parallel()
     if par.main:
+        backbone = pin_backbone(cfg)  # before the run directory is touched: a bad backbone writes nothing
         data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=False)
         log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}"
             + (f", {par.world} processes" if par.world > 1 else ""))
@@ -457,8 +462,18 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     if not par.main:
         data_path = resolve_data_dir(data_dir, cfg.data.dir)
         cfg.data.dir = str(data_path.resolve())
+        cfg.model.backbone = load_config(run_dir / "config.yaml").model.backbone  # rank 0's pinned commit
+        backbone = resolve_backbone(cfg.model.backbone)
         log = lambda line: None  # noqa: E731 -- rank 0 logs
-    return Trainer(cfg, run_dir, data_path, log, par).run()
+    return Trainer(cfg, run_dir, data_path, log, par, backbone).run()
+
+
+def pin_backbone(cfg: Config) -> Path:
+    """Resolve cfg.model.backbone once: a Hub id becomes `org/name@commit` in cfg (so the saved config.yaml,
+    a resume and a re-run use exactly these weights); returns the local folder."""
+    located = locate_backbone(cfg.model.backbone)
+    cfg.model.backbone = located.spec
+    return located.folder
 
 
 def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
@@ -467,8 +482,9 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (no config.yaml), nothing to resume")
     saved = load_config(run_dir / "config.yaml")
-    cfg = saved
+    cfg, backbone = saved, None
     if new_cfg is not None:
+        backbone = pin_backbone(new_cfg)  # a Hub id compares by the commit it names now
         if new_cfg.data.dir is None:  # a config file rarely names the data dir; the run recorded it
             new_cfg.data.dir = saved.data.dir if data_dir is None else str(Path(data_dir).resolve())
         changed = config_differences(saved, new_cfg)
@@ -478,10 +494,12 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
         cfg = new_cfg
     if data_dir is None:
         data_dir = cfg.data.dir or saved.data.dir
+    if backbone is None:
+        backbone = pin_backbone(cfg)  # the saved config's is pinned already: the cached snapshot of that commit
     recover_interrupted_swap(run_dir / "last")
     recover_interrupted_swap(run_dir / "best")
     data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=True)
-    trainer = Trainer(cfg, run_dir, data_path, log)
+    trainer = Trainer(cfg, run_dir, data_path, log, backbone=backbone)
     if (run_dir / "last").is_dir():
         trainer.restore(run_dir / "last")
     else:
