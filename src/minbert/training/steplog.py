@@ -78,7 +78,7 @@ class StepLog:
             return
         path = self.run_dir / STEPS_FILE
         if path.exists():  # a resumed run: drop what the killed run logged after its checkpoint
-            kept = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["update"] <= updates]
+            kept = [r for r in path.read_text().splitlines() if logged_update(r) <= updates]
             path.write_text("".join(r + "\n" for r in kept))
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -155,6 +155,14 @@ class StepLog:
         if state:
             self.loss_sums = {t: float(state["loss_sums"].get(t, 0.0)) for t in self.tasks}
             self.loss_counts = {t: int(state["loss_counts"].get(t, 0)) for t in self.tasks}
+
+
+def logged_update(row: str) -> float:
+    """The update number of a steps.jsonl row; a row cut short by a kill counts as after any checkpoint."""
+    try:
+        return json.loads(row)["update"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def scalars(line: dict) -> dict[str, float]:
