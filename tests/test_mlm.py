@@ -44,7 +44,9 @@ def test_pretrain_mlm_lowers_heldout_loss_and_gives_a_backbone(tmp_path, tiny_ba
     report = json.loads((out / "mlm_report.json").read_text())
     assert report["heldout_loss_after"] < report["heldout_loss_before"] - 0.5  # a random tiny BERT starts at ~ln(30522)
     assert report["perplexity_after"] == pytest.approx(torch.tensor(report["heldout_loss_after"]).exp().item(), rel=1e-4)
-    assert "held-out MLM loss before" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "held-out MLM loss before" in captured.err  # the log on stderr, the JSON result alone on stdout
+    assert json.loads(captured.out)["heldout_loss_after"] == report["heldout_loss_after"]
     # the written folder is a backbone that train accepts
     assert main(["train", "--data-dir", str(small_data_dir), "--out", str(tmp_path / "run"),
                  "--set", f"model.backbone={out}", "--set", "train.epochs=1", "--set", "train.schedule.until=fixed_steps",

@@ -24,7 +24,9 @@ def train_args(out: Path, backbone: Path, data: Path) -> list[str]:
             "--set", "eval.test_predictions=false",
             # the richest training state: PCGrad's random order and cosine logging
             "--set", "train.combine.name=pcgrad",
-            "--set", "train.combine.log_cosine_every=2"]
+            "--set", "train.combine.log_cosine_every=2",
+            # a step-log line every 3 updates: checkpoints (every update) fall between lines
+            "--set", "train.log_every=3"]
 
 
 def run_minbert(args: list[str], **kw) -> subprocess.CompletedProcess:
@@ -44,6 +46,12 @@ def progress(run: Path) -> tuple[int, int]:
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
     return {**load_file(str(folder / "model.safetensors")), **load_file(str(folder / "heads.safetensors"))}
+
+
+def step_lines(run: Path) -> list[dict]:
+    """steps.jsonl without examples/s (wall time, not deterministic)."""
+    lines = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k != "examples_per_second"} for line in lines]
 
 
 def dev_metrics(run: Path) -> list[dict]:
@@ -81,6 +89,9 @@ def test_sigkill_then_resume_is_bit_identical(reference_run, tmp_path, tiny_back
     assert all(torch.equal(ref_last[k], got_last[k]) for k in ref_last)
     assert dev_metrics(run) == dev_metrics(reference_run)
     assert (run / "grad_cosine.jsonl").read_text() == (reference_run / "grad_cosine.jsonl").read_text()
+    reference_steps = step_lines(reference_run)
+    assert [s["update"] for s in reference_steps] == list(range(3, 33, 3))
+    assert step_lines(run) == reference_steps  # the loss sums since the last line survive the kill
     assert json.loads((run / "best_metrics.json").read_text()) == json.loads(
         (reference_run / "best_metrics.json").read_text())
     assert "resumed from" in (run / "log.txt").read_text()

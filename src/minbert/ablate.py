@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -118,7 +119,8 @@ def summarise(values: list[float]) -> dict[str, float]:
 
 
 def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], use_budget: bool = False,
-           n_seeds: int | None = None, only: list[str] | None = None, log=print) -> dict:
+           n_seeds: int | None = None, only: list[str] | None = None, log=None) -> dict:
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # stdout: the JSON result only
     meta, runs = plan(path, use_budget, n_seeds, only, extra)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_run = []

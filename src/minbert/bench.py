@@ -16,6 +16,7 @@ is reported with its ratio (timings on shared machines drift; ratios in one run 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -313,7 +314,8 @@ class _Logged(dict):
 
 
 def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int, reps: int,
-          run_root: Path, log=print) -> dict[str, list[dict]]:
+          run_root: Path, log=None) -> dict[str, list[dict]]:
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # stdout: the JSON result only
     data_path = resolve_data_dir()
     if backbone:  # a folder or Hub id: resolved once, every part then reads the local folder
         backbone = str(resolve_backbone(backbone))

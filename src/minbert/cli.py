@@ -1,4 +1,5 @@
-"""The `minbert` command: train, evaluate, predict. Errors are one line, never a traceback."""
+"""The `minbert` command: train, evaluate, predict and the rest. Logs go to standard error; the one JSON result line
+that each command prints last is alone on standard output. Errors are one line, never a traceback."""
 from __future__ import annotations
 
 import argparse

@@ -133,6 +133,8 @@ class TrainConfig:
     accumulate: int = 1  # schedule steps per optimizer step (gradient accumulation)
     checkpoint_every: int | None = 200  # optimizer steps between RUN_DIR/last checkpoints; None: epoch ends only
     max_bad_steps: int = 10  # non-finite steps in a row before the run stops
+    log_every: int | None = 50  # optimizer steps per line of RUN_DIR/steps.jsonl (None: no step log)
+    tensorboard: bool = False  # also write the step log and dev metrics to RUN_DIR/tensorboard (pip install 'minbert[tensorboard]')
 
 
 @dataclass
@@ -195,7 +197,7 @@ POSITIVE = {"model.max_length", "model.projection", "model.cnn_kernel", "model.m
             "train.schedule.epochs_per_task", "train.schedule.subset_size", "train.schedule.temperature",
             "train.combine.log_cosine_every",
             "data.train_limit", "data.dev_limit", "train.batch_size", "train.accumulate", "train.checkpoint_every",
-            "train.max_bad_steps", "train.early_stop_patience", "train.freeze_stages.epochs", "train.milestones"}
+            "train.max_bad_steps", "train.log_every", "train.early_stop_patience", "train.freeze_stages.epochs", "train.milestones"}
 NON_NEGATIVE = {"model.mlp_layers", "train.smart.lambda_s", "train.smart.sigma", "train.smart.step_size", "train.smart.epsilon",
                 "train.smart.steps", "train.smart.mu", "train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
                 "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs"}

@@ -7,6 +7,7 @@ is loaded, predicts dev and test, and is released before the next one is loaded.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from .runs import load_run, run_outputs
 from .tasks import get_task, overall_score
 
 
-def ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, log=print) -> dict[str, float]:
+def ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, log=None) -> dict[str, float]:
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # stdout: the JSON result only
     if len(run_dirs) < 2:
         raise ConfigError("ensemble: name at least two run directories")
     summed: dict[tuple[str, str], np.ndarray] = {}

@@ -1,9 +1,12 @@
 """`minbert report RUN_DIR`: REPORT.md with PNG figures for a finished run, from its dev predictions.
 
 Figures, for each task by its kind: a confusion matrix for a classifier (with precision / recall / F1 for a
-binary one), a predicted-vs-gold scatter with its least-squares line and a residual plot for a score, train vs dev loss per task per epoch (from metrics.jsonl), the pairwise cosine between
-task gradients over training (when grad_cosine.jsonl was recorded). Tables: dev metrics, and the most
-confident wrong predictions of each task with their sentences.
+binary one), a predicted-vs-gold scatter with its least-squares line and a residual plot for a score;
+training curves (each task's training loss against the optimizer step, from steps.jsonl, with the dev
+loss and dev metric at each epoch's end from metrics.jsonl, and the learning rates; a run without
+steps.jsonl gets per-epoch curves from metrics.jsonl alone); the pairwise cosine between task gradients
+over training (when grad_cosine.jsonl was recorded). Tables: dev metrics, and the most confident wrong
+predictions of each task with their sentences.
 """
 from __future__ import annotations
 
@@ -100,6 +103,61 @@ def plot_curves(history: list[dict], folder: Path) -> bool:
     return True
 
 
+def epoch_end_updates(history: list[dict], steps: list[dict]) -> list[int | None]:
+    """The optimizer step at which each epoch ended: recorded in metrics.jsonl, else (older runs) the last
+    logged step of that epoch, else unknown."""
+    out = []
+    for h in history:
+        logged = [s["update"] for s in steps if s["epoch"] == h["epoch"]]
+        out.append(h.get("updates", max(logged) if logged else None))
+    return out
+
+
+def step_curves_figure(steps: list[dict], history: list[dict]):
+    """One panel per task (training loss of each steps.jsonl line against its optimizer step; dev loss
+    and dev metric at each epoch's end) and one of the learning rates."""
+    tasks = list(dict.fromkeys(t for s in steps for t in s["loss"]))
+    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(4 * (len(tasks) + 1), 3.5), squeeze=False)
+    ends = [(x, h) for x, h in zip(epoch_end_updates(history, steps), history) if x is not None]
+    for ax, t in zip(axes[0], tasks):
+        logged = [s for s in steps if t in s["loss"]]
+        ax.plot([s["update"] for s in logged], [s["loss"][t] for s in logged], lw=1, label="train loss")
+        dev_loss = [(x, h["dev_loss"][t]) for x, h in ends if t in h.get("dev_loss", {})]
+        if dev_loss:
+            ax.plot(*zip(*dev_loss), marker="o", ls="--", label="dev loss")
+        ax2 = ax.twinx()
+        dev = [(x, h["dev"][t]) for x, h in ends if t in h.get("dev", {})]
+        if dev:
+            ax2.plot(*zip(*dev), marker="s", color="C2", label="dev metric")
+        ax.set_title(t)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss")
+        ax2.set_ylabel("dev metric")
+        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
+    ax = axes[0][-1]
+    for group in dict.fromkeys(g for s in steps for g in s["lr"]):
+        ax.plot([s["update"] for s in steps], [s["lr"].get(group) for s in steps], lw=1, label=group)
+    ax.set_title("learning rate")
+    ax.set_xlabel("optimizer step")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_step_curves(steps: list[dict], history: list[dict], folder: Path) -> bool:
+    if not steps:
+        return False
+    fig = step_curves_figure(steps, history)
+    fig.savefig(folder / "curves.png", dpi=110)
+    plt.close(fig)
+    return True
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
 def plot_cosines(records: list[dict], folder: Path) -> bool:
     if not records:
         return False
@@ -171,13 +229,18 @@ def report(run_dir: Path, data_dir: str | None = None, top_k: int = 5) -> Path:
         lines.append(f"| overall | (sst + para + (sts + 1) / 2) / 3 | {overall:.4f} |")
     for name, o in outputs.items():
         lines += task_section(model.tasks[name], o, folder)
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
-        if (run_dir / "metrics.jsonl").is_file() else []
-    if plot_curves(history, folder):
-        lines += ["", "## Training curves", "", "Mean training loss of each epoch against the dev loss and dev "
-                  "metric after it.", "", "![curves](curves.png)"]
-    cos_file = run_dir / "grad_cosine.jsonl"
-    records = [json.loads(line) for line in cos_file.read_text().splitlines()] if cos_file.is_file() else []
+    history = read_jsonl(run_dir / "metrics.jsonl")
+    steps = read_jsonl(run_dir / "steps.jsonl")
+    if plot_step_curves(steps, history, folder):
+        lines += ["", "## Training curves", "", f"Training loss of each task against the optimizer step ({len(steps)} "
+                  f"lines of steps.jsonl, one every {cfg.train.log_every} steps, each the mean since the line before), "
+                  "the dev loss and dev metric at each epoch's end (metrics.jsonl), and the learning rates.", "",
+                  "![curves](curves.png)"]
+    elif plot_curves(history, folder):
+        lines += ["", "## Training curves", "", "This run has no steps.jsonl (trained before the step log, with "
+                  "train.log_every off, or shorter than train.log_every steps): mean training loss of each epoch "
+                  "against the dev loss and dev metric after it, from metrics.jsonl.", "", "![curves](curves.png)"]
+    records = read_jsonl(run_dir / "grad_cosine.jsonl")
     if plot_cosines(records, folder):
         lines += ["", "## Task-gradient conflict", "", "Cosine between the tasks' gradients on the encoder "
                   "(below 0: the tasks pull the shared weights apart).", "", "![gradient cosines](grad_cosine.png)"]

@@ -2,7 +2,8 @@
 
 A training checkpoint folder holds the model (encoder `model.safetensors` + `heads.safetensors`, as
 `best/` does), `trainer_state.safetensors` (optimizer moments, RNG states) and `trainer_state.json`
-(epoch, step, scheduler, the sampler's position, metrics so far, the config it was trained with).
+(epoch, step, scheduler, the sampler's position, metrics so far, the step log's loss sums, the config it was
+trained with).
 Folders are written under a temporary name and renamed into place, so a kill or a full disk during
 a save leaves the previous checkpoint whole.
 """

@@ -3,8 +3,10 @@
 Each epoch ends with a dev evaluation; the checkpoint with the best dev score (the course's overall
 score when SST, Quora and STS are all trained, else the mean of the task metrics) is kept in
 RUN_DIR/best, and its dev and test-student predictions are written in the course's format.
-RUN_DIR/last is a full training checkpoint (every `train.checkpoint_every` steps and at each epoch's
-end) from which `minbert train --resume RUN_DIR` continues a killed run exactly.
+Every `train.log_every` optimizer steps a line goes to RUN_DIR/steps.jsonl (steplog.py); run messages go
+to standard error and RUN_DIR/log.txt. RUN_DIR/last is a full training checkpoint (every
+`train.checkpoint_every` steps and at each epoch's end) from which `minbert train --resume RUN_DIR`
+continues a killed run exactly.
 """
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..checkpoints import CheckpointError, locate_backbone, resolve_backbone
 from ..config import Config, config_differences, load_config, save_config
@@ -37,6 +39,7 @@ from ..tasks import get_task
 from ..tokenizer import Tokenizer
 from .state import (DiskError, atomic_folder, load_optimizer_state, read_trainer_state,
                              recover_interrupted_swap, write_trainer_state)
+from .steplog import STEPS_FILE, TENSORBOARD_DIR, StepLog, learning_rates, require_tensorboard
 
 
 class TrainingError(RuntimeError):
@@ -44,13 +47,14 @@ class TrainingError(RuntimeError):
 
 
 class RunLog:
-    """Prints a line and appends it to RUN_DIR/log.txt."""
+    """Prints a line on standard error (standard output carries only a command's JSON result) and appends
+    it to RUN_DIR/log.txt."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def __call__(self, line: str) -> None:
-        print(line, flush=True)
+        print(line, file=sys.stderr, flush=True)
         with self.path.open("a") as f:
             f.write(line + "\n")
 
@@ -183,6 +187,7 @@ class Trainer:
         self.history: list[dict] = []  # one record per finished epoch
         self.bad_in_a_row, self.bad_total = 0, 0
         self._reset_epoch_totals()
+        self.steplog = StepLog(run_dir, cfg.tasks, cfg.train.log_every, cfg.train.tensorboard, self.par.main)
         per_task = expected_examples(plans[0], cfg.train.batch_size)
         log(f"schedule {cfg.train.schedule.name}, combine {cfg.train.combine.name}: {self.steps_per_epoch} steps in "
             f"epoch 1 ({', '.join(f'{n}: {per_task.get(n, 0)} examples' for n in cfg.tasks)}), {cfg.train.epochs} epochs, "
@@ -197,9 +202,13 @@ class Trainer:
     # ---- the loop ----
     def run(self) -> dict[str, float]:
         start = time.time()
-        while self.epoch <= self.cfg.train.epochs and not self.should_stop_early():
-            self.train_epoch()
-            self.end_epoch()
+        self.steplog.open(self.updates)
+        try:
+            while self.epoch <= self.cfg.train.epochs and not self.should_stop_early():
+                self.train_epoch()
+                self.end_epoch()
+        finally:
+            self.steplog.close()
         self.log(f"training done in {time.time() - start:.0f} s; best dev (epoch {self.best_metrics.get('epoch')}): "
                  f"{format_metrics({k: v for k, v in self.best_metrics.items() if k != 'epoch'})}")
         if not self.par.main:
@@ -226,8 +235,7 @@ class Trainer:
         self.nothing_to_learn: set[str] = set()  # tasks with no trainable parameter this epoch (logged once)
         plan = self.schedule.plan(self.epoch)
         t0 = time.time()
-        with tqdm(total=len(plan), initial=self.step, desc=f"epoch {self.epoch}", file=sys.stderr,
-                  mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+        with self.steplog.progress_bar(len(plan), self.step, f"epoch {self.epoch}") as bar:
             while self.step < len(plan):
                 step_tasks = plan[self.step]
                 self.step += 1
@@ -274,6 +282,7 @@ class Trainer:
             else:
                 finite = False
             self.examples += batch["global_size"]
+            self.steplog.batch(name, value, batch["global_size"])
         cos = self.combiner.finish()
         if cos is not None and self.par.main:
             with (self.run_dir / "grad_cosine.jsonl").open("a") as f:
@@ -299,9 +308,11 @@ class Trainer:
                 self.scaler.update()
             else:
                 self.optimizer.step()
+            applied = learning_rates(self.optimizer)  # this update's rates, before the schedule moves on
             self.scheduler.step()
             self.regulariser.after_step(self.model)
             self.updates += 1
+            self.steplog.update(self.updates, self.epoch, self.step, applied, norm.item())
             self.bad_in_a_row = 0
             self.optimizer.zero_grad(set_to_none=True)
             return True
@@ -331,7 +342,7 @@ class Trainer:
         dev_loss: dict[str, float] = {}
         metrics, _ = evaluate(self.model, self.dev_sets, self.tokenizer, self.cfg.eval.batch_size, self.device, dev_loss)
         score = selection_score(metrics, self.cfg.tasks)
-        record = {"epoch": self.epoch,
+        record = {"epoch": self.epoch, "updates": self.updates,
                   "train_loss": {n: self.loss_sums[n] / max(1, self.loss_counts[n]) for n in self.cfg.tasks},
                   "dev": metrics, "dev_loss": dev_loss, "skipped_steps": self.bad_total,
                   "steps": self.step, "train_seconds": round(self.train_seconds, 1),
@@ -340,6 +351,7 @@ class Trainer:
         self.history.append(record)
         if self.par.main:
             self.write_history()
+        self.steplog.epoch_end(self.updates, metrics, dev_loss, time.time() - t0)
         improved = score > self.best_score
         self.log(f"epoch {self.epoch}: dev {format_metrics(metrics)}; loss {format_metrics(record['train_loss'])}; "
                  f"{record['train_examples_per_second']} train examples/s" + ("; new best, saved" if improved else ""))
@@ -375,7 +387,7 @@ class Trainer:
             "best_score": self.best_score, "best_metrics": self.best_metrics, "history": self.history,
             "bad_in_a_row": self.bad_in_a_row, "bad_total": self.bad_total,
             "loss_sums": self.loss_sums, "loss_counts": self.loss_counts,
-            "examples": self.examples, "train_seconds": self.train_seconds,
+            "examples": self.examples, "train_seconds": self.train_seconds, "steplog": self.steplog.state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
             "streams": {n: s.state() for n, s in self.streams.items()},
@@ -424,6 +436,7 @@ class Trainer:
         for key in ("epoch", "step", "updates", "best_score", "best_metrics", "history", "bad_in_a_row",
                     "bad_total", "loss_sums", "loss_counts", "examples", "train_seconds"):
             setattr(self, key, state[key])
+        self.steplog.load_state(state.get("steplog"))
         self.write_history()
         cos_log = self.run_dir / "grad_cosine.jsonl"
         if cos_log.exists():  # drop what the killed run logged after this checkpoint
@@ -434,7 +447,9 @@ class Trainer:
 
 
 def prepare_run_dir(cfg: Config, run_dir: Path, data_dir: str | None, resume: bool) -> tuple[Path, RunLog]:
-    data_path = resolve_data_dir(data_dir, cfg.data.dir)  # fail before touching the run directory
+    if cfg.train.tensorboard:
+        require_tensorboard()  # fail before touching the run directory
+    data_path = resolve_data_dir(data_dir, cfg.data.dir)
     for name in cfg.tasks:
         for split in ("train", "dev"):
             path = get_task(name).path(data_path, split)
@@ -443,8 +458,9 @@ def prepare_run_dir(cfg: Config, run_dir: Path, data_dir: str | None, resume: bo
     check_writable(run_dir)
     cfg.data.dir = str(data_path.resolve())  # the saved config names the data it was trained on
     if not resume:
-        for stale in ("log.txt", "metrics.jsonl", "best_metrics.json", "grad_cosine.jsonl"):
+        for stale in ("log.txt", "metrics.jsonl", "best_metrics.json", "grad_cosine.jsonl", STEPS_FILE):
             (run_dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
     save_config(cfg, run_dir / "config.yaml")
     return data_path, RunLog(run_dir / "log.txt")
 
@@ -496,9 +512,9 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
         data_dir = cfg.data.dir or saved.data.dir
     if backbone is None:
         backbone = pin_backbone(cfg)  # the saved config's is pinned already: the cached snapshot of that commit
+    data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=True)
     recover_interrupted_swap(run_dir / "last")
     recover_interrupted_swap(run_dir / "best")
-    data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=True)
     trainer = Trainer(cfg, run_dir, data_path, log, backbone=backbone)
     if (run_dir / "last").is_dir():
         trainer.restore(run_dir / "last")
