@@ -101,8 +101,8 @@ def acquire(folder: Path) -> None:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise _busy(folder, _describe(folder / LOCK_NAME)) from None
         raise _disk_error(folder, e) from e
-    command = " ".join(["minbert" if sys.argv[0].endswith(("__main__.py", "minbert")) else sys.argv[0]]
-                       + sys.argv[1:3])
+    program = "minbert" if sys.argv[0].endswith(("__main__.py", "minbert")) else Path(sys.argv[0]).name
+    command = " ".join([program, *sys.argv[1:]])[:300].replace("\n", " ")
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n{command}\nsince {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
     _held[key] = [fd, 1]
