@@ -187,3 +187,27 @@ def test_a_signal_pauses_training_and_resume_is_bit_identical(uninterrupted, tmp
     assert (run / "grad_cosine.jsonl").read_text() == (uninterrupted / "grad_cosine.jsonl").read_text()
     assert json.loads((run / "best_metrics.json").read_text()) == json.loads(
         (uninterrupted / "best_metrics.json").read_text())
+
+
+def test_stop_signals_record_the_first_ignore_a_later_sigterm_stop_on_a_second_sigint_and_restore_handlers():
+    from minbert.training.interrupts import StopSignals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(KeyboardInterrupt):
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # the handler runs in the main thread at the next bytecode
+            assert stop.requested() == signal.SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)  # already pausing: ignored
+            time.sleep(0.01)
+            assert stop.requested() == signal.SIGTERM
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again: stop now
+            time.sleep(1)
+            pytest.fail("a second SIGINT did not stop")
+    assert {s: signal.getsignal(s) for s in before} == before
+    with StopSignals(second_sigint_stops=False) as stop:  # as under torchrun
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        assert stop.requested() == signal.SIGINT
+    assert {s: signal.getsignal(s) for s in before} == before

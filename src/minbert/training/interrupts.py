@@ -2,10 +2,13 @@
 
 `StopSignals` (a context manager) records the first SIGINT or SIGTERM instead of stopping at once; the
 trainer asks `requested()` after each optimizer step and then raises `TrainingInterrupted` (a
-KeyboardInterrupt, so a Python caller that does not catch it stops as on Ctrl-C). A second signal while
-the pause is under way stops at once (KeyboardInterrupt); `last/` is written atomically, so it stays the
-previous whole checkpoint. The previous handlers are restored on leaving the block. Outside the main
-thread Python cannot install handlers, and the block does nothing.
+KeyboardInterrupt, so a Python caller that does not catch it stops as on Ctrl-C). A second SIGINT
+while the pause is under way (Ctrl-C pressed again) stops at once (KeyboardInterrupt); `last/` is
+written atomically, so it stays the previous whole checkpoint. A later SIGTERM is ignored: the run is
+already pausing. Under torchrun (`second_sigint_stops=False`) every repeat is ignored: torchrun,
+signalled itself, forwards the signal to workers that may have had it from the terminal already.
+The previous handlers are restored on leaving the block. Outside the main thread Python cannot
+install handlers, and the block does nothing.
 """
 from __future__ import annotations
 
@@ -33,17 +36,19 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    def __init__(self):
+    def __init__(self, second_sigint_stops: bool = True):
         self.signum = 0  # the first signal received, 0 while none
+        self.second_sigint_stops = second_sigint_stops
         self._previous: dict[int, object] = {}
 
     def requested(self) -> int:
         return self.signum
 
     def _handle(self, signum, frame) -> None:
-        if self.signum:
-            raise KeyboardInterrupt  # a second signal: stop now
-        self.signum = signum
+        if not self.signum:
+            self.signum = signum
+        elif signum == signal.SIGINT and self.second_sigint_stops:
+            raise KeyboardInterrupt  # Ctrl-C again: stop now
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():

@@ -524,7 +524,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
             log = RunLog(run_dir / "log.txt", hold=True)
             log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}"
                 + (f", {par.world} processes" if par.world > 1 else ""))
-        stop = stack.enter_context(StopSignals())
+        stop = stack.enter_context(StopSignals(second_sigint_stops=par.world == 1))
         trainer = Trainer(cfg, run_dir, data_path, log, par, stop)
         if par.main:
             begin_run(folder, cfg, log, fresh=True)
