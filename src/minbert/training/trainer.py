@@ -502,9 +502,9 @@ def check_inputs(cfg: Config, data_dir: str | None) -> Path:
 
 def begin_run(folder: RunFolder, cfg: Config, log: RunLog, fresh: bool) -> None:
     """The run has validated: replace an earlier run (overwrite), write config.yaml and the held log lines."""
+    check_writable(folder.path)
     if fresh:
         folder.clear_for_new_run()
-    check_writable(folder.path)
     save_config(cfg, folder.path / "config.yaml")
     log.start(fresh=fresh)
 
