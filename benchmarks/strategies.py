@@ -89,7 +89,7 @@ def main() -> None:
         cfg = load_config(REPO / "configs" / "default.yaml", COMMON + [budget, *extra])
         run = REPO / "runs" / "strategies" / name.split(" ")[0].replace("/", "-") / str(len(rows))
         t0 = time.time()
-        best = train(cfg, run, None)
+        best = train(cfg, run, None, overwrite=True)  # this benchmark's own folder: a rerun replaces it
         history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         rows.append({"name": name, "best": best, "seconds": round(time.time() - t0),
                      "examples_per_second": history[-1]["train_examples_per_second"]})

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minbert.config import load_config
-from minbert.training.trainer import Trainer, prepare_run_dir
+from minbert.training.trainer import RunLog, Trainer, check_inputs
 
 
 def make(tmp_path, backbone, data, precision, monkeypatch):
@@ -14,8 +14,8 @@ def make(tmp_path, backbone, data, precision, monkeypatch):
     cfg = load_config(None, [f"model.backbone={backbone}", f"train.precision={precision}", "train.device=cpu",
                              "train.epochs=1", "train.schedule.until=fixed_steps", "train.schedule.steps_per_epoch=4",
                              "train.batch_size={sst: 4, para: 4, sts: 4}", "eval.test_predictions=false"])
-    data_path, log = prepare_run_dir(cfg, tmp_path, str(data), resume=False)
-    trainer = Trainer(cfg, tmp_path, data_path, log)
+    data_path, _ = check_inputs(cfg, str(data))
+    trainer = Trainer(cfg, tmp_path, data_path, RunLog(tmp_path / "log.txt"))
     trainer.model.train()
     trainer.trainable = [p for p in trainer.model.parameters() if p.requires_grad]
     return trainer

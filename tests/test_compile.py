@@ -4,14 +4,14 @@ import torch
 from safetensors.torch import load_file
 
 from minbert.config import load_config
-from minbert.training.trainer import Trainer, prepare_run_dir
+from minbert.training.trainer import RunLog, Trainer, check_inputs
 
 
 def test_compiled_encoder_matches_eager_and_saves_plain_keys(tmp_path, tiny_backbone, small_data_dir):
     cfg = load_config(None, [f"model.backbone={tiny_backbone}", "train.compile=true", "model.dropout=0.0",
                              "train.threads=1", "eval.test_predictions=false"])
-    data_path, log = prepare_run_dir(cfg, tmp_path, str(small_data_dir), resume=False)
-    trainer = Trainer(cfg, tmp_path, data_path, log)
+    data_path, _ = check_inputs(cfg, str(small_data_dir))
+    trainer = Trainer(cfg, tmp_path, data_path, RunLog(tmp_path / "log.txt"))
     enc = trainer.model.encoder.eval()
     x = trainer.tokenizer(["A man plays a guitar.", "Cats sleep."])
     try:

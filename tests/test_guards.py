@@ -90,7 +90,7 @@ def test_out_of_memory_names_the_batch_size(tmp_path, tiny_backbone, small_data_
     def no_memory(self, task, inputs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(MultitaskModel, "forward", no_memory)
+    monkeypatch.setattr(MultitaskModel, "outputs", no_memory)  # the training step calls outputs()
     code = main(["train", "--data-dir", str(small_data_dir), "--out", str(tmp_path / "run"),
                  "--set", f"model.backbone={tiny_backbone}", "--set", "train.batch_size.sst=48"])
     err = capsys.readouterr().err

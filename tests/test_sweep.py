@@ -1,4 +1,5 @@
-"""`minbert sweep`: every grid point trained and ranked by dev score; a bad point fails before any run."""
+"""`minbert sweep`: every grid point trained and ranked by dev score, a finished point kept on a rerun; a bad point
+fails before any run."""
 import json
 
 from minbert.cli import main
@@ -26,6 +27,11 @@ set:
         assert best["overall"] == r["score"]
     table = (tmp_path / "out" / "sweep.md").read_text()
     assert table.count("\n| ") == 5 and results[0]["run"] in table.splitlines()[6]
+    # the same sweep again: every point finished with the same config, so none is trained (or refused)
+    stamps = {r["run"]: (tmp_path / "out" / r["run"] / "best" / "heads.safetensors").stat().st_mtime_ns for r in results}
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "out"), "--data-dir", str(small_data_dir)]) == 0
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text()) == results
+    assert stamps == {r: (tmp_path / "out" / r / "best" / "heads.safetensors").stat().st_mtime_ns for r in stamps}
 
 
 def test_a_bad_point_fails_before_any_run(tmp_path, capsys):

@@ -13,7 +13,9 @@ The ablation file holds:
 Overrides apply in the order base, set, budget, variant, variant budget.
 Every run's config is validated before the first run starts. A finished run (its `ablation_result.json`
 exists and records the same config) is not trained again, so an interrupted table continues where it
-stopped; a run whose config changed since is trained again.
+stopped; a run whose config changed since, or that never finished, is trained again from the start
+(it is this ablation's own run folder: replaced without `--overwrite`). The output folder and each run
+are locked while written (one `minbert ablate` per folder).
 """
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ import time
 from pathlib import Path
 
 from .config import Config, ConfigError, _build, load_config, read_yaml
+from .run_folder import RunFolder
 from .sweep import resolve_base
 from .tasks import TASKS
+from .training.interrupts import TrainingInterrupted
 from .training.trainer import train
 
 KEYS = {"title", "base", "set", "budget", "seeds", "variants"}
@@ -122,7 +126,12 @@ def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], us
            n_seeds: int | None = None, only: list[str] | None = None, log=None) -> dict:
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # stdout: the JSON result only
     meta, runs = plan(path, use_budget, n_seeds, only, extra)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunFolder.lock(out_dir):
+        return run_all(meta, runs, out_dir, data_dir, extra, log)
+
+
+def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data_dir: str | None,
+            extra: list[str], log) -> dict:
     per_run = []
     for i, (name, seed, cfg) in enumerate(runs, 1):
         run_dir = out_dir / slug(name) / f"seed-{seed}"
@@ -135,9 +144,12 @@ def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], us
         else:
             why = " (its config changed since the earlier run)" if earlier is not None else ""
             log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {run_dir}{why}")
-            done.unlink(missing_ok=True)
             start = time.time()
-            best = train(cfg, run_dir, data_dir)
+            try:
+                best = train(cfg, run_dir, data_dir, overwrite=True)  # this ablation's own run folder
+            except TrainingInterrupted as e:
+                e.hint = "rerun the same minbert ablate command to continue (finished runs are kept; this one starts over)"
+                raise
             result = {"variant": name, "seed": seed, "metrics": {k: best[k] for k in COLUMNS if k in best},
                       "epoch": best.get("epoch"), "seconds": round(time.time() - start), "config": wanted}
             done.write_text(json.dumps(result, indent=2) + "\n")

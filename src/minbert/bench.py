@@ -140,14 +140,14 @@ def padding_rows(cfg, data_path: Path, tokenizer: Tokenizer) -> list[dict]:
 
 
 def make_trainers(variants: dict[str, list[str]], base: list[str], run_root: Path) -> dict:
-    """A Trainer per variant, all reading the same batches (same seed and data)."""
-    from .training.trainer import Trainer, prepare_run_dir
+    """A Trainer per variant, all reading the same batches (same seed and data); nothing is saved."""
+    from .training.trainer import Trainer, check_inputs
     trainers = {}
     for i, (name, extra) in enumerate(variants.items()):
         cfg = load_config(None, base + extra)
         run = run_root / f"variant-{i}"
-        data_path, _ = prepare_run_dir(cfg, run, None, resume=False)
-        trainer = Trainer(cfg, run, data_path, lambda line: None)
+        data_path, backbone = check_inputs(cfg, None)
+        trainer = Trainer(cfg, run, data_path, lambda line: None, backbone=backbone)
         trainer.model.train()
         trainer.trainable = [p for p in trainer.model.parameters() if p.requires_grad]
         trainers[name] = trainer

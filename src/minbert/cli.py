@@ -11,10 +11,12 @@ from .bench import PARTS as BENCH_PARTS, bench
 from .checkpoints import CheckpointError
 from .config import ConfigError, load_config
 from .data.readers import DataError
+from .run_folder import RunFolderError
 from .tasks import TASKS
+from .training.interrupts import TrainingInterrupted
 from .training.state import DiskError
 
-EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DiskError)
+EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DiskError, RunFolderError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -26,6 +28,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume runs in one process; resume without torchrun (the run continues exactly)")
         if args.out:
             raise ConfigError("--resume RUN_DIR continues that run in place; leave out --out")
+        if args.overwrite:
+            raise ConfigError("--resume RUN_DIR continues that run; --overwrite is for starting a new one with --out")
         out = Path(args.resume)
         new_cfg = load_config(args.config, args.set) if (args.config or args.set) else None
         metrics = resume(out, new_cfg, args.force, args.data_dir)
@@ -35,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.set)
         out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "default")
         parallel = from_environment(cfg.train.device)  # torchrun: one process per device / CPU share
-        metrics = train(cfg, out, args.data_dir, parallel)
+        metrics = train(cfg, out, args.data_dir, parallel, overwrite=args.overwrite)
         if not parallel.main:
             return 0
     print(json.dumps({"run_dir": str(out), "best_dev": metrics}))
@@ -44,14 +48,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.loading import resolve_data_dir
+    from .run_folder import RunFolder
     from .runs import load_run
     from .training.trainer import RunLog, write_split_predictions
 
     run_dir = Path(args.run_dir)
     cfg, model, tokenizer = load_run(run_dir)
     data_path = resolve_data_dir(args.data_dir, cfg.data.dir)
-    log = RunLog(run_dir / "evaluate.log")
-    metrics = write_split_predictions(model, tokenizer, cfg, data_path, run_dir, args.split, None, log)
+    with RunFolder.lock(run_dir):  # it rewrites the run's prediction files
+        log = RunLog(run_dir / "evaluate.log")
+        metrics = write_split_predictions(model, tokenizer, cfg, data_path, run_dir, args.split, None, log)
     print(json.dumps({"run_dir": str(run_dir), "split": args.split, "metrics": metrics}))
     return 0
 
@@ -166,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<config name>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from RUN_DIR/last, exactly")
     t.add_argument("--force", action="store_true", help="with --resume: accept a config that differs from the run's")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in RUN_DIR (deleted only once the new config, backbone and data validated)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="recompute dev metrics / write predictions from a saved run")
@@ -250,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"minbert: error: {e}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as e:  # SIGINT / SIGTERM: the run paused with last/ saved
+        print(f"minbert: {e.message()}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("minbert: interrupted", file=sys.stderr)
         return 130

@@ -2,7 +2,8 @@
 scores (STS) of several finished runs, then write the same evaluation and prediction files as a run.
 
 The runs may differ in anything (heads, pair encoding, backbone) but must share their tasks; each run
-is loaded, predicts dev and test, and is released before the next one is loaded.
+is loaded, predicts dev and test, and is released before the next one is loaded. The runs are only read;
+the output folder is locked while it is written, and a folder that holds a training run is refused.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from .config import ConfigError
 from .data.loading import resolve_data_dir
 from .evaluate import prediction_path, write_predictions
+from .run_folder import RunFolder
 from .runs import load_run, run_outputs
 from .tasks import get_task, overall_score
 
@@ -23,6 +25,11 @@ def ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, l
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # stdout: the JSON result only
     if len(run_dirs) < 2:
         raise ConfigError("ensemble: name at least two run directories")
+    with RunFolder.output(out_dir, "ensemble"):  # one writer; never into a training run's folder
+        return _ensemble(run_dirs, out_dir, data_dir, log)
+
+
+def _ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None, log) -> dict[str, float]:
     summed: dict[tuple[str, str], np.ndarray] = {}
     rows: dict[tuple[str, str], object] = {}
     tasks: list[str] | None = None

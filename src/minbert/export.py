@@ -8,7 +8,8 @@ the ecosystem loads offline, with the task heads beside it.
   1_Pooling/config.json with the run's pooling (cls / mean / max, or cls+mean concatenated), so
   `sentence_transformers.SentenceTransformer(DIR)` embeds sentences as the run's heads pool them.
 Both also hold `heads.safetensors` and `minbert_heads.yaml` (the run's config); `load_exported(DIR)` gives
-back the whole multi-task model.
+back the whole multi-task model. The run is only read; the output folder is locked while it is written,
+and a folder that holds a training run is refused.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from .config import ConfigError, load_config, save_config
 from .model import MultitaskModel
+from .run_folder import RunFolder
 from .runs import load_run
 from .training.trainer import build_model
 
@@ -28,13 +30,13 @@ def export(run_dir: Path, out_dir: Path, fmt: str) -> Path:
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose from {list(FORMATS)}")
     cfg, model, tokenizer = load_run(run_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.cpu().save(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    save_config(cfg, out_dir / "minbert_heads.yaml")
-    if fmt == "sentence-transformers":
-        write_sentence_transformers_files(out_dir, cfg.model.pooling, model.encoder.config.hidden_size,
-                                          cfg.model.max_length)
+    with RunFolder.output(out_dir, "export"):  # one writer; never into a training run's folder
+        model.cpu().save(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        save_config(cfg, out_dir / "minbert_heads.yaml")
+        if fmt == "sentence-transformers":
+            write_sentence_transformers_files(out_dir, cfg.model.pooling, model.encoder.config.hidden_size,
+                                              cfg.model.max_length)
     return out_dir
 
 

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .data.loading import resolve_data_dir  # noqa: E402
+from .run_folder import RunFolder  # noqa: E402
 from .runs import TaskOutputs, load_run, run_outputs  # noqa: E402
 from .tasks import Task, overall_score  # noqa: E402
 
@@ -215,7 +216,13 @@ def task_section(task: Task, o: TaskOutputs, folder: Path) -> list[str]:
 
 
 def report(run_dir: Path, data_dir: str | None = None, top_k: int = 5) -> Path:
-    cfg, model, tokenizer = load_run(run_dir)
+    loaded = load_run(run_dir)  # a run to read, before anything is written
+    with RunFolder.lock(run_dir):  # one writer: RUN_DIR/report is rewritten
+        return write_report(run_dir, loaded, data_dir, top_k)
+
+
+def write_report(run_dir: Path, loaded: tuple, data_dir: str | None, top_k: int) -> Path:
+    cfg, model, tokenizer = loaded
     outputs = run_outputs(cfg, model, tokenizer, resolve_data_dir(data_dir, cfg.data.dir), "dev")
     folder = run_dir / "report"
     folder.mkdir(exist_ok=True)

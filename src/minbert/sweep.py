@@ -2,7 +2,10 @@
 
 The sweep file holds `base` (a config file, relative to the sweep file or the working directory),
 `grid` (dotted key -> list of values) and optionally `set` (overrides for every point). Every point's
-config is validated before the first run starts, so a typo costs nothing.
+config is validated before the first run starts, so a typo costs nothing. A point that finished before
+with the same config (its `sweep_result.json`) is not trained again, so rerunning an interrupted sweep
+continues it; a point that changed or never finished is trained again from the start (the sweep's own
+run folder). The output folder and each run are locked while written.
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ import time
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config, read_yaml
+from .run_folder import RunFolder
 from .tasks import TASKS
+from .training.interrupts import TrainingInterrupted
 from .training.trainer import selection_score, train
 
 
@@ -47,12 +52,31 @@ def points(base: Path | None, grid: dict[str, list], common: list[str]) -> list[
 def sweep(path: Path, out_dir: Path, data_dir: str | None, extra: list[str]) -> list[dict]:
     base, grid, common = read_sweep(path)
     runs = points(base, grid, common + extra)
+    with RunFolder.lock(out_dir):
+        return run_points(path, grid, runs, out_dir, data_dir)
+
+
+def run_points(path: Path, grid: dict[str, list], runs: list[tuple[str, Config]], out_dir: Path,
+               data_dir: str | None) -> list[dict]:
+    from .ablate import same_config
+
     results = []
     for name, cfg in runs:
+        done = out_dir / name / "sweep_result.json"
+        wanted = cfg.to_dict()
+        earlier = json.loads(done.read_text()) if done.is_file() else None
+        if earlier is not None and same_config(earlier.get("config"), wanted):
+            results.append({k: v for k, v in earlier.items() if k != "config"})
+            continue
         start = time.time()
-        best = train(cfg, out_dir / name, data_dir)
+        try:
+            best = train(cfg, out_dir / name, data_dir, overwrite=True)  # this sweep's own run folder
+        except TrainingInterrupted as e:
+            e.hint = "rerun the same minbert sweep command to continue (finished points are kept; this one starts over)"
+            raise
         results.append({"run": name, **{k: v for k, v in best.items()},
                         "score": selection_score(best, cfg.tasks), "seconds": round(time.time() - start)})
+        done.write_text(json.dumps({**results[-1], "config": wanted}, indent=2) + "\n")
     results.sort(key=lambda r: -r["score"])
     (out_dir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
     metrics = [k for k in (*TASKS, "overall") if any(k in r for r in results)]

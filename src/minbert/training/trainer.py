@@ -7,6 +7,12 @@ Every `train.log_every` optimizer steps a line goes to RUN_DIR/steps.jsonl (step
 to standard error and RUN_DIR/log.txt. RUN_DIR/last is a full training checkpoint (every
 `train.checkpoint_every` steps and at each epoch's end) from which `minbert train --resume RUN_DIR`
 continues a killed run exactly.
+
+`train` and `resume` first check everything they can without writing (`check_inputs`, which also pins a
+Hub backbone to its commit), then open the run folder (locked, one writer; an earlier run is refused
+unless `overwrite`), build the trainer (data and model load, still writing nothing), and only then replace
+an earlier run or write config.yaml and the log. SIGINT / SIGTERM pause the run: the current optimizer
+step ends, `last/` is saved, and `TrainingInterrupted` is raised (the CLI exits 130 / 143).
 """
 from __future__ import annotations
 
@@ -14,9 +20,9 @@ import hashlib
 import json
 import math
 import random
-import shutil
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +39,15 @@ from ..model import MultitaskModel
 from ..optim import build_optimizer, lr_lambda
 from ..combine import build_combiner
 from ..distributed import Parallel
+from ..run_folder import RunFolder
 from ..schedules import TaskSizes, build_schedule, expected_examples
 from ..smart import build_regulariser
 from ..tasks import get_task
 from ..tokenizer import Tokenizer
+from .interrupts import StopSignals, TrainingInterrupted
 from .state import (DiskError, atomic_folder, load_optimizer_state, read_trainer_state,
-                             recover_interrupted_swap, write_trainer_state)
-from .steplog import STEPS_FILE, TENSORBOARD_DIR, StepLog, learning_rates, require_tensorboard
+                    recover_interrupted_swap, write_trainer_state)
+from .steplog import StepLog, learning_rates, require_tensorboard
 
 
 class TrainingError(RuntimeError):
@@ -48,15 +56,26 @@ class TrainingError(RuntimeError):
 
 class RunLog:
     """Prints a line on standard error (standard output carries only a command's JSON result) and appends
-    it to RUN_DIR/log.txt."""
+    it to RUN_DIR/log.txt; with `hold`, lines are kept in memory until `start()` (a run that has not
+    validated yet writes nothing into its folder)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, hold: bool = False):
         self.path = path
+        self.held: list[str] | None = [] if hold else None
 
     def __call__(self, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
+        if self.held is not None:
+            self.held.append(line)
+            return
         with self.path.open("a") as f:
             f.write(line + "\n")
+
+    def start(self, fresh: bool = False) -> None:
+        """Write the held lines (into a new log.txt when `fresh`) and append from now on."""
+        held, self.held = self.held or [], None
+        with self.path.open("w" if fresh else "a") as f:
+            f.write("".join(line + "\n" for line in held))
 
 
 def seed_everything(seed: int) -> None:
@@ -132,10 +151,12 @@ class Trainer:
     AMP_DEVICES = ("cuda",)  # where train.precision bf16 / fp16 autocasts (CPU autocast is slow without AMX)
 
     def __init__(self, cfg: Config, run_dir: Path, data_path: Path, log: RunLog, parallel: Parallel | None = None,
-                 backbone: Path | None = None):
+                 stop: StopSignals | None = None, backbone: Path | None = None):
         """`backbone`: the folder cfg.model.backbone was resolved to (None: resolve it here)."""
         self.cfg, self.run_dir, self.data_path, self.log = cfg, run_dir, data_path, log
         self.par = parallel or Parallel()
+        self.stop = stop
+        self.saved_at: tuple[int, int] | None = None  # (epoch, step) of the last save of last/
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
@@ -205,8 +226,10 @@ class Trainer:
         self.steplog.open(self.updates)
         try:
             while self.epoch <= self.cfg.train.epochs and not self.should_stop_early():
+                self.pause_if_asked()
                 self.train_epoch()
                 self.end_epoch()
+            self.pause_if_asked()
         finally:
             self.steplog.close()
         self.log(f"training done in {time.time() - start:.0f} s; best dev (epoch {self.best_metrics.get('epoch')}): "
@@ -247,6 +270,9 @@ class Trainer:
                         self.train_seconds += time.time() - t0
                         t0 = time.time()
                         self.save_last()
+                    if self.stop_signal():  # SIGINT / SIGTERM: this update is done; pause here
+                        self.train_seconds += time.time() - t0
+                        self.pause_if_asked()
                 bar.update(1)
         self.train_seconds += time.time() - t0
 
@@ -363,6 +389,28 @@ class Trainer:
         self._reset_epoch_totals()
         self.save_last()
 
+    def stop_signal(self) -> int:
+        """The signal that asks the run to pause (0: none). With several processes, the largest any of them
+        received, so all pause at the same optimizer step."""
+        signum = self.stop.requested() if self.stop is not None else 0
+        if self.par.world > 1:
+            flag = torch.tensor([signum], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            signum = int(flag.item())
+        return signum
+
+    def pause_if_asked(self) -> None:
+        """On SIGINT / SIGTERM: save last/ (unless it holds this very point already) and raise TrainingInterrupted."""
+        signum = self.stop_signal()
+        if not signum:
+            return
+        if self.saved_at != (self.epoch, self.step):
+            self.save_last()
+        self.par.barrier()  # the other processes wait for rank 0's save
+        self.log(f"interrupted by {signal_name(signum)} at epoch {self.epoch} step {self.step} "
+                 f"({self.updates} optimizer steps): {self.run_dir / 'last'} saved")
+        raise TrainingInterrupted(signum, self.epoch, self.step, self.run_dir)
+
     def should_stop_early(self) -> bool:
         patience = self.cfg.train.early_stop_patience
         if not patience or not self.history:
@@ -405,6 +453,7 @@ class Trainer:
                 for n, d in self.train_sets.items()}
 
     def save_last(self) -> None:
+        self.saved_at = (self.epoch, self.step)
         if not self.par.main:
             return
 
@@ -437,59 +486,77 @@ class Trainer:
                     "bad_total", "loss_sums", "loss_counts", "examples", "train_seconds"):
             setattr(self, key, state[key])
         self.steplog.load_state(state.get("steplog"))
-        self.write_history()
-        cos_log = self.run_dir / "grad_cosine.jsonl"
-        if cos_log.exists():  # drop what the killed run logged after this checkpoint
-            kept = [r for r in cos_log.read_text().splitlines() if json.loads(r)["update"] <= self.updates]
-            cos_log.write_text("".join(r + "\n" for r in kept))
+        self.saved_at = (self.epoch, self.step)
         self.log(f"resumed from {folder}: epoch {self.epoch}, step {self.step} of {self.steps_per_epoch}, "
                  f"{self.updates} optimizer steps done")
 
+    def rewind_logs(self) -> None:
+        """After `restore`: the run's logs as they were at the checkpoint (what a killed run wrote later is dropped)."""
+        self.write_history()
+        cos_log = self.run_dir / "grad_cosine.jsonl"
+        if cos_log.exists():
+            kept = [r for r in cos_log.read_text().splitlines() if json.loads(r)["update"] <= self.updates]
+            cos_log.write_text("".join(r + "\n" for r in kept))
 
-def prepare_run_dir(cfg: Config, run_dir: Path, data_dir: str | None, resume: bool) -> tuple[Path, RunLog]:
+
+def check_inputs(cfg: Config, data_dir: str | None) -> tuple[Path, Path]:
+    """Everything that can be checked before the run folder is touched: TensorBoard when asked for, the data
+    files and the backbone (a Hub id is pinned to its commit in `cfg`, so the saved config.yaml, a resume and
+    a re-run use exactly these weights). Writes nothing; returns the data folder (also recorded in
+    `cfg.data.dir`, as the saved config names it) and the backbone folder."""
     if cfg.train.tensorboard:
-        require_tensorboard()  # fail before touching the run directory
+        require_tensorboard()
     data_path = resolve_data_dir(data_dir, cfg.data.dir)
     for name in cfg.tasks:
         for split in ("train", "dev"):
             path = get_task(name).path(data_path, split)
             if not path.is_file():
                 raise DataError(f"{path}: file not found")
-    check_writable(run_dir)
-    cfg.data.dir = str(data_path.resolve())  # the saved config names the data it was trained on
-    if not resume:
-        for stale in ("log.txt", "metrics.jsonl", "best_metrics.json", "grad_cosine.jsonl", STEPS_FILE):
-            (run_dir / stale).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
-    save_config(cfg, run_dir / "config.yaml")
-    return data_path, RunLog(run_dir / "log.txt")
-
-
-def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Parallel | None = None) -> dict[str, float]:
-    """Train per `cfg` from scratch, writing the run directory; returns the best dev metrics.
-    With `parallel` (torchrun), every process trains its share of each batch and rank 0 writes."""
-    par = parallel or Parallel()
-    if par.main:
-        backbone = pin_backbone(cfg)  # before the run directory is touched: a bad backbone writes nothing
-        data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=False)
-        log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}"
-            + (f", {par.world} processes" if par.world > 1 else ""))
-    par.barrier()
-    if not par.main:
-        data_path = resolve_data_dir(data_dir, cfg.data.dir)
-        cfg.data.dir = str(data_path.resolve())
-        cfg.model.backbone = load_config(run_dir / "config.yaml").model.backbone  # rank 0's pinned commit
-        backbone = resolve_backbone(cfg.model.backbone)
-        log = lambda line: None  # noqa: E731 -- rank 0 logs
-    return Trainer(cfg, run_dir, data_path, log, par, backbone).run()
+    folder = pin_backbone(cfg)
+    Tokenizer.from_pretrained(folder, max_length=cfg.model.max_length)  # the folder and its vocabulary
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{folder}: no config.json (is this a BERT checkpoint folder?)")
+    cfg.data.dir = str(data_path.resolve())
+    return data_path, folder
 
 
 def pin_backbone(cfg: Config) -> Path:
-    """Resolve cfg.model.backbone once: a Hub id becomes `org/name@commit` in cfg (so the saved config.yaml,
-    a resume and a re-run use exactly these weights); returns the local folder."""
+    """Resolve cfg.model.backbone once: a Hub id becomes `org/name@commit` in cfg; returns the local folder."""
     located = locate_backbone(cfg.model.backbone)
     cfg.model.backbone = located.spec
     return located.folder
+
+
+def begin_run(folder: RunFolder, cfg: Config, log: RunLog, fresh: bool) -> None:
+    """The run has validated: replace an earlier run (overwrite), write config.yaml and the held log lines."""
+    check_writable(folder.path)
+    if fresh:
+        folder.clear_for_new_run()
+    save_config(cfg, folder.path / "config.yaml")
+    log.start(fresh=fresh)
+
+
+def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Parallel | None = None,
+          overwrite: bool = False) -> dict[str, float]:
+    """Train per `cfg` from scratch, writing the run directory; returns the best dev metrics.
+    A directory that holds a run is refused (RunFolderError) unless `overwrite`, which replaces the earlier
+    run once the new one has validated. With `parallel` (torchrun), every process trains its share of
+    each batch and rank 0 locks and writes the folder."""
+    par = parallel or Parallel()
+    data_path, backbone = check_inputs(cfg, data_dir)  # every rank pins the same cached commit
+    with ExitStack() as stack:
+        log = lambda line: None  # noqa: E731 -- rank 0 logs
+        if par.main:
+            folder = stack.enter_context(RunFolder.new_run(run_dir, overwrite))
+            log = RunLog(run_dir / "log.txt", hold=True)
+            log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}"
+                + (f", {par.world} processes" if par.world > 1 else ""))
+        stop = stack.enter_context(StopSignals(second_sigint_stops=par.world == 1))
+        trainer = Trainer(cfg, run_dir, data_path, log, par, stop, backbone)
+        if par.main:
+            begin_run(folder, cfg, log, fresh=True)
+        par.barrier()
+        return trainer.run()
 
 
 def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
@@ -510,17 +577,19 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
         cfg = new_cfg
     if data_dir is None:
         data_dir = cfg.data.dir or saved.data.dir
-    if backbone is None:
-        backbone = pin_backbone(cfg)  # the saved config's is pinned already: the cached snapshot of that commit
-    data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=True)
-    recover_interrupted_swap(run_dir / "last")
-    recover_interrupted_swap(run_dir / "best")
-    trainer = Trainer(cfg, run_dir, data_path, log, backbone=backbone)
-    if (run_dir / "last").is_dir():
-        trainer.restore(run_dir / "last")
-    else:
-        log(f"no checkpoint in {run_dir / 'last'} yet: starting the run from the beginning")
-    return trainer.run()
+    data_path, backbone = check_inputs(cfg, data_dir)
+    with RunFolder.lock(run_dir) as folder, StopSignals() as stop:
+        recover_interrupted_swap(run_dir / "last")
+        recover_interrupted_swap(run_dir / "best")
+        log = RunLog(run_dir / "log.txt", hold=True)
+        trainer = Trainer(cfg, run_dir, data_path, log, stop=stop, backbone=backbone)
+        if (run_dir / "last").is_dir():
+            trainer.restore(run_dir / "last")
+        else:
+            log(f"no checkpoint in {run_dir / 'last'} yet: starting the run from the beginning")
+        begin_run(folder, cfg, log, fresh=False)
+        trainer.rewind_logs()
+        return trainer.run()
 
 
 def write_split_predictions(model: MultitaskModel, tokenizer: Tokenizer, cfg: Config, data_path: Path,
@@ -537,6 +606,11 @@ def write_split_predictions(model: MultitaskModel, tokenizer: Tokenizer, cfg: Co
         write_predictions(model.tasks[name], sets[name].ids, preds, prediction_path(run_dir, name, split))
     log(f"{split} predictions written to {run_dir / 'predictions'}" + (f"; {split} {format_metrics(metrics)}" if metrics else ""))
     return metrics
+
+
+def signal_name(signum: int) -> str:
+    import signal
+    return signal.Signals(signum).name
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

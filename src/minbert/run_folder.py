@@ -1,0 +1,195 @@
+"""Run folders: what makes a folder hold a run, one writer at a time, and replacing a run only on request.
+
+- A folder *holds a run* when it has any of a run's own entries (config.yaml, metrics.jsonl,
+  best_metrics.json, best/, last/ or an interrupted swap of them). An empty folder, or one with
+  unrelated files only, holds none and can be trained into.
+- Every command that writes into a folder takes an OS lock on FOLDER/.lock (`fcntl.flock`, exclusive,
+  non-blocking) and writes its process id and command line into it. The kernel releases the lock when
+  the process ends, however it ends (a SIGKILL never leaves it stuck). A second writer gets a
+  `RunFolderError` naming the holder. The lock is re-entrant within one process.
+- `RunFolder.new_run(DIR, overwrite)` refuses a folder that holds a run unless `overwrite`; the earlier
+  run's files are deleted only by `clear_for_new_run()`, which the caller runs once the new run has
+  validated (config, backbone, data) and is about to write.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .training.state import DiskError
+
+LOCK_NAME = ".lock"
+RUN_MARKERS = ("config.yaml", "metrics.jsonl", "best_metrics.json", "best", "last", "best.old", "last.old")
+RUN_ENTRIES = RUN_MARKERS + ("log.txt", "grad_cosine.jsonl", "predictions", "evaluate.log", "report", "best.tmp",
+                             "last.tmp", "ablation_result.json", "sweep_result.json", "steps.jsonl", "tensorboard")
+
+_held: dict[Path, list] = {}  # folder -> [file descriptor, depth]: locks this process holds
+
+
+class RunFolderError(ValueError):
+    """A folder that cannot be written now: it holds a run, or another process writes it."""
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether `folder` holds a (finished or unfinished) minbert run."""
+    return any((folder / name).exists() for name in RUN_MARKERS)
+
+
+def _key(folder: Path) -> Path:
+    return folder.resolve()
+
+
+def _disk_error(folder: Path, e: OSError) -> DiskError:
+    return DiskError(f"cannot write to run directory {folder}: {e.strerror or e}")
+
+
+def holder(folder: Path) -> str | None:
+    """Who holds the lock on `folder` ('process PID (command, since TIME)'), without taking it; None when free.
+    Opens the lock file read-only and creates nothing."""
+    path = folder / LOCK_NAME
+    if _key(folder) in _held or not path.is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _describe(path)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _describe(path: Path) -> str:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        lines = []
+    pid = lines[0] if lines else "unknown"
+    what = "; ".join(lines[1:3]) if len(lines) > 1 else "no details recorded"
+    return f"process {pid} ({what})"
+
+
+def _busy(folder: Path, who: str) -> RunFolderError:
+    return RunFolderError(f"{folder} is being written by {who}; wait for it to finish or stop it first")
+
+
+def acquire(folder: Path) -> None:
+    """Take the lock on `folder` (created if missing) or raise RunFolderError naming its holder."""
+    key = _key(folder)
+    if key in _held:
+        _held[key][1] += 1
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise _disk_error(folder, e) from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise _busy(folder, _describe(folder / LOCK_NAME)) from None
+        raise _disk_error(folder, e) from e
+    program = "minbert" if sys.argv[0].endswith(("__main__.py", "minbert")) else Path(sys.argv[0]).name
+    command = " ".join([program, *sys.argv[1:]])[:300].replace("\n", " ")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n{command}\nsince {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+    _held[key] = [fd, 1]
+
+
+def release(folder: Path) -> None:
+    key = _key(folder)
+    entry = _held.get(key)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1]:
+        return
+    fd = entry[0]
+    del _held[key]
+    try:
+        os.ftruncate(fd, 0)  # before unlocking: the next holder writes its own id
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class RunFolder:
+    """A folder this process writes, locked from opening to `close()` (or the end of a `with` block)."""
+
+    def __init__(self, path: Path, earlier_run: bool = False):
+        self.path = path
+        self.earlier_run = earlier_run  # an earlier run is there, to be replaced (new_run with overwrite)
+
+    @classmethod
+    def lock(cls, path: Path) -> "RunFolder":
+        """Lock `path` for writing, whatever it holds (resume, evaluate, report, an ablation's folder)."""
+        acquire(path)
+        return cls(path)
+
+    @classmethod
+    def new_run(cls, path: Path, overwrite: bool = False) -> "RunFolder":
+        """Lock `path` for a new training run. A folder that holds a run is refused unless `overwrite`; nothing
+        is written into a refused folder (not even the lock file)."""
+        if holds_run(path) and not overwrite:
+            who = holder(path)
+            if who is not None:
+                raise _busy(path, who)
+            raise cls.refusal(path)
+        acquire(path)
+        try:
+            if holds_run(path) and not overwrite:  # another process started a run in between
+                raise cls.refusal(path)
+        except BaseException:
+            release(path)
+            raise
+        return cls(path, earlier_run=holds_run(path))
+
+    @classmethod
+    def output(cls, path: Path, command: str) -> "RunFolder":
+        """Lock an output folder (ensemble, export) that must not be a training run's folder."""
+        if holds_run(path):
+            raise RunFolderError(f"{path} holds a training run; {command} writes into another folder (--out)")
+        acquire(path)
+        if holds_run(path):
+            release(path)
+            raise RunFolderError(f"{path} holds a training run; {command} writes into another folder (--out)")
+        return cls(path)
+
+    @staticmethod
+    def refusal(path: Path) -> RunFolderError:
+        return RunFolderError(f"{path} holds a run: continue it with --resume {path}, "
+                              f"or replace it with --overwrite")
+
+    def clear_for_new_run(self) -> None:
+        """Delete the earlier run's files (opened with overwrite; call it only once the new run has validated),
+        or, in a folder that held no run, stale step and gradient-cosine logs the new run would add to.
+        Files a run does not write stay."""
+        names = RUN_ENTRIES if self.earlier_run else ("grad_cosine.jsonl", "steps.jsonl", "tensorboard")
+        for name in names:
+            entry = self.path / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.exists() or entry.is_symlink():
+                entry.unlink()
+        self.earlier_run = False
+
+    def close(self) -> None:
+        release(self.path)
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
