@@ -16,7 +16,7 @@ EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DiskError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training.trainer import resume, train
+    from .training.trainer import resume, resume_config, train
 
     if args.resume:
         import os
@@ -26,11 +26,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume RUN_DIR continues that run in place; leave out --out")
         out = Path(args.resume)
         new_cfg = load_config(args.config, args.set) if (args.config or args.set) else None
+        if args.check:
+            from .preflight import preflight_resume
+            cfg, data_dir = resume_config(out, new_cfg, args.force, args.data_dir)
+            print(json.dumps(preflight_resume(cfg, out, data_dir)))
+            return 0
         metrics = resume(out, new_cfg, args.force, args.data_dir)
     else:
         from .distributed import from_environment
 
         cfg = load_config(args.config, args.set)
+        if args.check:
+            from .preflight import preflight
+            print(json.dumps(preflight(cfg, args.data_dir)))
+            return 0
         out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "default")
         parallel = from_environment(cfg.train.device)  # torchrun: one process per device / CPU share
         metrics = train(cfg, out, args.data_dir, parallel)
@@ -163,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<config name>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from RUN_DIR/last, exactly")
     t.add_argument("--force", action="store_true", help="with --resume: accept a config that differs from the run's")
+    t.add_argument("--check", action="store_true",
+                   help="validate config, device, backbone and data (and with --resume the checkpoint), print one "
+                        "JSON line and exit without creating anything")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="recompute dev metrics / write predictions from a saved run")

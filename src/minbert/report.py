@@ -16,11 +16,41 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .checkpoints import CheckpointError  # noqa: E402
 from .data.loading import resolve_data_dir  # noqa: E402
 from .runs import TaskOutputs, load_run, run_outputs  # noqa: E402
 from .tasks import overall_score  # noqa: E402
 
 SST_NAMES = ["0 neg", "1 some neg", "2 neutral", "3 some pos", "4 pos"]
+
+
+def read_records(path: Path, keys: dict[str, type]) -> list[dict]:
+    """A run's JSON-lines log (none: []), read back as untrusted: each line an object with `keys` of those
+    types, every mapping among them of numbers; anything else is a `CheckpointError` naming file and line."""
+    if not path.is_file():
+        return []
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable ({' '.join(str(e).split())[:200]})") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except (ValueError, RecursionError):
+            raise CheckpointError(f"{path}:{n}: not a JSON record") from None
+        bad = not isinstance(r, dict) or any(not isinstance(r.get(k), t) or isinstance(r.get(k), bool)
+                                             for k, t in keys.items())
+        if not bad:
+            bad = any(not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r[k].values())
+                      for k, t in keys.items() if t is dict)
+        if bad:
+            raise CheckpointError(f"{path}:{n}: expected an object with {', '.join(keys)} "
+                                  "(mappings of numbers), as minbert writes it")
+        records.append(r)
+    return records
 
 
 def confusion(gold: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
@@ -170,13 +200,14 @@ def report(run_dir: Path, data_dir: str | None = None, top_k: int = 5) -> Path:
         lines += ["", "## STS", "", f"Least-squares fit of prediction on gold: {fit['slope']:.3f} × gold + "
                   f"{fit['intercept']:.3f}; mean absolute error {fit['mae']:.3f}.", "",
                   "![STS scatter](sts_scatter.png)", "", "![STS residuals](sts_residuals.png)"]
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
-        if (run_dir / "metrics.jsonl").is_file() else []
+    history = read_records(run_dir / "metrics.jsonl", {"epoch": int, "train_loss": dict, "dev": dict})
     if plot_curves(history, folder):
         lines += ["", "## Training curves", "", "Mean training loss of each epoch against the dev loss and dev "
                   "metric after it.", "", "![curves](curves.png)"]
     cos_file = run_dir / "grad_cosine.jsonl"
-    records = [json.loads(line) for line in cos_file.read_text().splitlines()] if cos_file.is_file() else []
+    records = read_records(cos_file, {"update": int, "cosine": dict})
+    if records and any(set(r["cosine"]) != set(records[0]["cosine"]) for r in records):
+        raise CheckpointError(f"{cos_file}: the records name different task pairs")
     if plot_cosines(records, folder):
         lines += ["", "## Task-gradient conflict", "", "Cosine between the tasks' gradients on the encoder "
                   "(below 0: the tasks pull the shared weights apart).", "", "![gradient cosines](grad_cosine.png)"]

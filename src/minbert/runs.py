@@ -7,10 +7,21 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints import CheckpointError
-from .config import Config, load_config
+from .config import Config
 from .model import MultitaskModel
-from .training.trainer import build_model, pick_device
+from .training.trainer import build_model, load_run_config
 from .tokenizer import Tokenizer
+
+
+def usable_device(name: str):
+    """The run's device if this machine has it, else what `auto` picks (a GPU run evaluated on a laptop)."""
+    from .config import ConfigError
+    from .preflight import check_device
+
+    try:
+        return check_device(name)
+    except ConfigError:
+        return check_device("auto")
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
@@ -20,10 +31,10 @@ def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
     best = run_dir / "best"
     if not best.is_dir():
         raise CheckpointError(f"{best}: no best checkpoint (did training finish an epoch?)")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir / "config.yaml")
     model, tokenizer = build_model(cfg, backbone=str(best))
     model.load_heads(best)
-    model.to(pick_device(cfg.train.device)).eval()
+    model.to(usable_device(cfg.train.device)).eval()
     return cfg, model, tokenizer
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from scipy.stats import pearsonr
 
-from .data.readers import Example, LabelParser, ReadReport, float_label, int_label, read_examples
+from .data.readers import Example, LabelParser, ReadReport, check_file, float_label, int_label, read_examples
 
 
 def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
@@ -50,6 +50,10 @@ class Task:
         labeled = split != "test"
         return read_examples(self.path(data_dir, split), self.text_columns,
                              self.label_column if labeled else None, self.parse_label, strict)
+
+    def check_file(self, data_dir: Path, split: str) -> None:
+        """The split's file is present, readable, UTF-8 and has the columns `read` needs (its rows are not read)."""
+        check_file(self.path(data_dir, split), self.text_columns, self.label_column if split != "test" else None)
 
     # ---- outputs: raw head output -> loss, predictions ----
     def output(self, raw: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoints import CheckpointError
-from ..config import Config, config_differences, load_config, save_config
+from ..config import Config, ConfigError, config_differences, load_config, save_config
 from ..data.batching import BatchStream, EncodedSet, to_device
 from ..data.loading import load_split, resolve_data_dir
 from ..data.readers import DataError
@@ -405,6 +405,27 @@ class Trainer:
             raise CheckpointError(f"{folder}: the training data differs from the run's ({'; '.join(changed)}); "
                                   f"resume with the same data (--data-dir)")
         self.model.load(folder)
+        try:
+            self._apply_state(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+            why = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+            raise CheckpointError(f"{folder / 'trainer_state.json'}: does not fit this run ({why})") from None
+        self.write_history()
+        cos_log = self.run_dir / "grad_cosine.jsonl"
+        if cos_log.exists():  # drop what the killed run logged after this checkpoint
+            kept = []
+            for line in cos_log.read_text().splitlines():
+                try:
+                    keep = json.loads(line)["update"] <= self.updates
+                except (ValueError, KeyError, TypeError):
+                    keep = False  # a line cut by the kill
+                if keep:
+                    kept.append(line)
+            cos_log.write_text("".join(r + "\n" for r in kept))
+        self.log(f"resumed from {folder}: epoch {self.epoch}, step {self.step} of {self.steps_per_epoch}, "
+                 f"{self.updates} optimizer steps done")
+
+    def _apply_state(self, state: dict) -> None:
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
         for name, s in self.streams.items():
@@ -416,16 +437,19 @@ class Trainer:
             self.regulariser.teacher.load_state_dict(state["teacher"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        if set(state["loss_sums"]) != set(self.cfg.tasks) or set(state["loss_counts"]) != set(self.cfg.tasks):
+            raise KeyError(f"loss_sums / loss_counts are not of the tasks {self.cfg.tasks}")
         for key in ("epoch", "step", "updates", "best_score", "best_metrics", "history", "bad_in_a_row",
                     "bad_total", "loss_sums", "loss_counts", "examples", "train_seconds"):
             setattr(self, key, state[key])
-        self.write_history()
-        cos_log = self.run_dir / "grad_cosine.jsonl"
-        if cos_log.exists():  # drop what the killed run logged after this checkpoint
-            kept = [r for r in cos_log.read_text().splitlines() if json.loads(r)["update"] <= self.updates]
-            cos_log.write_text("".join(r + "\n" for r in kept))
-        self.log(f"resumed from {folder}: epoch {self.epoch}, step {self.step} of {self.steps_per_epoch}, "
-                 f"{self.updates} optimizer steps done")
+
+
+def load_run_config(path: Path) -> Config:
+    """The config.yaml of a run folder, read back as untrusted: any problem is a `CheckpointError` naming it."""
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise CheckpointError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
 
 
 def prepare_run_dir(cfg: Config, run_dir: Path, data_dir: str | None, resume: bool) -> tuple[Path, RunLog]:
@@ -447,6 +471,9 @@ def prepare_run_dir(cfg: Config, run_dir: Path, data_dir: str | None, resume: bo
 def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Parallel | None = None) -> dict[str, float]:
     """Train per `cfg` from scratch, writing the run directory; returns the best dev metrics.
     With `parallel` (torchrun), every process trains its share of each batch and rank 0 writes."""
+    from ..preflight import preflight
+
+    preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
     par = parallel or Parallel()
     if par.main:
         data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=False)
@@ -460,12 +487,12 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     return Trainer(cfg, run_dir, data_path, log, par).run()
 
 
-def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
-           data_dir: str | None = None) -> dict[str, float]:
-    """Continue a killed run from RUN_DIR/last; a changed config is refused unless `force`."""
+def resume_config(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
+                  data_dir: str | None = None) -> tuple[Config, str | None]:
+    """The config and data directory a resume of `run_dir` runs with; a changed config is refused unless `force`."""
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (no config.yaml), nothing to resume")
-    saved = load_config(run_dir / "config.yaml")
+    saved = load_run_config(run_dir / "config.yaml")
     cfg = saved
     if new_cfg is not None:
         if new_cfg.data.dir is None:  # a config file rarely names the data dir; the run recorded it
@@ -477,6 +504,16 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
         cfg = new_cfg
     if data_dir is None:
         data_dir = cfg.data.dir or saved.data.dir
+    return cfg, data_dir
+
+
+def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
+           data_dir: str | None = None) -> dict[str, float]:
+    """Continue a killed run from RUN_DIR/last; a changed config is refused unless `force`."""
+    from ..preflight import preflight_resume
+
+    cfg, data_dir = resume_config(run_dir, new_cfg, force, data_dir)
+    preflight_resume(cfg, run_dir, data_dir)  # config, device, backbone, data, last/: before anything changes
     recover_interrupted_swap(run_dir / "last")
     recover_interrupted_swap(run_dir / "best")
     data_path, log = prepare_run_dir(cfg, run_dir, data_dir, resume=True)
