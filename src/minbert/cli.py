@@ -245,19 +245,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line(error: Exception) -> str:
+    """An error message on one line, whatever it quotes (a path or a value may hold line breaks)."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(error))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except EXPECTED_ERRORS as e:
-        print(f"minbert: error: {e}", file=sys.stderr)
+        print(f"minbert: error: {one_line(e)}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         from .training.trainer import TrainingError
         if not isinstance(e, TrainingError):
             raise
-        print(f"minbert: error: {e}", file=sys.stderr)
+        print(f"minbert: error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("minbert: interrupted", file=sys.stderr)
