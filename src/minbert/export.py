@@ -17,7 +17,7 @@ from pathlib import Path
 from .checkpoints import CheckpointError
 from .config import ConfigError, save_config
 from .model import MultitaskModel
-from .runs import load_run
+from .runs import check_saved_model, load_run
 from .training.trainer import build_model, load_run_config
 
 FORMATS = ("hf", "sentence-transformers")
@@ -56,6 +56,7 @@ def load_exported(folder: str | Path) -> MultitaskModel:
     if not (folder / "minbert_heads.yaml").is_file():
         raise CheckpointError(f"{folder}: not a folder minbert exported (no minbert_heads.yaml)")
     cfg = load_run_config(folder / "minbert_heads.yaml")
+    check_saved_model(cfg, folder / "minbert_heads.yaml", folder)
     model, _ = build_model(cfg, backbone=str(folder))
     model.load_heads(folder)
     return model.eval()

@@ -60,10 +60,11 @@ def check_tensors(path: Path, expected: dict[str, tuple[int, ...]], prefix: str 
             raise CheckpointError(f"{path}: tensor {name} has shape {found[name]}, expected {shape}")
 
 
-def check_backbone(source: str | None, max_length: int, key: str = "model.backbone",
+def check_backbone(source: str | None, max_length: int, key: str | None = "model.backbone",
                    length_key: str = "model.max_length") -> tuple[Path, BertConfig]:
     """The backbone folder: config.json readable, weights present and of its shapes, a vocabulary the
-    tokenizer reads (no larger than the embedding table); `max_length` within its position embeddings."""
+    tokenizer reads (no larger than the embedding table); `max_length` within its position embeddings.
+    Errors name `key` (None: the file alone, for a run's own checkpoint folder)."""
     try:
         folder = resolve_backbone(source)
         if not (folder / "config.json").is_file():
@@ -79,6 +80,8 @@ def check_backbone(source: str | None, max_length: int, key: str = "model.backbo
             raise CheckpointError(f"{tokenizer.vocab_file}: {tokenizer.vocab_size} tokens, more than the "
                                   f"{config.vocab_size} rows of the word embeddings (vocab_size in config.json)")
     except CheckpointError as e:
+        if key is None:
+            raise
         raise CheckpointError(f"{key}: {e}") from None
     if max_length > config.max_position_embeddings:
         raise ConfigError(f"{length_key}: {max_length} is more than the backbone's {config.max_position_embeddings} "

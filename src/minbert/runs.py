@@ -13,6 +13,19 @@ from .training.trainer import build_model, load_run_config
 from .tokenizer import Tokenizer
 
 
+def check_saved_model(cfg: Config, config_file: Path, folder: Path) -> None:
+    """A saved model folder fits its config: encoder weights, vocabulary and heads by their headers, and
+    `model.max_length` within the folder's position embeddings; a `CheckpointError` naming the file if not."""
+    from .config import ConfigError
+    from .preflight import check_backbone, check_model_folder
+
+    try:
+        _, encoder_config = check_backbone(str(folder), cfg.model.max_length, key=None)
+    except ConfigError as e:
+        raise CheckpointError(f"{config_file}: {e}") from None
+    check_model_folder(cfg, folder, encoder_config)
+
+
 def usable_device(name: str):
     """The run's device if this machine has it, else what `auto` picks (a GPU run evaluated on a laptop)."""
     from .config import ConfigError
@@ -32,6 +45,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
     if not best.is_dir():
         raise CheckpointError(f"{best}: no best checkpoint (did training finish an epoch?)")
     cfg = load_run_config(run_dir / "config.yaml")
+    check_saved_model(cfg, run_dir / "config.yaml", best)
     model, tokenizer = build_model(cfg, backbone=str(best))
     model.load_heads(best)
     model.to(usable_device(cfg.train.device)).eval()
