@@ -106,6 +106,7 @@ def test_config_module_imports_no_component():
     (["train.batch_size={nli: 4}"], "train.batch_size: 'nli' is not one of"),
     (["model.loss=cosent"], r"model.loss: loss cosent does not apply to task sst \(classify\)"),
     (["train.batch_size={sst: 2, sst: 3}"], r"--set train.batch_size: cannot parse value .*duplicate key 'sst'"),
+    (["model.heads.sts.dropout=&a [*a]"], r"model.heads.sts.dropout: expected float"),  # a list holding itself (fuzz)
 ])
 def test_nonsense_is_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -156,7 +156,7 @@ value = st.recursive(scalar, lambda inner: st.one_of(st.lists(inner, max_size=3)
                                                      st.dictionaries(st.one_of(st.sampled_from(CHOICES), st.text(max_size=5)),
                                                                      inner, max_size=3)), max_leaves=6)
 junk = st.sampled_from(["", " ", "[", "{a: 1, a: 2}", "!!python/object/apply:os.system [ls]", "&a [*a]", "*x",
-                        "- - -", "%TAG", "@", "'", '"\\x00"', "{sst: 2, sst: 3}", "1" * 5000, ".nan", "-.inf",
+                        "- - -", "&b {x: *b}", "%TAG", "@", "'", '"\\x00"', "{sst: 2, sst: 3}", "1" * 5000, ".nan", "-.inf",
                         "0x1F", "1_000", "~", "yes", "[1, [2, [3]]]", "\t", "a: b: c"])
 
 

@@ -302,6 +302,8 @@ PER_TASK = ("train.batch_size.", "train.schedule.subset_size.", "train.combine.w
 
 def _validate(cfg: Config) -> None:
     """Every rule of a `Config` that needs neither the machine nor the files (those are in preflight.py)."""
+    for task in cfg.model.heads or {}:
+        cfg.model.head(task)  # per-task settings are untyped mappings until built (a YAML alias may even loop)
     for key, value in _flatten(cfg.to_dict()).items():
         if key.startswith("model.heads.") or value is None:
             continue  # per-task heads are checked below, task by task
