@@ -15,6 +15,7 @@ import io
 import json
 import os
 import tempfile
+import types
 import typing
 from pathlib import Path
 
@@ -169,7 +170,27 @@ def as_text(v) -> str:
     return json.dumps(v)
 
 
-override = st.tuples(key_path, st.one_of(value.map(as_text), junk))
+def plausible(tp) -> st.SearchStrategy:
+    """Values of the annotated type in everyday ranges, so that many draws pass validation and reach preflight."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin in (typing.Union, types.UnionType):
+        return st.one_of(*(st.none() if a is type(None) else plausible(a) for a in args))
+    if origin is list:
+        return st.lists(plausible(args[0]), max_size=3)
+    if origin is dict:
+        return st.dictionaries(st.sampled_from(["sst", "para", "sts"]), plausible(args[1]), max_size=3)
+    if dataclasses.is_dataclass(tp) or tp is dict:
+        return st.just({})
+    return {int: st.integers(0, 9), float: st.floats(0, 0.99), bool: st.booleans(),
+            str: st.sampled_from(["auto", "cpu", "cuda", "cuda:1", ""])}[tp]
+
+
+# half the draws: a real key with a value of its type; half: anything at any key path
+typed = st.sampled_from([k for k in LEAVES if KEYS[k] is not None and k != "model.backbone"]).flatmap(
+    lambda k: st.tuples(st.just(k), plausible(KEYS[k]).map(as_text)))
+override = st.one_of(typed, st.tuples(key_path, st.one_of(value.map(as_text), junk)))
 
 
 @pytest.fixture(scope="module")
