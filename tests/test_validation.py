@@ -189,6 +189,7 @@ def test_corrupt_run_log_in_report(run, capsys):
 
 RESUME_CASES = {
     "truncated heads": ("heads.safetensors", truncate, "heads.safetensors: unreadable safetensors file"),
+    "truncated best heads": ("../best/heads.safetensors", truncate, "heads.safetensors: unreadable safetensors file"),
     "truncated encoder": ("model.safetensors", truncate, "model.safetensors: unreadable safetensors file"),
     "mis-shaped encoder weight": ("model.safetensors", reshape_first_tensor, "has shape"),
     "trainer state with a key missing": (
@@ -211,11 +212,12 @@ RESUME_CASES = {
 @pytest.mark.parametrize("case", sorted(RESUME_CASES))
 def test_resume_from_a_bad_last_checkpoint_changes_nothing(case, run, capsys):
     name, spoil, message = RESUME_CASES[case]
-    spoil(run / "last" / name)
+    spoiled = (run / "last" / name).resolve()
+    spoil(spoiled)
     before = snapshot(run)
     assert main(["train", "--resume", str(run)]) == 2
     err = one_error_line(capsys)
-    assert message in err and str(run / "last") in err
+    assert message in err and str(spoiled.parent) in err
     assert snapshot(run) == before
 
 

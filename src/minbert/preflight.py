@@ -150,16 +150,19 @@ def check_model_folder(cfg: Config, folder: Path, encoder_config: BertConfig) ->
 
 
 def preflight_resume(cfg: Config, run_dir: Path, data_dir: str | None = None) -> dict:
-    """`train --resume`: `preflight`, then the run's `last/` checkpoint: weights and heads of the config's
-    shapes and a trainer state minbert wrote."""
+    """`train --resume`: `preflight`, then the run's `last/` checkpoint (weights and heads of the config's
+    shapes, a trainer state minbert wrote) and its `best/` weights and heads, which the run reloads at the end."""
     from .training.state import read_trainer_state
 
     summary = preflight(cfg, data_dir)
     last = run_dir / "last"
     if not last.is_dir() and (run_dir / "last.old").is_dir():
         last = run_dir / "last.old"  # a kill between the two renames of a save; resume puts it back
+    _, encoder_config = check_backbone(cfg.model.backbone, cfg.model.max_length)
     if last.is_dir():
-        _, encoder_config = check_backbone(cfg.model.backbone, cfg.model.max_length)
         check_model_folder(cfg, last, encoder_config)
         read_trainer_state(last)
+    best = run_dir / "best" if (run_dir / "best").is_dir() else run_dir / "best.old"
+    if best.is_dir():
+        check_model_folder(cfg, best, encoder_config)
     return {**summary, "resume_from": str(last) if last.is_dir() else None}
