@@ -243,3 +243,32 @@ def test_exported_folder_read_back_as_untrusted(run, tmp_path, capsys):
     (out / "minbert_heads.yaml").unlink()
     with pytest.raises(CheckpointError, match="not a folder minbert exported"):
         load_exported(out)
+
+
+# ---- every entry point runs preflight before its first run ----
+def test_sweep_and_ablate_check_every_run_before_the_first(tmp_path, small_data_dir, tiny_backbone, capsys):
+    common = [f"model.backbone={tiny_backbone}", "train.epochs=1", "train.schedule.steps_per_epoch=1"]
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(json.dumps({"grid": {"model.max_length": [16, 500]}, "set": common}))
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "sweep"), "--data-dir", str(small_data_dir)]) == 2
+    assert "model.max_length: 500 is more than the backbone's 128 positions" in one_error_line(capsys)
+    assert not (tmp_path / "sweep").exists()  # the first point (16) was not trained
+    ablation = tmp_path / "ablation.yaml"
+    ablation.write_text(json.dumps({"set": {"model.backbone": str(tiny_backbone), "train.epochs": 1},
+                                    "variants": {"base": {}, "far": {"train.device": "cuda:7"}}}))
+    assert main(["ablate", str(ablation), "--out", str(tmp_path / "ablate"), "--data-dir", str(small_data_dir)]) == 2
+    assert "train.device: cuda:7 asked for, but" in one_error_line(capsys)
+    assert not (tmp_path / "ablate").exists()
+
+
+def test_pretrain_mlm_checks_before_creating_its_folder(tmp_path, small_data_dir, tiny_backbone, capsys):
+    out = tmp_path / "mlm"
+    assert main(["pretrain-mlm", "--out", str(out), "--data-dir", str(small_data_dir),
+                 "--set", f"backbone={tiny_backbone}", "--set", "max_length=300"]) == 2
+    assert "max_length: 300 is more than the backbone's 128 positions" in one_error_line(capsys)
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"fine\n\xffnot utf-8\n")
+    assert main(["pretrain-mlm", "--out", str(out), "--data-dir", str(small_data_dir),
+                 "--set", f"backbone={tiny_backbone}", "--set", f"text_files=[{text}]"]) == 2
+    assert f"{text}:2: not UTF-8 text (byte 0xff at offset 5)" in one_error_line(capsys)
+    assert not out.exists()
