@@ -16,7 +16,7 @@ import torch
 from .checkpoints import CheckpointError, resolve_backbone, safetensors_shapes
 from .config import MIN_MAX_LENGTH, Config, ConfigError, MlmConfig
 from .data.loading import resolve_data_dir
-from .data.readers import DataError
+from .data.readers import DataError, read_text
 from .encoder import BertConfig, BertModel
 from .tasks import get_task
 from .tokenizer import Tokenizer
@@ -129,7 +129,6 @@ def preflight_mlm(cfg: MlmConfig, data_dir: str | None = None) -> None:
         for name in cfg.sources:
             get_task(name).check_file(data_path, "train")
     for path in cfg.text_files or []:
-        from .data.readers import read_text
         read_text(Path(path))
 
 

@@ -1,4 +1,5 @@
-"""A finished run directory: its config and best checkpoint, loaded back for evaluation and prediction."""
+"""A finished run directory: its config and best checkpoint, checked as untrusted files and loaded back for
+evaluation and prediction."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,7 +4,8 @@ A training checkpoint folder holds the model (encoder `model.safetensors` + `hea
 `best/` does), `trainer_state.safetensors` (optimizer moments, RNG states) and `trainer_state.json`
 (epoch, step, scheduler, the sampler's position, metrics so far, the config it was trained with).
 Folders are written under a temporary name and renamed into place, so a kill or a full disk during
-a save leaves the previous checkpoint whole.
+a save leaves the previous checkpoint whole. Read back, the state is untrusted: a missing key, a wrong
+type or a tensor that is not there is a `CheckpointError` naming the file.
 """
 from __future__ import annotations
 
