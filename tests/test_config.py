@@ -106,6 +106,7 @@ def test_config_module_imports_no_component():
     (["train.batch_size={nli: 4}"], "train.batch_size: 'nli' is not one of"),
     (["model.loss=cosent"], r"model.loss: loss cosent does not apply to task sst \(classify\)"),
     (["train.batch_size={sst: 2, sst: 3}"], r"--set train.batch_size: cannot parse value .*duplicate key 'sst'"),
+    (["model.cnn_kernel=2000001"], r"model.cnn_kernel: cnn_kernel 2000001 is wider than model.max_length 128"),
     (["model.heads.sts.dropout=&a [*a]"], r"model.heads.sts.dropout: expected float"),  # a list holding itself (fuzz)
 ])
 def test_nonsense_is_refused_naming_the_key(override, message):

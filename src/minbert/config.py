@@ -381,6 +381,9 @@ def _validate_heads(cfg: Config) -> None:
                 if item is not None:
                     _check_value(f"model.{k}", f"model.heads.{task}.{k}", item)
         problem = head_problem(task, head)
+        if problem is None and head.cnn_kernel is not None and head.cnn_kernel > cfg.model.max_length:
+            problem = "cnn_kernel", (f"cnn_kernel {head.cnn_kernel} is wider than model.max_length "
+                                     f"{cfg.model.max_length} (its weights grow with the width)")
         if problem:
             setting, why = problem
             key = f"model.heads.{task}.{setting}" if setting in own else f"model.{setting}"
