@@ -120,3 +120,11 @@ def test_truncated_and_misshaped_checkpoints_are_clear_errors(tmp_path, tiny_bac
         BertModel.from_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="not found"):
         BertModel.from_pretrained(tmp_path / "missing")
+
+
+def test_parameter_shapes_match_the_built_model():
+    """The shapes used to vet a checkpoint's header before loading it are those of the model itself."""
+    config = BertConfig(hidden_size=24, num_hidden_layers=3, num_attention_heads=4, intermediate_size=40,
+                        vocab_size=50, max_position_embeddings=20, type_vocab_size=3)
+    built = {k: tuple(v.shape) for k, v in BertModel(config).state_dict().items()}
+    assert BertModel.parameter_shapes(config) == built

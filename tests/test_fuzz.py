@@ -1,20 +1,31 @@
-"""Property-based fuzzing (hypothesis) of the readers and the tokenizer on arbitrary text and rows.
+"""Property-based fuzzing (hypothesis) of the readers, the tokenizer and the command line.
 
 Readers: any file content raises nothing but `DataError`, and every row that is valid by an independent
 definition is read back exactly. Tokenizer: any text or pair gives ids inside the vocabulary, framed by
-[CLS] ... [SEP], never longer than max_length. `MINBERT_FUZZ=N` sets the examples per property (default 150).
+[CLS] ... [SEP], never longer than max_length. Command line: any `--set` overrides (real key paths, wrong
+nesting, unknown keys; values of every type) given to `minbert train --check` either pass validation
+(exit 0, one JSON line) or end in one line `minbert: error: ...` naming a drawn key (exit 2), never
+another exception, and nothing is created. `MINBERT_FUZZ=N` sets the examples per property (default 150).
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
+import json
 import os
 import tempfile
+import types
+import typing
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from minbert import Tokenizer
+from minbert.cli import main
+from minbert.config import Config, HeadConfig
 from minbert.data.readers import DataError, int_label, read_examples
 
 FUZZ = settings(max_examples=int(os.environ.get("MINBERT_FUZZ", "150")), deadline=None,
@@ -110,3 +121,123 @@ def test_tokenizer_on_arbitrary_text(tokenizer, text, text2):
     assert all(0 <= i < tokenizer.vocab_size for i in ids)
     assert set(types) <= ({0} if text2 is None else {0, 1})
     assert ids.count(tokenizer.sep_id) >= (1 if text2 is None else 2)
+
+
+# ---- the command line: `minbert train --check --set KEY=VALUE ...` ----
+def config_keys(cls: type = Config, prefix: str = "") -> dict[str, typing.Any]:
+    """Every dotted key of the config dataclasses with its annotation (sections included), plus per-task keys."""
+    keys: dict[str, typing.Any] = {}
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        key = prefix + f.name
+        keys[key] = tp
+        if dataclasses.is_dataclass(tp):
+            keys.update(config_keys(tp, key + "."))
+        elif typing.get_origin(tp) is dict or dict in [typing.get_origin(a) for a in typing.get_args(tp)]:
+            for task in ("sst", "para", "sts", "cfimdb", "nli"):
+                keys[f"{key}.{task}"] = None
+    if cls is Config:  # per-task head settings
+        keys.update({f"model.heads.sts.{name}": tp for name, tp in typing.get_type_hints(HeadConfig).items()})
+    return keys
+
+KEYS = config_keys()
+LEAVES = [k for k, tp in KEYS.items() if not dataclasses.is_dataclass(tp)]
+CHOICES = sorted({c for tp in KEYS.values() for a in [tp, *typing.get_args(tp)] for b in [a, *typing.get_args(a)]
+                  if typing.get_origin(b) is typing.Literal for c in typing.get_args(b)})
+
+key_path = st.one_of(
+    st.sampled_from(sorted(KEYS)),  # real keys and sections
+    st.sampled_from(LEAVES).map(lambda k: k + ".x"),  # wrong nesting: a value used as a section
+    st.sampled_from(["bogus", "train.bogus", "model.heads.sts.bogus", "train.schedule.lr", "Train.lr", "train..lr"]),
+)
+number = st.one_of(st.integers(), st.integers(-3, 600), st.sampled_from([0, -1, 2**31, 2**32, 2**63, 10**400]),
+                   st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.5, 1e-5, -0.0, 1e308]))
+scalar = st.one_of(number, st.booleans(), st.none(), st.sampled_from(CHOICES), st.text(max_size=12))
+value = st.recursive(scalar, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                     st.dictionaries(st.one_of(st.sampled_from(CHOICES), st.text(max_size=5)),
+                                                                     inner, max_size=3)), max_leaves=6)
+junk = st.sampled_from(["", " ", "[", "{a: 1, a: 2}", "!!python/object/apply:os.system [ls]", "&a [*a]", "*x",
+                        "- - -", "&b {x: *b}", "%TAG", "@", "'", '"\\x00"', "{sst: 2, sst: 3}", "1" * 5000, ".nan", "-.inf",
+                        "0x1F", "1_000", "~", "yes", "[1, [2, [3]]]", "\t", "a: b: c"])
+
+
+def as_text(v) -> str:
+    """A drawn value as the user would type it: JSON (a subset of YAML; NaN and Infinity included)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 10**300:
+        return str(v)
+    return json.dumps(v)
+
+
+def plausible(tp) -> st.SearchStrategy:
+    """Values of the annotated type in everyday ranges, so that many draws pass validation and reach preflight."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin in (typing.Union, types.UnionType):
+        return st.one_of(*(st.none() if a is type(None) else plausible(a) for a in args))
+    if origin is list:
+        return st.lists(plausible(args[0]), max_size=3)
+    if origin is dict:
+        return st.dictionaries(st.sampled_from(["sst", "para", "sts"]), plausible(args[1]), max_size=3)
+    if dataclasses.is_dataclass(tp) or tp is dict:
+        return st.just({})
+    return {int: st.integers(0, 9), float: st.floats(0, 0.99), bool: st.booleans(),
+            str: st.sampled_from(["auto", "cpu", "cuda", "cuda:1", ""])}[tp]
+
+
+# half the draws: a real key with a value of its type; half: anything at any key path
+typed = st.sampled_from([k for k in LEAVES if KEYS[k] is not None and k != "model.backbone"]).flatmap(
+    lambda k: st.tuples(st.just(k), plausible(KEYS[k]).map(as_text)))
+override = st.one_of(typed, st.tuples(key_path, st.one_of(value.map(as_text), junk)))
+
+
+@pytest.fixture(scope="module")
+def check_args(tiny_backbone, small_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fuzz") / "run"
+    return out, ["train", "--check", "--data-dir", str(small_data_dir), "--out", str(out),
+                 "--set", f"model.backbone={tiny_backbone}"]
+
+
+def names_a_drawn_key(message: str, keys: list[str]) -> bool:
+    """The message names a drawn key, or the real key it goes wrong at (a leaf key that is a prefix of the
+    drawn one: `train.lr` of `train.lr.x`), or its first unknown part (`unknown key Train` of `Train.lr`)."""
+    for key in keys:
+        parts = key.strip().split(".")
+        prefixes = [".".join(parts[:n]) for n in range(1, len(parts))]
+        if key.strip() in message or any(p in message for p in set(prefixes) & set(LEAVES)) \
+                or any(f"unknown key {p} " in message for p in prefixes):
+            return True
+    return False
+
+
+@FUZZ
+@given(st.lists(override, min_size=1, max_size=3))
+def test_command_line_overrides_pass_or_name_a_key(check_args, overrides):
+    out, args = check_args
+    sets = [a for k, v in overrides for a in ("--set", f"{k}={v}")]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(args + sets)  # any other exception fails the test with its traceback
+    assert not out.exists()
+    event(f"exit {code}")  # counted by --hypothesis-show-statistics
+    if code == 0:
+        lines = stdout.getvalue().splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["ok"] is True and stderr.getvalue() == ""
+        return
+    assert code == 2
+    lines = stderr.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minbert: error: "), stderr.getvalue()
+    assert names_a_drawn_key(lines[0], [k for k, _ in overrides]), (lines[0], overrides)
+
+
+def test_fuzz_keys_cover_the_config():
+    """The drawn key paths are the config's own: every leaf of the defaults is among them."""
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and k not in ("batch_size",):
+                yield from leaves(v, prefix + k + ".")
+            else:
+                yield prefix + k
+    assert set(leaves(Config().to_dict())) <= set(KEYS)

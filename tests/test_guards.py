@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from minbert.training import state as training_state
 from minbert.cli import main
@@ -47,7 +48,7 @@ def test_an_isolated_non_finite_step_is_skipped_and_counted(tmp_path, tiny_backb
     train(tiny_cfg(tiny_backbone), tmp_path, str(small_data_dir))
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert record["skipped_steps"] == 1
-    assert all(torch.isfinite(p).all() for p in training_state.load_file(str(tmp_path / "best" / "model.safetensors")).values())
+    assert all(torch.isfinite(p).all() for p in load_file(str(tmp_path / "best" / "model.safetensors")).values())
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_backbone, small_data_dir, monkeypatch):

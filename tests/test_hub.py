@@ -157,7 +157,7 @@ def test_an_id_not_in_the_offline_cache_is_one_line_and_writes_nothing(tmp_path,
                 "--set", "model.backbone=google-bert/bert-base-uncased"], hub_env(hub_cache))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("minbert: error: google-bert/bert-base-uncased: ")
+    assert len(lines) == 1 and lines[0].startswith("minbert: error: model.backbone: google-bert/bert-base-uncased: ")
     assert str(hub_cache) in lines[0] and "HF_HUB_OFFLINE" in lines[0]
     assert not out.exists()
 

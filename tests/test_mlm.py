@@ -55,4 +55,4 @@ def test_pretrain_mlm_lowers_heldout_loss_and_gives_a_backbone(tmp_path, tiny_ba
 
 def test_bad_mlm_config_is_a_one_line_error(tmp_path, capsys):
     assert main(["pretrain-mlm", "--out", str(tmp_path / "x"), "--set", "sources=[nli]"]) == 2
-    assert "sources: unknown task 'nli'" in capsys.readouterr().err
+    assert "sources[0]: 'nli' is not one of" in capsys.readouterr().err

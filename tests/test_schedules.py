@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from minbert.config import ScheduleConfig
+from minbert.config import ConfigError, ScheduleConfig, load_config
 from minbert.schedules import SCHEDULES, TaskSizes, build_schedule, expected_examples, total_steps
 
 # the course's training-set sizes, and batch sizes with a larger one for Quora
@@ -34,8 +34,8 @@ def test_round_robin_over_and_under_sampling(until, steps):
 
 def test_round_robin_fixed_steps():
     assert len(plan("round_robin", until="fixed_steps", steps_per_epoch=100)) == 100
-    with pytest.raises(ValueError, match="fixed_steps needs"):
-        plan("round_robin", until="fixed_steps")
+    with pytest.raises(ConfigError, match="train.schedule.until: fixed_steps needs"):  # refused by validation
+        load_config(None, ["train.schedule.until=fixed_steps"])
 
 
 def test_sequential_passes_each_task_once_in_order():

@@ -118,6 +118,21 @@ def same_config(earlier: dict | None, wanted: dict) -> bool:
         return False
 
 
+def read_result(path: Path) -> dict | None:
+    """A finished run's ablation_result.json, or None when there is none or it cannot be used (it is rerun)."""
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    keys = {"variant": str, "seed": int, "metrics": dict, "seconds": (int, float), "config": dict}
+    if not isinstance(result, dict) or not all(isinstance(result.get(k), t) for k, t in keys.items()) \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in result["metrics"].values()):
+        return None
+    return result
+
+
 def summarise(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
@@ -126,6 +141,9 @@ def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], us
            n_seeds: int | None = None, only: list[str] | None = None, log=None) -> dict:
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # stdout: the JSON result only
     meta, runs = plan(path, use_budget, n_seeds, only, extra)
+    from .preflight import preflight
+    for name, seed, cfg in runs:  # every run's device, backbone and data before anything is written
+        preflight(cfg, data_dir)
     with RunFolder.lock(out_dir):
         return run_all(meta, runs, out_dir, data_dir, extra, log)
 
@@ -137,7 +155,7 @@ def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data
         run_dir = out_dir / slug(name) / f"seed-{seed}"
         done = run_dir / "ablation_result.json"
         wanted = cfg.to_dict()
-        earlier = json.loads(done.read_text()) if done.is_file() else None
+        earlier = read_result(done)
         if earlier is not None and same_config(earlier.get("config"), wanted):
             result = earlier
             log(f"ablate: [{i}/{len(runs)}] {name} seed {seed}: done before, {result['seconds']} s")

@@ -2,6 +2,7 @@
 
 A backbone spec is a local folder, or a Hugging Face Hub id (`org/name[@revision]`, fetched by hub.py into
 huggingface_hub's cache); `locate_backbone` gives its folder and the spec that names it exactly again.
+Every file read back is untrusted: a missing, truncated or malformed one is a `CheckpointError` naming it.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 
@@ -54,14 +55,36 @@ def resolve_backbone(spec: str | Path | None) -> Path:
     return locate_backbone(spec).folder
 
 
+SAFETENSORS_ERRORS = (SafetensorError, OSError, ValueError, RuntimeError)  # a truncated or forged file
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; a missing, truncated or malformed file is a `CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except SAFETENSORS_ERRORS as e:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors file's header, without reading the tensors; a missing,
+    truncated (the header's offsets do not cover the file) or malformed file is a `CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except SAFETENSORS_ERRORS as e:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     """Weights from `model.safetensors`, else `pytorch_model.bin` loaded with weights_only=True (no pickle code runs)."""
     st, legacy = folder / "model.safetensors", folder / "pytorch_model.bin"
     if st.is_file():
-        try:
-            return load_file(str(st))
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{st}: unreadable safetensors file ({e})") from e
+        return read_safetensors(st)
     if legacy.is_file():
         try:
             return torch.load(legacy, map_location="cpu", weights_only=True)

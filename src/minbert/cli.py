@@ -20,7 +20,7 @@ EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DiskError, RunFolder
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training.trainer import resume, train
+    from .training.trainer import resume, resume_config, train
 
     if args.resume:
         import os
@@ -32,11 +32,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume RUN_DIR continues that run; --overwrite is for starting a new one with --out")
         out = Path(args.resume)
         new_cfg = load_config(args.config, args.set) if (args.config or args.set) else None
+        if args.check:
+            from .preflight import preflight_resume
+            cfg, data_dir = resume_config(out, new_cfg, args.force, args.data_dir)
+            print(json.dumps(preflight_resume(cfg, out, data_dir)))
+            return 0
         metrics = resume(out, new_cfg, args.force, args.data_dir)
     else:
         from .distributed import from_environment
 
         cfg = load_config(args.config, args.set)
+        if args.check:
+            from .preflight import preflight
+            print(json.dumps(preflight(cfg, args.data_dir)))
+            return 0
         out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "default")
         parallel = from_environment(cfg.train.device)  # torchrun: one process per device / CPU share
         metrics = train(cfg, out, args.data_dir, parallel, overwrite=args.overwrite)
@@ -174,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="with --resume: accept a config that differs from the run's")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the run already in RUN_DIR (deleted only once the new config, backbone and data validated)")
+    t.add_argument("--check", action="store_true",
+                   help="validate config, device, backbone and data (and with --resume the checkpoint), print one "
+                        "JSON line and exit without creating anything")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="recompute dev metrics / write predictions from a saved run")
@@ -244,19 +256,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line(error: Exception) -> str:
+    """An error message on one line, whatever it quotes (a path or a value may hold line breaks)."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(error))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except EXPECTED_ERRORS as e:
-        print(f"minbert: error: {e}", file=sys.stderr)
+        print(f"minbert: error: {one_line(e)}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         from .training.trainer import TrainingError
         if not isinstance(e, TrainingError):
             raise
-        print(f"minbert: error: {e}", file=sys.stderr)
+        print(f"minbert: error: {one_line(e)}", file=sys.stderr)
         return 1
     except TrainingInterrupted as e:  # SIGINT / SIGTERM: the run paused with last/ saved
         print(f"minbert: {e.message()}", file=sys.stderr)

@@ -209,6 +209,5 @@ COMBINERS: dict[str, type[Combiner]] = {"sum": Combiner, "weighted": Weighted, "
 
 def build_combiner(cfg, shared: list[torch.nn.Parameter], seed: int,
                    table: torch.nn.Embedding | None = None, reduce=None) -> Combiner:
-    if cfg.name not in COMBINERS:
-        raise ValueError(f"unknown combine {cfg.name!r}; choose from {sorted(COMBINERS)}")
+    assert cfg.name in COMBINERS, f"config validation lets no unknown combine through: {cfg.name!r}"
     return COMBINERS[cfg.name](shared, cfg, seed, table, reduce)

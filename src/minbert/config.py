@@ -1,39 +1,82 @@
 """Typed run configuration: YAML files validated into dataclasses, plus `--set key=value` overrides.
 
-An unknown key, a wrong type or an out-of-range value is a `ConfigError` naming the key.
+One validation pass over the whole config, before anything runs: an unknown key, a wrong type, a
+name that is not one of a `Literal`'s choices, a non-finite or out-of-range number, a duplicated task
+or a combination of keys the components cannot build (e.g. `until: fixed_steps` without
+`steps_per_epoch`, a loss that does not fit its task) is a `ConfigError` naming the key. YAML files
+with a key given twice or bytes that are not UTF-8 are errors naming the file and line.
+
+This module imports no component: each choice is a `Literal` here and tests/test_config.py checks
+that its values equal the component's registry. Task names and shapes come from the task table
+(tasks.py), the one place tasks are declared. What needs the machine or the files (device,
+backbone, data) is checked by preflight.py.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+from .tasks import TASKS
 
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the offending key."""
 
 
+# ---- the names a key may take: the task table's names, and each component's registry (see tests/test_config.py) ----
+TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]  # the task table is data, not a component
+Pooling = Literal["cls", "mean", "max", "cls+mean"]  # heads.POOLING
+PairEncoding = Literal["cross", "siamese"]  # heads.PAIR_ENCODINGS
+PairFeature = Literal["u", "v", "abs_diff", "product"]  # heads.PAIR_FEATURES
+Similarity = Literal["linear", "cosine"]  # heads.SIMILARITIES
+CosineScale = Literal["relu", "shift"]  # heads.COSINE_SCALES
+LossName = Literal["ce", "bce", "mse", "cosent", "cosine_embedding"]  # losses.LOSSES
+ScheduleName = Literal["round_robin", "sequential", "task_by_task", "random_subset", "proportional", "temperature",
+                       "annealed", "adaptive_round_robin"]  # schedules.SCHEDULES
+Until = Literal["longest", "shortest", "fixed_steps"]  # schedules.UNTIL
+CombineName = Literal["sum", "weighted", "pcgrad"]  # combine.COMBINERS
+OptimizerName = Literal["adamw", "torch_adamw"]  # optim.OPTIMIZERS
+LrDecay = Literal["linear", "cosine", "constant"]  # optim.LR_DECAYS
+Precision = Literal["fp32", "bf16", "fp16"]
+StageTrain = Literal["heads", "all"]
+
+# what the head rules need to know of each task (from the task table) and loss (equal to losses.LOSSES; tested)
+TASK_SHAPES: dict[str, tuple[str, bool, int]] = {  # task -> (kind, is a pair, outputs)
+    n: (t.kind.name, t.is_pair, t.num_outputs) for n, t in TASKS.items()}
+LOSS_RULES: dict[str, tuple[tuple[str, ...], bool]] = {  # loss -> (task kinds it applies to, needs a cosine head)
+    "ce": (("classify",), False), "bce": (("binary",), False), "mse": (("regress",), False),
+    "cosent": (("regress",), False), "cosine_embedding": (("binary", "regress"), True)}
+
+SEED_RANGE = (0, 2**32 - 1)  # numpy's np.random.seed range (torch accepts it too)
+INT_MAX = 2**31 - 1  # every other integer: sizes, counts and steps end up as C ints in torch
+MIN_MAX_LENGTH = 3  # [CLS] + one token + [SEP]
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
 @dataclass
 class HeadConfig:
     """A task head (see heads/): set under `model` for every task, and per task under `model.heads.TASK`."""
 
-    pooling: str = "mean"  # cls | mean | max | cls+mean
-    pair_encoding: str = "cross"  # cross | siamese (pair tasks)
-    features: list[str] = field(default_factory=lambda: ["u", "v", "abs_diff"])  # siamese: of u, v, abs_diff, product
-    similarity: str = "linear"  # pair tasks: linear (features -> MLP -> linear) | cosine (siamese: cos(u, v))
+    pooling: Pooling = "mean"  # cls | mean | max | cls+mean
+    pair_encoding: PairEncoding = "cross"  # cross | siamese (pair tasks)
+    features: list[PairFeature] = field(default_factory=lambda: ["u", "v", "abs_diff"])  # siamese: of u, v, abs_diff, product
+    similarity: Similarity = "linear"  # pair tasks: linear (features -> MLP -> linear) | cosine (siamese: cos(u, v))
     projection: int | None = None  # cosine: project u and v to this width first (None: no projection)
-    cosine_scale: str = "relu"  # cosine -> STS score: relu (max(cos, 0) * 5) | shift ((cos + 1) * 2.5)
+    cosine_scale: CosineScale = "relu"  # cosine -> STS score: relu (max(cos, 0) * 5) | shift ((cos + 1) * 2.5)
     cnn_kernel: int | None = None  # a Conv1d block over the token states before pooling (None: none)
     cnn_residual: bool = True  # add the CNN's output to its input
     mlp_layers: int = 0  # hidden layers before the output layer (the MLP[n] heads)
     mlp_hidden: int | None = None  # their width (None: the encoder's hidden size)
     dropout: float = 0.1  # before each of the head's linear layers
-    loss: str | None = None  # None: the task's own (ce, bce, mse); or cosent (sts), cosine_embedding (para, sts)
+    loss: LossName | None = None  # None: the task's own (ce, bce, mse); or cosent (sts), cosine_embedding (para, sts)
 
 
 @dataclass
@@ -41,7 +84,7 @@ class ModelConfig(HeadConfig):
     backbone: str | None = None  # an HF-format BERT folder or Hub id org/name[@revision]; None = all-MiniLM-L6-v2
     max_length: int = 128  # tokens per input (a pair counts once, as one joint input)
     heads: dict[str, dict] | None = None  # per-task head settings overriding the ones above, e.g. {sts: {loss: cosent}}
-    shared_heads: list[str] | None = None  # tasks that share one head, e.g. [para, sts] (their settings must agree)
+    shared_heads: list[TaskName] | None = None  # tasks that share one head, e.g. [para, sts] (their settings must agree)
 
     def head_config(self, task: str) -> HeadConfig:
         """The head settings of one task: the model-wide ones, then the task's own."""
@@ -62,10 +105,10 @@ class DataConfig:
 class ScheduleConfig:
     """Which tasks make up each step (see schedules.py for each name's definition)."""
 
-    name: str = "round_robin"
-    until: str = "longest"  # round_robin / ARR epoch length: longest | shortest | fixed_steps
+    name: ScheduleName = "round_robin"
+    until: Until = "longest"  # round_robin / ARR epoch length: longest | shortest | fixed_steps
     steps_per_epoch: int | None = None  # round-robin or sampled steps per epoch (None: from the data)
-    order: list[str] | None = None  # sequential / task_by_task order; None: sst, sts, para
+    order: list[TaskName] | None = None  # sequential / task_by_task order; None: sst, sts, para
     epochs_per_task: int = 1  # task_by_task
     subset_size: dict[str, int] | None = None  # random_subset: examples per epoch, e.g. {para: 20000}
     temperature: float = 2.0  # temperature sampling: p ~ size^(1/T)
@@ -78,7 +121,7 @@ class ScheduleConfig:
 class CombineConfig:
     """How the tasks' gradients of a step are combined (see combine.py)."""
 
-    name: str = "sum"  # sum | weighted | pcgrad
+    name: CombineName = "sum"  # sum | weighted | pcgrad
     weights: dict[str, float] | None = None  # weighted: lambda per task (missing tasks: 1)
     log_cosine_every: int | None = None  # record pairwise task-gradient cosines every N optimizer steps
 
@@ -101,7 +144,7 @@ class FreezeStage:
     """`epochs` epochs during which `train` is `heads` (encoder frozen) or `all`."""
 
     epochs: int = 1
-    train: str = "all"
+    train: StageTrain = "all"
 
 
 @dataclass
@@ -110,20 +153,20 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     combine: CombineConfig = field(default_factory=CombineConfig)
     smart: SmartConfig = field(default_factory=SmartConfig)
-    batch_size: dict[str, int] = field(default_factory=lambda: {"sst": 32, "para": 32, "sts": 32, "cfimdb": 8})
-    optimizer: str = "adamw"  # adamw (minbert's own) | torch_adamw
+    batch_size: dict[TaskName, int] = field(default_factory=lambda: {"sst": 32, "para": 32, "sts": 32, "cfimdb": 8})
+    optimizer: OptimizerName = "adamw"  # adamw (minbert's own) | torch_adamw
     lr: float = 5e-5  # encoder learning rate
     head_lr: float | None = None  # all heads; None: same as lr
     head_lrs: dict[str, float] | None = None  # per task head, overriding head_lr, e.g. {sst: 9.5e-4}
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of all steps with linear warm-up
-    lr_decay: str = "linear"  # after warm-up: linear | cosine | constant
+    lr_decay: LrDecay = "linear"  # after warm-up: linear | cosine | constant
     milestones: list[int] | None = None  # MultiStepLR: multiply the learning rate by gamma after each of these epochs
     gamma: float = 0.1
     grad_clip: float | None = 1.0
     freeze_encoder: bool = False  # the "frozen encoder" baseline: only heads learn, every epoch
     freeze_stages: list[FreezeStage] | None = None  # e.g. heads 5 epochs, all 20, heads 5 (the last stage lasts)
-    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast (fp16 with a grad scaler) on CUDA; CPU runs fp32
+    precision: Precision = "fp32"  # fp32 | bf16 | fp16: autocast (fp16 with a grad scaler) on CUDA; CPU runs fp32
     early_stop_patience: int | None = None  # stop after this many epochs without a better dev score
     seed: int = 11711
     bucket: bool = True  # length-bucketed batches
@@ -145,7 +188,7 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    tasks: list[str] = field(default_factory=lambda: ["sst", "para", "sts"])
+    tasks: list[TaskName] = field(default_factory=lambda: ["sst", "para", "sts"])
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -161,7 +204,7 @@ class MlmConfig:
 
     backbone: str | None = None  # the encoder to start from (folder or Hub id); None = all-MiniLM-L6-v2
     data_dir: str | None = None  # where the course files are (as for train)
-    sources: list[str] = field(default_factory=lambda: ["sst", "para", "sts", "cfimdb"])  # tasks' train text
+    sources: list[TaskName] = field(default_factory=lambda: ["sst", "para", "sts", "cfimdb"])  # tasks' train text
     text_files: list[str] | None = None  # more text, one passage per line
     max_length: int = 128
     batch_size: int = 32
@@ -177,23 +220,7 @@ class MlmConfig:
     seed: int = 11711
 
 
-def _choices() -> dict[str, tuple[str, ...]]:
-    """Keys whose value names a component: the allowed names come from the components' registries."""
-    from .combine import COMBINERS
-    from .heads import COSINE_SCALES, LOSSES, PAIR_ENCODINGS, PAIR_FEATURES, POOLING, SIMILARITIES
-    from .optim import OPTIMIZERS
-    from .schedules import SCHEDULES, UNTIL
-    from .optim import LR_DECAYS
-    return {"model.pooling": tuple(POOLING), "model.pair_encoding": tuple(PAIR_ENCODINGS),
-            "model.features": tuple(PAIR_FEATURES), "model.similarity": SIMILARITIES,
-            "model.cosine_scale": COSINE_SCALES, "model.loss": tuple(LOSSES),
-            "train.schedule.name": tuple(SCHEDULES), "train.schedule.until": UNTIL,
-            "train.combine.name": tuple(COMBINERS), "train.optimizer": tuple(OPTIMIZERS),
-            "train.lr_decay": tuple(LR_DECAYS), "train.precision": ("fp32", "bf16", "fp16"),
-            "train.freeze_stages.train": ("heads", "all")}
-
-
-POSITIVE = {"model.max_length", "model.projection", "model.cnn_kernel", "model.mlp_hidden", "train.epochs", "train.schedule.steps_per_epoch", "train.threads", "eval.batch_size",
+POSITIVE = {"model.projection", "model.cnn_kernel", "model.mlp_hidden", "train.epochs", "train.schedule.steps_per_epoch", "train.threads", "eval.batch_size",
             "train.schedule.epochs_per_task", "train.schedule.subset_size", "train.schedule.temperature",
             "train.combine.log_cosine_every",
             "data.train_limit", "data.dev_limit", "train.batch_size", "train.accumulate", "train.checkpoint_every",
@@ -203,6 +230,14 @@ NON_NEGATIVE = {"model.mlp_layers", "train.smart.lambda_s", "train.smart.sigma",
                 "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs"}
 UNIT_INTERVAL = {"model.dropout", "train.warmup", "train.smart.momentum"}
 FRACTION = {"data.train_fraction"}
+
+
+def _show(value: Any) -> str:
+    """A value for a one-line message: repr, shortened (a huge integer has no practical repr)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"an integer of about {value.bit_length() * 0.30103:.0f} digits"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -221,32 +256,41 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0])
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, str) and value in choices:
+            return value
+        raise ConfigError(f"{key}: {_show(value)} is not one of {list(choices)}")
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {_show(value)}")
         return [_convert(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {_show(value)}")
         kt, vt = typing.get_args(tp)
         return {_convert(k, kt, key): _convert(v, vt, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads "5e-5" as a string
+    if tp is float and not isinstance(value, bool) and isinstance(value, (int, float, str)):
         try:
-            return float(value)
+            number = float(value)  # YAML 1.1 reads "5e-5" as a string
+        except OverflowError:
+            raise ConfigError(f"{key}: {_show(value)} is too large for a float") from None
         except ValueError:
-            pass
+            number = None
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{key}: must be a finite number, got {_show(value)}")
+            return number
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
-    raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {_show(value)}")
 
 
 def _build(cls: type, raw: Any, prefix: str = "") -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {raw!r}")
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {_show(raw)}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in raw if k not in known]
     if unknown:
@@ -257,32 +301,34 @@ def _build(cls: type, raw: Any, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+PER_TASK = ("train.batch_size.", "train.schedule.subset_size.", "train.combine.weights.", "train.head_lrs.")
+
+
 def _validate(cfg: Config) -> None:
-    flat = _flatten(cfg.to_dict())
-    choices = _choices()
-    for key, value in flat.items():
-        if key.startswith("model.heads."):
-            continue  # checked below, task by task
-        per_task = ("train.batch_size.", "train.schedule.subset_size.", "train.combine.weights.", "train.head_lrs.")
-        base = key.rsplit(".", 1)[0] if key.startswith(per_task) else key
-        if value is None:
-            continue
+    """Every rule of a `Config` that needs neither the machine nor the files (those are in preflight.py)."""
+    for task in cfg.model.heads or {}:
+        cfg.model.head_config(task)  # per-task settings are untyped mappings until built (a YAML alias may even loop)
+    for key, value in _flatten(cfg.to_dict()).items():
+        if key.startswith("model.heads.") or value is None:
+            continue  # per-task heads are checked below, task by task
+        base = key.rsplit(".", 1)[0] if key.startswith(PER_TASK) else key
         if isinstance(value, list):  # a list of values or of sections: check each element
             for i, item in enumerate(value):
                 items = _flatten(item, f"{base}.") if isinstance(item, dict) else {base: item}
                 for k, v in items.items():
-                    _check_value(k, f"{key}[{i}]" + k[len(base):], v, choices)
+                    _check_value(k, f"{key}[{i}]" + k[len(base):], v)
             continue
-        _check_value(base, key, value, choices)
-    from .tasks import TASKS
+        _check_value(base, key, value)
     if not cfg.tasks:
         raise ConfigError("tasks: at least one task is needed")
+    for key, names in (("tasks", cfg.tasks), ("model.shared_heads", cfg.model.shared_heads),
+                       ("train.schedule.order", cfg.train.schedule.order)):
+        twice = sorted({n for n in names or [] if (names or []).count(n) > 1})
+        if twice:
+            raise ConfigError(f"{key}: {twice[0]!r} is listed twice")
     for name in cfg.tasks:
-        if name not in TASKS:
-            raise ConfigError(f"tasks: unknown task {name!r} (known: {', '.join(TASKS)})")
         if name not in cfg.train.batch_size:
             raise ConfigError(f"train.batch_size.{name}: missing batch size for an enabled task")
-    _validate_heads(cfg, choices)
     for key, names in (("train.schedule.order", cfg.train.schedule.order), ("train.head_lrs", cfg.train.head_lrs),
                        ("model.heads", cfg.model.heads), ("model.shared_heads", cfg.model.shared_heads),
                        ("train.schedule.subset_size", cfg.train.schedule.subset_size),
@@ -290,33 +336,67 @@ def _validate(cfg: Config) -> None:
         for name in names or []:
             if name not in cfg.tasks:
                 raise ConfigError(f"{key}: {name!r} is not an enabled task ({', '.join(cfg.tasks)})")
+    _validate_heads(cfg)
     if cfg.data.train_limit is not None and cfg.data.train_fraction is not None:
         raise ConfigError("data.train_fraction: set either data.train_limit or data.train_fraction, not both")
-    if cfg.train.device != "auto" and not (cfg.train.device == "cpu" or cfg.train.device.startswith("cuda")):
+    if not DEVICE_PATTERN.fullmatch(cfg.train.device):
         raise ConfigError(f"train.device: {cfg.train.device!r} is not auto, cpu, cuda or cuda:N")
+    _check_seed("train.seed", cfg.train.seed)
+    schedule = cfg.train.schedule
+    if schedule.until == "fixed_steps" and not schedule.steps_per_epoch and schedule.name in ("round_robin", "adaptive_round_robin"):
+        raise ConfigError("train.schedule.until: fixed_steps needs train.schedule.steps_per_epoch")
+    if cfg.model.max_length < MIN_MAX_LENGTH:
+        raise ConfigError(f"model.max_length: must be at least {MIN_MAX_LENGTH} ([CLS], a token, [SEP]), "
+                          f"got {cfg.model.max_length}")
 
 
-def _validate_heads(cfg: Config, choices: dict[str, tuple[str, ...]]) -> None:
+def _check_seed(key: str, seed: int) -> None:
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ConfigError(f"{key}: must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}] (the seed range of "
+                          f"numpy and torch), got {_show(seed)}")
+
+
+def head_problem(task: str, cfg: HeadConfig) -> tuple[str, str] | None:
+    """Why these head settings cannot make a head for this task: (the setting to blame, the reason), or None."""
+    kind, is_pair, outputs = TASK_SHAPES[task]
+    if cfg.similarity == "cosine" and is_pair and cfg.pair_encoding != "siamese":
+        return "similarity", "similarity: cosine needs pair_encoding: siamese (two sentence vectors to compare)"
+    if cfg.similarity == "cosine" and is_pair and kind not in ("binary", "regress"):
+        return "similarity", f"similarity: cosine gives one score; task {task} needs {outputs} outputs"
+    if is_pair and cfg.pair_encoding == "siamese" and not cfg.features:
+        return "features", "features: name at least one of u, v, abs_diff, product"
+    if cfg.cnn_kernel is not None and cfg.cnn_kernel % 2 == 0:
+        return "cnn_kernel", f"cnn_kernel must be odd (same-length convolution), got {cfg.cnn_kernel}"
+    if cfg.loss is not None and kind not in LOSS_RULES[cfg.loss][0]:
+        return "loss", f"loss {cfg.loss} does not apply to task {task} ({kind})"
+    if cfg.loss is not None and LOSS_RULES[cfg.loss][1] and cfg.similarity != "cosine":
+        return "loss", f"loss {cfg.loss} needs similarity: cosine"
+    return None
+
+
+def _validate_heads(cfg: Config) -> None:
     """Each enabled task's head settings (model-wide + its own) are valid and fit the task."""
-    from .heads import check_head
-    from .tasks import TASKS
     for task in cfg.tasks:
-        if task not in TASKS:
-            continue  # reported below
+        own = (cfg.model.heads or {}).get(task, {})
         head = cfg.model.head_config(task)  # the model-wide settings were checked with every other key
-        for k in (cfg.model.heads or {}).get(task, {}):
+        for k in own:
             v = getattr(head, k)
             for item in (v if isinstance(v, list) else [v]):
                 if item is not None:
-                    _check_value(f"model.{k}", f"model.heads.{task}.{k}", item, choices)
-        problem = check_head(TASKS[task], head)
+                    _check_value(f"model.{k}", f"model.heads.{task}.{k}", item)
+        problem = head_problem(task, head)
+        if problem is None and head.cnn_kernel is not None and head.cnn_kernel > cfg.model.max_length:
+            problem = "cnn_kernel", (f"cnn_kernel {head.cnn_kernel} is wider than model.max_length "
+                                     f"{cfg.model.max_length} (its weights grow with the width)")
         if problem:
-            raise ConfigError(f"model.heads.{task}: {problem}")
+            setting, why = problem
+            key = f"model.heads.{task}.{setting}" if setting in own else f"model.{setting}"
+            raise ConfigError(f"{key}: {why}" + ("" if setting in own else f" (the head of task {task})"))
     shared = cfg.model.shared_heads or []
     if len(shared) == 1:
         raise ConfigError("model.shared_heads: name at least two tasks to share a head")
-    live = [t for t in shared if t in cfg.tasks and t in TASKS]
-    if live and len({(TASKS[t].is_pair, TASKS[t].num_outputs) for t in live}) > 1:
+    live = [t for t in shared if t in cfg.tasks]
+    if live and len({TASK_SHAPES[t][1:] for t in live}) > 1:
         raise ConfigError(f"model.shared_heads: {live} differ in input kind or output size; only tasks alike "
                           "(e.g. para and sts: pairs, one output) can share a head")
     if live and len({repr(dataclasses.replace(cfg.model.head_config(t), loss=None)) for t in live}) > 1:
@@ -324,17 +404,17 @@ def _validate_heads(cfg: Config, choices: dict[str, tuple[str, ...]]) -> None:
     if live and cfg.model.head_config(live[0]).similarity != "linear":
         raise ConfigError(f"model.shared_heads: {live} share a head that each task reads in its own units from its "
                           "linear output; a cosine head (similarity: cosine) cannot be shared")
-    from .losses import LOSSES
     for t in live[1:]:
-        if cfg.model.head_config(t).loss and LOSSES[cfg.model.head_config(t).loss].needs_cosine:
+        if cfg.model.head_config(t).loss and LOSS_RULES[cfg.model.head_config(t).loss][1]:
             raise ConfigError(f"model.heads.{t}.loss: {cfg.model.head_config(t).loss} needs the task's own cosine head; "
                               f"{t} reads the head it shares with {live[0]}")
 
 
-def _check_value(base: str, key: str, value: Any, choices: dict[str, tuple[str, ...]]) -> None:
+def _check_value(base: str, key: str, value: Any) -> None:
     """`base` is the key's schema name (per-task keys and list positions removed), `key` what the user wrote."""
-    if base in choices and value not in choices[base]:
-        raise ConfigError(f"{key}: {value!r} is not one of {list(choices[base])}")
+    if isinstance(value, int) and not isinstance(value, bool) and base not in ("train.seed", "seed") \
+            and abs(value) > INT_MAX:
+        raise ConfigError(f"{key}: must be at most {INT_MAX} in size, got {_show(value)}")
     if base in POSITIVE and value <= 0:
         raise ConfigError(f"{key}: must be positive, got {value}")
     if base in NON_NEGATIVE and value < 0:
@@ -356,14 +436,51 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# ---- YAML: a key given twice and bytes that are not UTF-8 are errors naming the file and line ----
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    pass
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing a mapping that gives a key twice (SafeLoader keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                    seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:
+                    continue  # an unhashable key: construct_mapping below reports it
+                if first is not None:
+                    raise DuplicateKeyError(None, None, f"duplicate key {key!r} (first given on line {first})",
+                                            key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def yaml_problem(e: yaml.YAMLError) -> tuple[int | None, str]:
+    """The 1-based line and a one-line reason of a YAML error."""
+    mark = getattr(e, "problem_mark", None)
+    why = " ".join(str(getattr(e, "problem", None) or type(e).__name__).split())
+    return (mark.line + 1 if mark is not None else None), why
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
 def _apply_override(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected key=value")
     key, text = assignment.split("=", 1)
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set {key}: cannot parse value {text!r} ({e})") from e
+        raise ConfigError(f"--set {key}: cannot parse value {_show(text)} ({yaml_problem(e)[1]})") from None
+    except (ValueError, OverflowError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"--set {key}: cannot parse value {_show(text)} ({_show(str(e))})") from None
     node = raw
     parts = key.strip().split(".")
     for part in parts[:-1]:
@@ -374,13 +491,27 @@ def _apply_override(raw: dict, assignment: str) -> None:
 
 
 def read_yaml(path: Path, what: str = "config") -> dict:
-    """A YAML mapping from a file; a missing file, bad YAML or a non-mapping is a `ConfigError`."""
+    """A YAML mapping from a file; a missing or unreadable file, bytes that are not UTF-8, bad YAML, a key
+    given twice or a non-mapping is a `ConfigError` naming the file (and the line)."""
     if not path.is_file():
         raise ConfigError(f"{path}: {what} file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
+                          f"is this a YAML {what} file?") from None
+    try:
+        raw = parse_yaml(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        line, why = yaml_problem(e)
+        raise ConfigError(f"{path}{'' if line is None else f':{line}'}: not valid YAML ({why})") from None
+    except (ValueError, OverflowError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid YAML ({_show(str(e))})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
     return raw
@@ -400,24 +531,31 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raw["train"]["batch_size"] = {**TrainConfig().batch_size, **batch}
     try:
         cfg = _build(root, raw)
+        (_validate if root is Config else _validate_mlm)(cfg)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
-    (_validate if root is Config else _validate_mlm)(cfg)
     return cfg
 
 
 def _validate_mlm(cfg: MlmConfig) -> None:
-    from .tasks import TASKS
-    for name in cfg.sources:
-        if name not in TASKS:
-            raise ConfigError(f"sources: unknown task {name!r} (known: {', '.join(TASKS)})")
     for key in ("max_length", "batch_size", "accumulate", "epochs", "max_steps", "train_limit"):
         value = getattr(cfg, key)
         if value is not None and value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
+            raise ConfigError(f"{key}: must be positive, got {_show(value)}")
+        if value is not None and value > INT_MAX:
+            raise ConfigError(f"{key}: must be at most {INT_MAX}, got {_show(value)}")
     for key in ("mask_prob", "heldout", "warmup"):
         if not 0 <= getattr(cfg, key) < 1:
             raise ConfigError(f"{key}: must be in [0, 1), got {getattr(cfg, key)}")
+    for key in ("lr", "weight_decay"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {getattr(cfg, key)}")
+    twice = sorted({n for n in cfg.sources if cfg.sources.count(n) > 1})
+    if twice:
+        raise ConfigError(f"sources: {twice[0]!r} is listed twice")
+    if cfg.max_length < MIN_MAX_LENGTH:
+        raise ConfigError(f"max_length: must be at least {MIN_MAX_LENGTH} ([CLS], a token, [SEP]), got {cfg.max_length}")
+    _check_seed("seed", cfg.seed)
 
 
 def config_differences(a: Config, b: Config) -> list[str]:

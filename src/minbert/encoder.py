@@ -39,17 +39,34 @@ class BertConfig:
     def from_json_file(cls, path: str | Path) -> "BertConfig":
         path = Path(path)
         try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: cannot read the model config ({e})") from e
+            raw = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise CheckpointError(f"{path}: cannot read the model config ({' '.join(str(e).split())[:200]})") from None
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            value, default = raw[f.name], f.default
+            if isinstance(default, int) and not (isinstance(value, int) and not isinstance(value, bool)
+                                                 and (value > 0 or (f.name == "pad_token_id" and value >= 0))
+                                                 and value < 2**31):
+                raise CheckpointError(f"{path}: {f.name} must be a positive integer, got {value!r}"[:300])
+            if isinstance(default, float) and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                   and 0 <= value < 1):
+                raise CheckpointError(f"{path}: {f.name} must be a number in [0, 1), got {value!r}"[:300])
         if raw.get("model_type", "bert") != "bert":
             raise CheckpointError(f"{path}: model_type is {raw['model_type']!r}, minbert reads BERT checkpoints only")
         if raw.get("position_embedding_type", "absolute") != "absolute":
             raise CheckpointError(f"{path}: only absolute position embeddings are supported")
-        if raw.get("hidden_act", "gelu") not in ACTIVATIONS:
+        if not isinstance(raw.get("hidden_act", "gelu"), str) or raw.get("hidden_act", "gelu") not in ACTIVATIONS:
             raise CheckpointError(f"{path}: hidden_act {raw['hidden_act']!r} is not one of {sorted(ACTIVATIONS)}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        config = cls(**{k: v for k, v in raw.items() if k in known})
+        if config.hidden_size % config.num_attention_heads:
+            raise CheckpointError(f"{path}: hidden_size {config.hidden_size} is not a multiple of "
+                                  f"num_attention_heads {config.num_attention_heads}")
+        return config
 
     def to_json_file(self, path: str | Path) -> None:
         data = {"architectures": ["BertModel"], "model_type": "bert", "position_embedding_type": "absolute"}
@@ -181,6 +198,28 @@ class BertModel(nn.Module):
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config)
         self.apply(self._init_weights)
+
+    @staticmethod
+    def parameter_shapes(config: BertConfig) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every weight a config implies, without building the model (checked against
+        `BertModel(config).state_dict()` in tests/test_encoder.py): used to vet a checkpoint's header."""
+        h, i = config.hidden_size, config.intermediate_size
+        shapes = {"embeddings.word_embeddings.weight": (config.vocab_size, h),
+                  "embeddings.position_embeddings.weight": (config.max_position_embeddings, h),
+                  "embeddings.token_type_embeddings.weight": (config.type_vocab_size, h),
+                  "embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,)}
+        for n in range(config.num_hidden_layers):
+            at = f"encoder.layer.{n}.attention."
+            for proj in ("self.query", "self.key", "self.value", "output.dense"):
+                shapes[at + proj + ".weight"], shapes[at + proj + ".bias"] = (h, h), (h,)
+            for norm in (at + "output.LayerNorm", f"encoder.layer.{n}.output.LayerNorm"):
+                shapes[norm + ".weight"], shapes[norm + ".bias"] = (h,), (h,)
+            shapes[f"encoder.layer.{n}.intermediate.dense.weight"] = (i, h)
+            shapes[f"encoder.layer.{n}.intermediate.dense.bias"] = (i,)
+            shapes[f"encoder.layer.{n}.output.dense.weight"] = (h, i)
+            shapes[f"encoder.layer.{n}.output.dense.bias"] = (h,)
+        shapes["pooler.dense.weight"], shapes["pooler.dense.bias"] = (h, h), (h,)
+        return shapes
 
     def _init_weights(self, module: nn.Module) -> None:
         """BERT's initialisation (truncated-normal-like N(0, 0.02)); overwritten when weights are loaded."""

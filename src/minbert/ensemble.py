@@ -17,7 +17,7 @@ from .config import ConfigError
 from .data.loading import resolve_data_dir
 from .evaluate import prediction_path, write_predictions
 from .run_folder import RunFolder
-from .runs import load_run, run_outputs
+from .runs import check_run, load_run, run_outputs
 from .tasks import get_task, overall_score
 
 
@@ -25,6 +25,8 @@ def ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, l
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # stdout: the JSON result only
     if len(run_dirs) < 2:
         raise ConfigError("ensemble: name at least two run directories")
+    for run_dir in run_dirs:  # every member readable before the output folder is created
+        check_run(run_dir)
     with RunFolder.output(out_dir, "ensemble"):  # one writer; never into a training run's folder
         return _ensemble(run_dirs, out_dir, data_dir, log)
 

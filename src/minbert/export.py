@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import ConfigError, load_config, save_config
+from .checkpoints import CheckpointError
+from .config import ConfigError, save_config
 from .model import MultitaskModel
 from .run_folder import RunFolder
-from .runs import load_run
-from .training.trainer import build_model
+from .runs import check_saved_model, load_run
+from .training.trainer import build_model, load_run_config
 
 FORMATS = ("hf", "sentence-transformers")
 POOLING_MODES = {"cls": ["cls_token"], "mean": ["mean_tokens"], "max": ["max_tokens"], "cls+mean": ["cls_token", "mean_tokens"]}
@@ -55,7 +56,10 @@ def write_sentence_transformers_files(folder: Path, pooling: str, hidden_size: i
 def load_exported(folder: str | Path) -> MultitaskModel:
     """The multi-task model (encoder + heads) of an exported folder."""
     folder = Path(folder)
-    cfg = load_config(folder / "minbert_heads.yaml")
+    if not (folder / "minbert_heads.yaml").is_file():
+        raise CheckpointError(f"{folder}: not a folder minbert exported (no minbert_heads.yaml)")
+    cfg = load_run_config(folder / "minbert_heads.yaml")
+    check_saved_model(cfg, folder / "minbert_heads.yaml", folder)
     model, _ = build_model(cfg, backbone=str(folder))
     model.load_heads(folder)
     return model.eval()

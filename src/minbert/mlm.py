@@ -114,6 +114,9 @@ def heldout_loss(encoder: BertModel, head: MlmHead, tokenizer: Tokenizer, encode
 
 
 def pretrain_mlm(cfg: MlmConfig, out_dir: Path, data_dir: str | None = None) -> dict:
+    from .preflight import preflight_mlm
+
+    preflight_mlm(cfg, data_dir)  # backbone, data and text files: before the output folder is created
     data_path = resolve_data_dir(data_dir, cfg.data_dir) if cfg.sources else None
     backbone = locate_backbone(cfg.backbone)  # a folder or Hub id, resolved once, before anything is written
     check_writable(out_dir)

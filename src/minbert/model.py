@@ -10,15 +10,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from .checkpoints import CheckpointError, read_state_dict
+from .checkpoints import CheckpointError, read_safetensors, read_state_dict
 from .config import HeadConfig
 from .encoder import BertModel
 from .heads import HeadOutput, TaskHead
 from .losses import LOSSES
 from .tasks import Task, get_task
+
+
+def head_owners(task_names: list[str], shared: list[str] | None) -> dict[str, str]:
+    """Task -> the task whose head it uses (the first of `shared` for the tasks named there)."""
+    shared = [t for t in shared or [] if t in task_names]
+    return {t: (shared[0] if t in shared else t) for t in task_names}
+
+
+def build_heads(hidden_size: int, task_names: list[str], settings: dict[str, HeadConfig],
+                shared: list[str] | None) -> nn.ModuleDict:
+    """One head per owning task (see `head_owners`), sized for an encoder of `hidden_size`."""
+    owners = head_owners(task_names, shared)
+    return nn.ModuleDict({n: TaskHead(hidden_size, get_task(n), settings[n]) for n in task_names if owners[n] == n})
 
 
 class MultitaskModel(nn.Module):
@@ -28,11 +41,9 @@ class MultitaskModel(nn.Module):
         self.encoder = encoder
         self.tasks: dict[str, Task] = {n: get_task(n) for n in task_names}
         settings = heads if isinstance(heads, dict) else {n: heads or HeadConfig() for n in task_names}
-        shared = [t for t in shared or [] if t in self.tasks]
-        self.head_owner = {t: (shared[0] if t in shared else t) for t in task_names}  # task -> task whose head it uses
+        self.head_owner = head_owners(task_names, shared)  # task -> task whose head it uses
         self.loss_names = {n: settings[n].loss or t.kind.default_loss for n, t in self.tasks.items()}
-        self.heads = nn.ModuleDict({n: TaskHead(encoder.config.hidden_size, self.tasks[n], settings[n])
-                                    for n in task_names if self.head_owner[n] == n})
+        self.heads = build_heads(encoder.config.hidden_size, task_names, settings, shared)
 
     def head(self, task: str) -> TaskHead:
         return self.heads[self.head_owner[task]]
@@ -75,8 +86,9 @@ class MultitaskModel(nn.Module):
         path = Path(folder) / "heads.safetensors"
         if not path.is_file():
             raise CheckpointError(f"{path}: heads file not found")
-        state = load_file(str(path))
+        state = read_safetensors(path)
         try:
             self.heads.load_state_dict(state)
         except RuntimeError as e:
-            raise CheckpointError(f"{path}: heads do not match the config ({str(e).splitlines()[0]})") from e
+            why = " ".join(str(e).split())[:300]
+            raise CheckpointError(f"{path}: heads do not match the config ({why})") from None

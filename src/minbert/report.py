@@ -19,10 +19,40 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .checkpoints import CheckpointError  # noqa: E402
 from .data.loading import resolve_data_dir  # noqa: E402
 from .run_folder import RunFolder  # noqa: E402
 from .runs import TaskOutputs, load_run, run_outputs  # noqa: E402
 from .tasks import Task, overall_score  # noqa: E402
+
+
+def read_records(path: Path, keys: dict[str, type]) -> list[dict]:
+    """A run's JSON-lines log (none: []), read back as untrusted: each line an object with `keys` of those
+    types, every mapping among them of numbers; anything else is a `CheckpointError` naming file and line."""
+    if not path.is_file():
+        return []
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable ({' '.join(str(e).split())[:200]})") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except (ValueError, RecursionError):
+            raise CheckpointError(f"{path}:{n}: not a JSON record") from None
+        bad = not isinstance(r, dict) or any(not isinstance(r.get(k), t) or isinstance(r.get(k), bool)
+                                             for k, t in keys.items())
+        if not bad:
+            bad = any(not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r[k].values())
+                      for k, t in keys.items() if t is dict)
+        if bad:
+            raise CheckpointError(f"{path}:{n}: expected an object with {', '.join(keys)} "
+                                  "(mappings of numbers), as minbert writes it")
+        records.append(r)
+    return records
 
 
 def confusion(gold: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
@@ -155,10 +185,6 @@ def plot_step_curves(steps: list[dict], history: list[dict], folder: Path) -> bo
     return True
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def plot_cosines(records: list[dict], folder: Path) -> bool:
     if not records:
         return False
@@ -236,8 +262,8 @@ def write_report(run_dir: Path, loaded: tuple, data_dir: str | None, top_k: int)
         lines.append(f"| overall | (sst + para + (sts + 1) / 2) / 3 | {overall:.4f} |")
     for name, o in outputs.items():
         lines += task_section(model.tasks[name], o, folder)
-    history = read_jsonl(run_dir / "metrics.jsonl")
-    steps = read_jsonl(run_dir / "steps.jsonl")
+    history = read_records(run_dir / "metrics.jsonl", {"epoch": int, "train_loss": dict, "dev": dict})
+    steps = read_records(run_dir / "steps.jsonl", {"update": int, "loss": dict, "lr": dict})
     if plot_step_curves(steps, history, folder):
         lines += ["", "## Training curves", "", f"Training loss of each task against the optimizer step ({len(steps)} "
                   f"lines of steps.jsonl, one every {cfg.train.log_every} steps, each the mean since the line before), "
@@ -247,7 +273,10 @@ def write_report(run_dir: Path, loaded: tuple, data_dir: str | None, top_k: int)
         lines += ["", "## Training curves", "", "This run has no steps.jsonl (trained before the step log, with "
                   "train.log_every off, or shorter than train.log_every steps): mean training loss of each epoch "
                   "against the dev loss and dev metric after it, from metrics.jsonl.", "", "![curves](curves.png)"]
-    records = read_jsonl(run_dir / "grad_cosine.jsonl")
+    cos_file = run_dir / "grad_cosine.jsonl"
+    records = read_records(cos_file, {"update": int, "cosine": dict})
+    if records and any(set(r["cosine"]) != set(records[0]["cosine"]) for r in records):
+        raise CheckpointError(f"{cos_file}: the records name different task pairs")
     if plot_cosines(records, folder):
         lines += ["", "## Task-gradient conflict", "", "Cosine between the tasks' gradients on the encoder "
                   "(below 0: the tasks pull the shared weights apart).", "", "![gradient cosines](grad_cosine.png)"]

@@ -1,4 +1,5 @@
-"""A finished run directory: its config and best checkpoint, loaded back for evaluation and prediction."""
+"""A finished run directory: its config and best checkpoint, checked as untrusted files and loaded back for
+evaluation and prediction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,23 +8,54 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints import CheckpointError
-from .config import Config, load_config
+from .config import Config
 from .model import MultitaskModel
-from .training.trainer import build_model, pick_device
+from .training.trainer import build_model, load_run_config
 from .tokenizer import Tokenizer
 
 
-def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
+def check_saved_model(cfg: Config, config_file: Path, folder: Path) -> None:
+    """A saved model folder fits its config: encoder weights, vocabulary and heads by their headers, and
+    `model.max_length` within the folder's position embeddings; a `CheckpointError` naming the file if not."""
+    from .config import ConfigError
+    from .preflight import check_backbone, check_model_folder
+
+    try:
+        _, encoder_config = check_backbone(str(folder), cfg.model.max_length, key=None)
+    except ConfigError as e:
+        raise CheckpointError(f"{config_file}: {e}") from None
+    check_model_folder(cfg, folder, encoder_config)
+
+
+def usable_device(name: str):
+    """The run's device if this machine has it, else what `auto` picks (a GPU run evaluated on a laptop)."""
+    from .config import ConfigError
+    from .preflight import check_device
+
+    try:
+        return check_device(name)
+    except ConfigError:
+        return check_device("auto")
+
+
+def check_run(run_dir: str | Path) -> Config:
+    """A finished run's config, its `best/` checked against it (read as untrusted, nothing loaded)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (no config.yaml)")
     best = run_dir / "best"
     if not best.is_dir():
         raise CheckpointError(f"{best}: no best checkpoint (did training finish an epoch?)")
-    cfg = load_config(run_dir / "config.yaml")
-    model, tokenizer = build_model(cfg, backbone=str(best))
-    model.load_heads(best)
-    model.to(pick_device(cfg.train.device)).eval()
+    cfg = load_run_config(run_dir / "config.yaml")
+    check_saved_model(cfg, run_dir / "config.yaml", best)
+    return cfg
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
+    cfg = check_run(run_dir)
+    model, tokenizer = build_model(cfg, backbone=str(Path(run_dir) / "best"))
+    model.load_heads(Path(run_dir) / "best")
+    model.to(usable_device(cfg.train.device)).eval()
     return cfg, model, tokenizer
 
 

@@ -62,8 +62,7 @@ class Schedule(ABC):
 def round_robin_steps(sizes: TaskSizes, until: str, steps: int | None) -> int:
     counts = [sizes.batches(t) for t in sizes.tasks]
     if until == "fixed_steps":
-        if not steps:
-            raise ValueError("train.schedule.until: fixed_steps needs train.schedule.steps_per_epoch")
+        assert steps, "config validation: fixed_steps needs train.schedule.steps_per_epoch"
         return steps
     return steps or (max(counts) if until == "longest" else min(counts))
 
@@ -169,8 +168,7 @@ UNTIL = ("longest", "shortest", "fixed_steps")
 
 def build_schedule(cfg, sizes: TaskSizes, epochs: int, seed: int) -> Schedule:
     """`cfg` is the `train.schedule` section of the config."""
-    if cfg.name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {cfg.name!r}; choose from {sorted(SCHEDULES)}")
+    assert cfg.name in SCHEDULES, f"config validation lets no unknown schedule through: {cfg.name!r}"
     return SCHEDULES[cfg.name](sizes, cfg, epochs, seed)
 
 

@@ -52,6 +52,9 @@ def points(base: Path | None, grid: dict[str, list], common: list[str]) -> list[
 def sweep(path: Path, out_dir: Path, data_dir: str | None, extra: list[str]) -> list[dict]:
     base, grid, common = read_sweep(path)
     runs = points(base, grid, common + extra)
+    from .preflight import preflight
+    for name, cfg in runs:  # every point's device, backbone and data before the first run starts
+        preflight(cfg, data_dir)
     with RunFolder.lock(out_dir):
         return run_points(path, grid, runs, out_dir, data_dir)
 

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 from scipy.stats import pearsonr
 
-from .data.readers import Example, LabelParser, ReadReport, float_label, int_label, read_examples
+from .data.readers import Example, LabelParser, ReadReport, check_file, float_label, int_label, read_examples
 from .kinds import Binary, Classify, Regress, TaskKind
 
 
@@ -52,6 +52,10 @@ class Task:
         labeled = split != "test"
         return read_examples(self.path(data_dir, split), self.text_columns,
                              self.label_column if labeled else None, self.parse_label, strict)
+
+    def check_file(self, data_dir: Path, split: str) -> None:
+        """The split's file is present, readable, UTF-8 and has the columns `read` needs (its rows are not read)."""
+        check_file(self.path(data_dir, split), self.text_columns, self.label_column if split != "test" else None)
 
 
 TASKS: dict[str, Task] = {

@@ -38,7 +38,12 @@ class Tokenizer:
         vocab_file = Path(vocab_file)
         if not vocab_file.is_file():
             raise CheckpointError(f"{vocab_file}: vocabulary file not found")
-        tok = HFTokenizer(WordPiece.from_file(str(vocab_file), unk_token="[UNK]", max_input_chars_per_word=100))
+        try:
+            vocab_file.read_bytes().decode("utf-8")
+            model = WordPiece.from_file(str(vocab_file), unk_token="[UNK]", max_input_chars_per_word=100)
+        except Exception as e:  # OSError, UnicodeDecodeError, and the tokenizers library's plain Exception
+            raise CheckpointError(f"{vocab_file}: unreadable vocabulary ({' '.join(str(e).split())[:200]})") from None
+        tok = HFTokenizer(model)
         tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                     strip_accents=None, lowercase=lowercase)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -98,9 +103,12 @@ class Tokenizer:
         cfg = folder / "tokenizer_config.json"
         if cfg.is_file():
             try:
-                lowercase = bool(json.loads(cfg.read_text()).get("do_lower_case", True))
-            except json.JSONDecodeError as e:
-                raise CheckpointError(f"{cfg}: not valid JSON ({e})") from e
+                settings = json.loads(cfg.read_bytes().decode("utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+                raise CheckpointError(f"{cfg}: not valid JSON ({' '.join(str(e).split())[:200]})") from None
+            if not isinstance(settings, dict):
+                raise CheckpointError(f"{cfg}: expected a JSON object, got {type(settings).__name__}")
+            lowercase = bool(settings.get("do_lower_case", True))
         return cls(folder / "vocab.txt", lowercase=lowercase, max_length=max_length)
 
     def save_pretrained(self, folder: str | Path) -> None:

@@ -120,5 +120,8 @@ class BatchStream:
         return {"queue": self._queue, "passes_started": self.passes_started}
 
     def load_state(self, state: dict) -> None:
+        bad = [i for b in state["queue"] for i in b if not 0 <= i < len(self.data)]
+        if bad:
+            raise ValueError(f"row {bad[0]} of a saved batch is outside the {len(self.data)} training rows")
         self._queue = [list(b) for b in state["queue"]]
         self.passes_started = state["passes_started"]

@@ -80,23 +80,9 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
     """Read one course file. `label_column=None` reads an unlabeled file."""
     path = Path(path)
     report = ReadReport(file=str(path))
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (set the data directory with --data-dir or MINBERT_DATA_DIR)")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from e
-    reader = csv.reader(text.splitlines(keepends=True), delimiter="\t")
-    header = next(reader, None)
-    if header is None:
-        raise DataError(f"{path}: empty file (no header row)")
-    header = [h.strip() for h in header]
+    reader = csv.reader(read_text(path).splitlines(keepends=True), delimiter="\t")
     needed = ("id", *text_columns, *((label_column,) if label_column else ()))
-    absent = [c for c in needed if c not in header]
-    if absent:
-        raise DataError(f"{path}:1: wrong header: missing column(s) {absent}; expected {list(needed)} (found {header})")
+    header = check_header(path, next(reader, None), needed)
     extra = [h for h in header if h not in needed and h != ""]
     if extra:
         report.notes.append(f"extra column(s) {extra} besides {list(needed)}: ignored")
@@ -130,6 +116,40 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
         seen_ids.add(ex_id)
         examples.append(Example(ex_id, tuple(row[col[c]].strip() for c in text_columns), label))
     return examples, report
+
+
+def read_text(path: Path) -> str:
+    """A data file's text; a missing or unreadable file, or bytes that are not UTF-8, is a `DataError`."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (set the data directory with --data-dir or MINBERT_DATA_DIR)")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from e
+
+
+def check_header(path: Path, header: list[str] | None, needed: tuple[str, ...]) -> list[str]:
+    """The stripped header row, which must name every `needed` column."""
+    if header is None:
+        raise DataError(f"{path}: empty file (no header row)")
+    header = [h.strip() for h in header]
+    absent = [c for c in needed if c not in header]
+    if absent:
+        raise DataError(f"{path}:1: wrong header: missing column(s) {absent}; expected {list(needed)} (found {header})")
+    return header
+
+
+def check_file(path: str | Path, text_columns: tuple[str, ...], label_column: str | None) -> None:
+    """What `read_examples` needs of a file before its rows: present, readable, UTF-8, the right header."""
+    path = Path(path)
+    first = read_text(path).splitlines(keepends=True)[:1]
+    needed = ("id", *text_columns, *((label_column,) if label_column else ()))
+    check_header(path, next(csv.reader(first, delimiter="\t"), None), needed)
 
 
 def _row_problem(row: list[str], header: list[str], col: dict[str, int], text_columns: tuple[str, ...],

@@ -15,8 +15,7 @@ from torch import nn
 class ConvBlock(nn.Module):
     def __init__(self, hidden_size: int, kernel: int, residual: bool):
         super().__init__()
-        if kernel % 2 == 0:
-            raise ValueError(f"cnn_kernel must be odd to keep the sequence length, got {kernel}")
+        assert kernel % 2 == 1, f"cnn_kernel must be odd to keep the sequence length (config validation), got {kernel}"
         self.conv = nn.Conv1d(hidden_size, hidden_size, kernel, padding=kernel // 2)
         self.residual = residual
 

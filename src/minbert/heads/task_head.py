@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import HeadConfig
+from ..config import HeadConfig, head_problem
 from ..encoder import BertModel
-from ..losses import LOSSES
-from ..kinds import Binary, Classify
+from ..kinds import Binary
 from ..tasks import Task
 from .blocks import ConvBlock, mlp
 from .pairs import pair_features
@@ -34,29 +33,10 @@ class HeadOutput(NamedTuple):
 COSINE_SCALES = ("relu", "shift")
 
 
-def check_head(task: Task, cfg: HeadConfig) -> str | None:
-    """Why these settings cannot make a head for this task, or None."""
-    if cfg.similarity == "cosine" and task.is_pair and cfg.pair_encoding != "siamese":
-        return "similarity: cosine needs pair_encoding: siamese (two sentence vectors to compare)"
-    if cfg.similarity == "cosine" and task.is_pair and isinstance(task.kind, Classify):
-        return f"similarity: cosine gives one score; task {task.name} needs {task.num_outputs} outputs"
-    if task.is_pair and cfg.pair_encoding == "siamese" and not cfg.features:
-        return "features: name at least one of u, v, abs_diff, product"
-    if cfg.cnn_kernel is not None and cfg.cnn_kernel % 2 == 0:
-        return f"cnn_kernel must be odd (same-length convolution), got {cfg.cnn_kernel}"
-    if cfg.loss is not None and task.kind.name not in LOSSES[cfg.loss].kinds:
-        return f"loss {cfg.loss} does not apply to task {task.name} ({task.kind.name})"
-    if cfg.loss is not None and LOSSES[cfg.loss].needs_cosine and cfg.similarity != "cosine":
-        return f"loss {cfg.loss} needs similarity: cosine"
-    return None
-
-
 class TaskHead(nn.Module):
     def __init__(self, hidden_size: int, task: Task, cfg: HeadConfig):
         super().__init__()
-        problem = check_head(task, cfg)
-        if problem:
-            raise ValueError(f"head for {task.name}: {problem}")
+        assert head_problem(task.name, cfg) is None, f"config validation: head for {task.name}: {head_problem(task.name, cfg)}"
         self.task, self.cfg = task, cfg
         self.pair_encoding = cfg.pair_encoding if task.is_pair else None
         self.similarity = cfg.similarity if task.is_pair else "linear"

@@ -5,7 +5,8 @@ A training checkpoint folder holds the model (encoder `model.safetensors` + `hea
 (epoch, step, scheduler, the sampler's position, metrics so far, the step log's loss sums, the config it was
 trained with).
 Folders are written under a temporary name and renamed into place, so a kill or a full disk during
-a save leaves the previous checkpoint whole.
+a save leaves the previous checkpoint whole. Read back, the state is untrusted: a missing key, a wrong
+type or a tensor that is not there is a `CheckpointError` naming the file.
 """
 from __future__ import annotations
 
@@ -17,10 +18,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..checkpoints import CheckpointError
+from ..checkpoints import CheckpointError, read_safetensors
 
 
 class DiskError(OSError):
@@ -73,6 +73,8 @@ def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> A
 def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, dict):
         if set(obj) == {"__tensor__"}:
+            if not isinstance(obj["__tensor__"], str) or obj["__tensor__"] not in tensors:
+                raise KeyError(obj["__tensor__"])
             return tensors[obj["__tensor__"]]
         return {k: _join_tensors(v, tensors) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -88,6 +90,12 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
     optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:  # torch checks the groups' sizes, not the moments' shapes
+        for p in group["params"]:
+            for name, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != p.shape:
+                    raise ValueError(f"optimizer moment {name} has shape {tuple(value.shape)}, "
+                                     f"its parameter {tuple(p.shape)}")
 
 
 def write_trainer_state(folder: Path, state: dict) -> None:
@@ -98,14 +106,64 @@ def write_trainer_state(folder: Path, state: dict) -> None:
     (folder / "trainer_state.json").write_text(json.dumps(plain) + "\n")
 
 
+NUMBER = (int, float)
+# what `Trainer.state()` writes: key -> type (checked before any of it is used)
+STATE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "epoch": int, "step": int, "updates": int, "best_score": NUMBER, "best_metrics": dict, "history": list,
+    "bad_in_a_row": int, "bad_total": int, "loss_sums": dict, "loss_counts": dict, "examples": int,
+    "train_seconds": NUMBER, "optimizer": dict, "scheduler": dict, "streams": dict, "rng": dict, "config": dict,
+    "data": dict}
+
+
+def _state_problem(state: Any) -> str | None:
+    """Why a trainer state (as read back) is not one `Trainer.state()` wrote, or None."""
+    if not isinstance(state, dict):
+        return f"expected a JSON object, got {type(state).__name__}"
+    for key, kind in STATE_KEYS.items():
+        if key not in state:
+            return f"key {key!r} missing"
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            return f"{key}: expected {getattr(kind, '__name__', 'a number')}, got {type(state[key]).__name__}"
+    if state["epoch"] < 1 or min(state[k] for k in ("step", "updates", "bad_in_a_row", "bad_total", "examples")) < 0:
+        return "epoch, step or a count out of range"
+    optimizer = state["optimizer"]
+    if not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list) \
+            or not all(isinstance(g, dict) for g in optimizer["param_groups"]):
+        return "optimizer: expected 'state' (an object) and 'param_groups' (a list of objects)"
+    for name in ("torch", "batches", "combine"):
+        t = state["rng"].get(name)
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.ndim != 1:
+            return f"rng.{name}: expected a 1-D uint8 tensor (a generator state)"
+    for name, stream in state["streams"].items():
+        if not isinstance(stream, dict) or not isinstance(stream.get("passes_started"), int) \
+                or not isinstance(stream.get("queue"), list) \
+                or not all(isinstance(b, list) and all(isinstance(i, int) and i >= 0 for i in b) for b in stream["queue"]):
+            return f"streams.{name}: expected a queue of batches of row numbers and passes_started"
+    for key in ("loss_sums", "loss_counts", "best_metrics"):
+        if not all(isinstance(v, NUMBER) for v in state[key].values()):
+            return f"{key}: expected numbers"
+    return None
+
+
 def read_trainer_state(folder: Path) -> dict:
+    """The state `write_trainer_state` wrote; anything missing, unreadable or of the wrong shape is a
+    `CheckpointError` naming the file."""
     js, st = folder / "trainer_state.json", folder / "trainer_state.safetensors"
     for f in (js, st):
         if not f.is_file():
             raise CheckpointError(f"{f}: missing, cannot resume from {folder}")
     try:
-        plain = json.loads(js.read_text())
-        tensors = load_file(str(st))
-    except (json.JSONDecodeError, OSError, SafetensorError) as e:
-        raise CheckpointError(f"{folder}: unreadable trainer state ({e})") from e
-    return _join_tensors(plain, tensors)
+        plain = json.loads(js.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or not UTF-8
+        raise CheckpointError(f"{js}: unreadable trainer state ({' '.join(str(e).split())[:200]})") from None
+    tensors = read_safetensors(st)
+    try:
+        state = _join_tensors(plain, tensors)
+    except KeyError as e:
+        raise CheckpointError(f"{js}: refers to tensor {e.args[0]!r}, which {st.name} does not hold") from None
+    except RecursionError:
+        raise CheckpointError(f"{js}: nested too deeply to be a trainer state") from None
+    problem = _state_problem(state)
+    if problem:
+        raise CheckpointError(f"{js}: not a trainer state minbert wrote ({problem})")
+    return state

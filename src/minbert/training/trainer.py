@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import CheckpointError, locate_backbone, resolve_backbone
-from ..config import Config, config_differences, load_config, save_config
+from ..config import Config, ConfigError, config_differences, load_config, save_config
 from ..data.batching import BatchStream, EncodedSet, to_device
 from ..data.loading import load_split, resolve_data_dir
 from ..data.readers import DataError
@@ -471,6 +471,16 @@ class Trainer:
             raise CheckpointError(f"{folder}: the training data differs from the run's ({'; '.join(changed)}); "
                                   f"resume with the same data (--data-dir)")
         self.model.load(folder)
+        try:
+            self._apply_state(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+            why = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+            raise CheckpointError(f"{folder / 'trainer_state.json'}: does not fit this run ({why})") from None
+        self.saved_at = (self.epoch, self.step)
+        self.log(f"resumed from {folder}: epoch {self.epoch}, step {self.step} of {self.steps_per_epoch}, "
+                 f"{self.updates} optimizer steps done")
+
+    def _apply_state(self, state: dict) -> None:
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
         for name, s in self.streams.items():
@@ -482,21 +492,35 @@ class Trainer:
             self.regulariser.teacher.load_state_dict(state["teacher"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        if set(state["loss_sums"]) != set(self.cfg.tasks) or set(state["loss_counts"]) != set(self.cfg.tasks):
+            raise KeyError(f"loss_sums / loss_counts are not of the tasks {self.cfg.tasks}")
         for key in ("epoch", "step", "updates", "best_score", "best_metrics", "history", "bad_in_a_row",
                     "bad_total", "loss_sums", "loss_counts", "examples", "train_seconds"):
             setattr(self, key, state[key])
         self.steplog.load_state(state.get("steplog"))
-        self.saved_at = (self.epoch, self.step)
-        self.log(f"resumed from {folder}: epoch {self.epoch}, step {self.step} of {self.steps_per_epoch}, "
-                 f"{self.updates} optimizer steps done")
 
     def rewind_logs(self) -> None:
         """After `restore`: the run's logs as they were at the checkpoint (what a killed run wrote later is dropped)."""
         self.write_history()
         cos_log = self.run_dir / "grad_cosine.jsonl"
         if cos_log.exists():
-            kept = [r for r in cos_log.read_text().splitlines() if json.loads(r)["update"] <= self.updates]
+            kept = []
+            for line in cos_log.read_text().splitlines():
+                try:
+                    keep = json.loads(line)["update"] <= self.updates
+                except (ValueError, KeyError, TypeError):
+                    keep = False  # a line cut by the kill
+                if keep:
+                    kept.append(line)
             cos_log.write_text("".join(r + "\n" for r in kept))
+
+
+def load_run_config(path: Path) -> Config:
+    """The config.yaml of a run folder, read back as untrusted: any problem is a `CheckpointError` naming it."""
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise CheckpointError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
 
 
 def check_inputs(cfg: Config, data_dir: str | None) -> tuple[Path, Path]:
@@ -542,6 +566,9 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     A directory that holds a run is refused (RunFolderError) unless `overwrite`, which replaces the earlier
     run once the new one has validated. With `parallel` (torchrun), every process trains its share of
     each batch and rank 0 locks and writes the folder."""
+    from ..preflight import preflight
+
+    preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
     par = parallel or Parallel()
     data_path, backbone = check_inputs(cfg, data_dir)  # every rank pins the same cached commit
     with ExitStack() as stack:
@@ -559,15 +586,15 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
         return trainer.run()
 
 
-def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
-           data_dir: str | None = None) -> dict[str, float]:
-    """Continue a killed run from RUN_DIR/last; a changed config is refused unless `force`."""
+def resume_config(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
+                  data_dir: str | None = None) -> tuple[Config, str | None]:
+    """The config and data directory a resume of `run_dir` runs with; a changed config is refused unless `force`."""
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (no config.yaml), nothing to resume")
-    saved = load_config(run_dir / "config.yaml")
-    cfg, backbone = saved, None
+    saved = load_run_config(run_dir / "config.yaml")
+    cfg = saved
     if new_cfg is not None:
-        backbone = pin_backbone(new_cfg)  # a Hub id compares by the commit it names now
+        pin_backbone(new_cfg)  # a Hub id compares by the commit it names now
         if new_cfg.data.dir is None:  # a config file rarely names the data dir; the run recorded it
             new_cfg.data.dir = saved.data.dir if data_dir is None else str(Path(data_dir).resolve())
         changed = config_differences(saved, new_cfg)
@@ -577,6 +604,16 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
         cfg = new_cfg
     if data_dir is None:
         data_dir = cfg.data.dir or saved.data.dir
+    return cfg, data_dir
+
+
+def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
+           data_dir: str | None = None) -> dict[str, float]:
+    """Continue a killed run from RUN_DIR/last; a changed config is refused unless `force`."""
+    from ..preflight import preflight_resume
+
+    cfg, data_dir = resume_config(run_dir, new_cfg, force, data_dir)
+    preflight_resume(cfg, run_dir, data_dir)  # config, device, backbone, data, last/: before anything changes
     data_path, backbone = check_inputs(cfg, data_dir)
     with RunFolder.lock(run_dir) as folder, StopSignals() as stop:
         recover_interrupted_swap(run_dir / "last")
