@@ -1,10 +1,13 @@
 """Evaluation: batched inference, the tasks' metrics and the course's overall score, prediction files."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .data.batching import EncodedSet, sorted_batches, to_device
 from .model import MultitaskModel
@@ -13,22 +16,33 @@ from .tokenizer import Tokenizer
 
 
 @torch.inference_mode()
-def predict_set(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: Tokenizer,
-                batch_size: int, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs (logits or scores) and predictions for every example, in file order."""
+def batched_outputs(model: MultitaskModel, fn: Callable[[list[dict[str, torch.Tensor]]], torch.Tensor],
+                    data: EncodedSet, tokenizer: Tokenizer, batch_size: int, device: torch.device | None = None,
+                    progress: bool = False) -> torch.Tensor:
+    """`fn(padded inputs)` over length-sorted batches in eval mode, rows back in file order (float, on CPU).
+    `progress` shows a bar on standard error (when it is a terminal)."""
     was_training = model.training
     model.eval()
-    t = model.tasks[task]
     outputs: list[torch.Tensor | None] = [None] * len(data)
-    for index in sorted_batches(data.lengths(), batch_size):
-        out = model(task, to_device(data.batch(tokenizer, index)["inputs"], device)).float().cpu()
-        for i, row in zip(index, out):
-            outputs[i] = row
+    with tqdm(total=len(data), unit="row", file=sys.stderr, disable=None if progress else True) as bar:
+        for index in sorted_batches(data.lengths(), batch_size):
+            out = fn(to_device(data.batch(tokenizer, index)["inputs"], device)).float().cpu()
+            for i, row in zip(index, out):
+                outputs[i] = row
+            bar.update(len(index))
     model.train(was_training)
-    if not outputs:
+    return torch.stack(outputs) if outputs else torch.zeros((0,))
+
+
+def predict_set(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: Tokenizer,
+                batch_size: int, device: torch.device | None = None,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs (logits or scores) and predictions for every example, in file order."""
+    stacked = batched_outputs(model, lambda inputs: model(task, inputs), data, tokenizer, batch_size, device,
+                              progress)
+    if not len(stacked):
         return np.zeros((0,)), np.zeros((0,))
-    stacked = torch.stack(outputs)
-    return stacked.numpy(), t.predict(stacked).numpy()
+    return stacked.numpy(), model.tasks[task].predict(stacked).numpy()
 
 
 def score(task: Task, preds: np.ndarray, data: EncodedSet) -> float:

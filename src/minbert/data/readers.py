@@ -1,4 +1,5 @@
 """Readers for the course's tab-separated files: typed examples plus a report of every bad row.
+(`read_table` parses any delimited text with a header the same way; data/inputs.py reads users' files with it.)
 
 Columns are found by header name, so a stray extra column (the SST/CFIMDB test-student files) is
 reported and ignored. A bad row is never dropped silently: it is listed with file, line and reason,
@@ -48,6 +49,17 @@ class ReadReport:
     def kept(self) -> int:
         return self.rows - len(self.bad)
 
+    def add(self, line: int, reason: str | None, strict: bool) -> bool:
+        """Record row `line`'s problem, if any: a `DataError` in strict mode, else a counted skip.
+        True when the row is good."""
+        if reason is None:
+            return True
+        bad = BadRow(self.file, line, reason)
+        if strict:
+            raise DataError(str(bad))
+        self.bad.append(bad)
+        return False
+
     def summary(self) -> str:
         s = f"{self.file}: {self.rows} rows, {self.kept} kept, {len(self.bad)} skipped"
         return "\n".join([s, *(f"  note: {n}" for n in self.notes), *(f"  skipped {b}" for b in self.bad)])
@@ -79,28 +91,41 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
                   parse_label: LabelParser | None = None, strict: bool = False) -> tuple[list[Example], ReadReport]:
     """Read one course file. `label_column=None` reads an unlabeled file."""
     path = Path(path)
-    report = ReadReport(file=str(path))
+    return read_table(read_text(path), str(path), "\t", text_columns, label_column, parse_label, strict)
+
+
+def read_text(path: Path) -> str:
+    """A file's text; a missing file or bytes that are not UTF-8 are a `DataError` naming the file (and line)."""
     if not path.is_file():
         raise DataError(f"{path}: file not found (set the data directory with --data-dir or MINBERT_DATA_DIR)")
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise DataError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from e
-    reader = csv.reader(text.splitlines(keepends=True), delimiter="\t")
+
+
+def read_table(text: str, name: str, delimiter: str, text_columns: tuple[str, ...], label_column: str | None,
+               parse_label: LabelParser | None = None, strict: bool = False,
+               id_required: bool = True) -> tuple[list[Example], ReadReport]:
+    """Rows of a delimited text with a header, columns found by name. With `id_required=False` an absent
+    `id` column is allowed and a row's id is its line number."""
+    report = ReadReport(file=name)
+    reader = csv.reader(text.removeprefix("\ufeff").splitlines(keepends=True), delimiter=delimiter)
     header = next(reader, None)
     if header is None:
-        raise DataError(f"{path}: empty file (no header row)")
+        raise DataError(f"{name}: empty file (no header row)")
     header = [h.strip() for h in header]
-    needed = ("id", *text_columns, *((label_column,) if label_column else ()))
+    has_id = id_required or "id" in header
+    needed = (*(("id",) if has_id else ()), *text_columns, *((label_column,) if label_column else ()))
     absent = [c for c in needed if c not in header]
     if absent:
-        raise DataError(f"{path}:1: wrong header: missing column(s) {absent}; expected {list(needed)} (found {header})")
+        raise DataError(f"{name}:1: wrong header: missing column(s) {absent}; expected {list(needed)} (found {header})")
     extra = [h for h in header if h not in needed and h != ""]
     if extra:
         report.notes.append(f"extra column(s) {extra} besides {list(needed)}: ignored")
-    col = {name: header.index(name) for name in needed}
+    col = {c: header.index(c) for c in needed}
     examples: list[Example] = []
     seen_ids: set[str] = set()
     end = reader.line_num
@@ -109,7 +134,10 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # a blank line is no row
         report.rows += 1
-        reason = _row_problem(row, header, col, text_columns, label_column, seen_ids)
+        if not has_id:
+            row = [*row, str(line)]
+            col["id"] = len(header)
+        reason = _row_problem(row, header, col, text_columns, label_column, seen_ids, extra_fields=int(not has_id))
         if reason is not None and end > line:
             reason += f" (an unbalanced quote joined lines {line}-{end})"
         label = None
@@ -120,11 +148,7 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
                 raw_label = row[col[label_column]].strip()
                 why = str(e) if "range" in str(e) else "not a number"
                 reason = f"{label_column} {raw_label!r}: {why}"
-        if reason is not None:
-            bad = BadRow(str(path), line, reason)
-            if strict:
-                raise DataError(str(bad))
-            report.bad.append(bad)
+        if not report.add(line, reason, strict):
             continue
         ex_id = row[col["id"]].strip()
         seen_ids.add(ex_id)
@@ -133,9 +157,9 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
 
 
 def _row_problem(row: list[str], header: list[str], col: dict[str, int], text_columns: tuple[str, ...],
-                 label_column: str | None, seen_ids: set[str]) -> str | None:
-    if len(row) != len(header):
-        return f"expected {len(header)} columns, found {len(row)}"
+                 label_column: str | None, seen_ids: set[str], extra_fields: int = 0) -> str | None:
+    if len(row) - extra_fields != len(header):
+        return f"expected {len(header)} columns, found {len(row) - extra_fields}"
     ex_id = row[col["id"]].strip()
     if not ex_id:
         return "empty id"
