@@ -113,7 +113,7 @@ def example_sources() -> list[Path]:
 def test_the_documented_example_runs(doc, small_data_dir, tmp_path):
     code = python_example(doc)
     assert code is not None and len(code.strip().splitlines()) <= 10
-    env = {**os.environ, "MINBERT_DATA_DIR": str(small_data_dir),
+    env = {**os.environ, "MINBERT_DATA_DIR": str(small_data_dir), "OMP_NUM_THREADS": "1",  # 2 shared cores
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)

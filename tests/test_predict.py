@@ -165,7 +165,8 @@ def test_bad_rows_are_counted_and_named(run, tmp_path, capsys):
 
 
 def minbert_cli(*args: str, stdin: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "minbert", *args], input=stdin, capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=300)
 

@@ -68,6 +68,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .data.inputs import STDIN, read_inputs, require_rows
     from .predict import Predictor, write_results
+    from .tasks import get_task
 
     texts = args.text
     if args.input is None and texts == [STDIN]:
@@ -76,12 +77,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ConfigError("predict takes either TEXT (one sentence or a pair) or --input FILE (or - for standard input)")
     if texts and args.output:
         raise ConfigError("--output goes with --input FILE; TEXT prints one JSON line")
-    predictor = Predictor.load(args.run_dir, args.batch_size)
-    task = predictor.task(args.task)
+    task = get_task(args.task)
     if texts:  # the one-text form: one JSON line
         if len(texts) != len(task.text_columns):
             raise ConfigError(f"--task {args.task} takes {len(task.text_columns)} text(s), got {len(texts)}")
-        res = predictor.predict(args.task, [tuple(texts)])
+        res = Predictor.load(args.run_dir, args.batch_size).predict(args.task, [tuple(texts)])
         result = {"task": args.task, "prediction": res.formatted()[0]}
         if task.kind == "classify":
             result["probabilities"] = [round(float(p), 4) for p in res.probabilities[0]]
@@ -89,10 +89,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             result["probability"] = round(float(res.probabilities[0]), 4)
         print(json.dumps(result))
         return 0
-    examples, report = read_inputs(args.input, task.text_columns, args.strict)
+    examples, report = read_inputs(args.input, task.text_columns, args.strict)  # bad input fails before loading
     print(report.summary(), file=sys.stderr)
     require_rows(examples, report)
-    res = predictor.predict_examples(args.task, examples, progress=True)
+    res = Predictor.load(args.run_dir, args.batch_size).predict_examples(args.task, examples, progress=True)
     jsonl = bool(args.output) and args.output.endswith(".jsonl")
     if args.output is None:
         write_results(res, sys.stdout, jsonl=False)

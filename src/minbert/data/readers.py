@@ -91,13 +91,14 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
                   parse_label: LabelParser | None = None, strict: bool = False) -> tuple[list[Example], ReadReport]:
     """Read one course file. `label_column=None` reads an unlabeled file."""
     path = Path(path)
-    return read_table(read_text(path), str(path), "\t", text_columns, label_column, parse_label, strict)
+    text = read_text(path, " (set the data directory with --data-dir or MINBERT_DATA_DIR)")
+    return read_table(text, str(path), "\t", text_columns, label_column, parse_label, strict)
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, hint: str = "") -> str:
     """A file's text; a missing file or bytes that are not UTF-8 are a `DataError` naming the file (and line)."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found (set the data directory with --data-dir or MINBERT_DATA_DIR)")
+        raise DataError(f"{path}: file not found{hint}")
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8")
