@@ -1,4 +1,5 @@
-"""Typed run configuration: YAML files validated into dataclasses, plus `--set key=value` overrides.
+"""Typed run configuration: YAML files validated into dataclasses, plus `--set key=value` overrides (or
+dotted keys with Python values, from the Python API).
 
 An unknown key, a wrong type or an out-of-range value is a `ConfigError` naming the key.
 """
