@@ -36,7 +36,7 @@ def test_bench_runs_every_part(tmp_path, tiny_backbone, capsys):
     assert main(["bench", "--backbone", str(tiny_backbone), "--lengths", "8", "--batch", "4", "--reps", "1",
                  "--runs", str(tmp_path / "runs"), "--json", str(out), "--threads", "1"]) == 0
     result = json.loads(out.read_text())
-    assert set(result) == {"encoder", "matmul", "padding", "combine", "optimizer", "predict", "train"}
+    assert set(result) == {"encoder", "matmul", "padding", "combine", "optimizer", "predict", "predict_file", "train"}
     assert result["encoder"][0]["fwd+bwd ratio"] > 0 and result["matmul"][0]["fp32 matmul FLOP/s (2048^3)"] > 0
     assert [r["variant"] for r in result["combine"]] == ["sum", "pcgrad", "smart (T=1)", "smart steps=0 (R3F)"]
     assert 0 < result["combine"][0]["share of matmul FLOP/s"] < 1.5
@@ -44,5 +44,6 @@ def test_bench_runs_every_part(tmp_path, tiny_backbone, capsys):
         assert 0 <= row["bucketed pad share"] < row["random pad share"] < 1
     assert {r["task"] for r in result["predict"]} == {"sst", "para"} and all(r["ratio"] > 0 for r in result["predict"])
     assert all(r["minbert ex/s"] > 0 and r["hf ex/s"] > 0 for r in result["train"])
+    assert result["predict_file"][0]["minbert rows/s"] > 0 and result["predict_file"][0]["pipeline rows/s"] > 0
     assert len(result["optimizer"]) == 4 and all(r["ms/step"] > 0 for r in result["optimizer"])
     assert "## combine" in capsys.readouterr().err

@@ -1,5 +1,4 @@
 """The training loop's parts against their definitions: round-robin counts, bucketing, LR schedule, param groups."""
-from collections import Counter
 
 import pytest
 import torch

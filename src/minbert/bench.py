@@ -9,6 +9,8 @@ is reported with its ratio (timings on shared machines drift; ratios in one run 
 - padding: pad tokens / all tokens of the training batches with and without length bucketing;
 - combine: step time of sum, pcgrad and smart on the same batches;
 - predict: examples/s of minbert's batched prediction vs a plain transformers model on the same rows;
+- predict_file: rows/s of file prediction (read, predict, write CSV; `minbert predict --input`) vs a
+  transformers text-classification pipeline on the same exported encoder weights, rows and batch size;
 - train: training examples/s of minbert vs a plain transformers fine-tuning loop (random batches padded
   to their longest, torch AdamW, batch 32).
 `transformers` is only needed for the comparisons (it is a test dependency); without it they are skipped.
@@ -32,7 +34,7 @@ from .optim import AdamW
 from .tasks import get_task
 from .tokenizer import Tokenizer
 
-PARTS = ("encoder", "matmul", "padding", "combine", "optimizer", "predict", "train")
+PARTS = ("encoder", "matmul", "padding", "combine", "optimizer", "predict", "predict_file", "train")
 
 
 def _sync() -> None:
@@ -256,6 +258,66 @@ def predict_rows(backbone: str | None, data_path: Path, reps: int, limit: int = 
     return rows
 
 
+def bench_run(folder: Path, run_dir: Path) -> Path:
+    """A run directory holding `folder`'s encoder and a fresh SST head: timings need weights, not training."""
+    from .config import save_config
+    from .training.trainer import build_model
+    cfg = load_config(None, [f"model.backbone={folder}", "tasks=[sst]"])
+    model, tok = build_model(cfg)
+    model.save(run_dir / "best")
+    tok.save_pretrained(run_dir / "best")
+    save_config(cfg, run_dir / "config.yaml")
+    return run_dir
+
+
+def predict_file_rows(backbone: str | None, data_path: Path, run_root: Path, reps: int, batch: int) -> list[dict]:
+    """Rows/s predicting a file (the SST dev file: read, predict, write CSV with class probabilities):
+    minbert's Predictor as `minbert predict --input` runs it vs a transformers text-classification pipeline
+    on the same encoder weights (the run exported with `minbert export --format hf`), the same rows and batch
+    size; models loaded before the timing."""
+    import csv
+    import io
+
+    import transformers
+
+    from .data.inputs import read_inputs
+    from .export import export
+    from .predict import Predictor, write_results
+    run = bench_run(resolve_backbone(backbone), run_root / "predict-file")
+    hf_dir = export(run, run_root / "predict-file-hf", "hf")
+    predictor = Predictor.load(run, batch_size=batch)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the export carries minbert's heads apart: HF makes its own
+    try:
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(str(hf_dir), num_labels=5)
+        pipe = transformers.pipeline("text-classification", model=model, device=predictor.device,
+                                     tokenizer=transformers.AutoTokenizer.from_pretrained(str(hf_dir)))
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    path = get_task("sst").path(data_path, "dev")
+
+    def ours() -> int:
+        examples, _ = read_inputs(path, ("sentence",))
+        return write_results(predictor.predict_examples("sst", examples), io.StringIO(), jsonl=False)
+
+    def theirs() -> int:
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        results = pipe([r["sentence"].strip() for r in rows], batch_size=batch, truncation=True, max_length=128,
+                       top_k=None)
+        out = csv.writer(io.StringIO())
+        for r, res in zip(rows, results):
+            scores = sorted(res, key=lambda x: x["label"])
+            out.writerow([r["id"].strip(), max(res, key=lambda x: x["score"])["label"],
+                          *(f"{x['score']:.6f}" for x in scores)])
+        return len(rows)
+
+    n = ours()
+    t = take_turns({"minbert": ours, "pipeline": theirs}, reps)
+    return [{"task": "sst", "rows": n, "batch": batch, "minbert rows/s": n / t["minbert"],
+             "pipeline rows/s": n / t["pipeline"], "ratio": t["pipeline"] / t["minbert"]}]
+
+
 def train_rows(backbone: str | None, data_path: Path, run_root: Path, reps: int, steps: int = 10) -> list[dict]:
     """Training examples/s, one task at a time at batch 32: minbert's loop (bucketed batches, its AdamW) vs
     a plain transformers loop (BertForSequenceClassification, random batches padded to their longest,
@@ -337,6 +399,11 @@ def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int
         out["optimizer"] = optimizer_rows(backbone, reps)
     if "predict" in parts:
         out["predict"] = predict_rows(backbone, data_path, reps)
+    if "predict_file" in parts:
+        try:
+            out["predict_file"] = predict_file_rows(backbone, data_path, run_root, reps, batch)
+        except ImportError:
+            log("bench: transformers is not installed; skipping the pipeline comparison")
     if "train" in parts:
         try:
             out["train"] = train_rows(backbone, data_path, run_root / "train", reps)

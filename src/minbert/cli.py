@@ -1,5 +1,5 @@
-"""The `minbert` command: train, evaluate, predict and the rest. Logs go to standard error; the one JSON result line
-that each command prints last is alone on standard output. Errors are one line, never a traceback."""
+"""The `minbert` command: train, evaluate, predict and the other tools. Logs go to standard error; the one JSON
+result line that each command prints last is alone on standard output. Errors are one line, never a traceback."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import __version__
 from .bench import PARTS as BENCH_PARTS, bench
 from .checkpoints import CheckpointError
 from .config import ConfigError, load_config
@@ -46,7 +47,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             from .preflight import preflight
             print(json.dumps(preflight(cfg, args.data_dir)))
             return 0
-        out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "default")
+        from .api import default_run_dir
+
+        out = Path(args.out) if args.out else default_run_dir(args.config)
         parallel = from_environment(cfg.train.device)  # torchrun: one process per device / CPU share
         metrics = train(cfg, out, args.data_dir, parallel, overwrite=args.overwrite)
         if not parallel.main:
@@ -58,46 +61,66 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.loading import resolve_data_dir
     from .run_folder import RunFolder
-    from .runs import load_run
+    from .runs import load_run, tasks_with_files
     from .training.trainer import RunLog, write_split_predictions
 
     run_dir = Path(args.run_dir)
     cfg, model, tokenizer = load_run(run_dir)
     data_path = resolve_data_dir(args.data_dir, cfg.data.dir)
-    with RunFolder.lock(run_dir):  # it rewrites the run's prediction files
-        log = RunLog(run_dir / "evaluate.log")
-        metrics = write_split_predictions(model, tokenizer, cfg, data_path, run_dir, args.split, None, log)
-    print(json.dumps({"run_dir": str(run_dir), "split": args.split, "metrics": metrics}))
+    tasks = tasks_with_files(list(model.tasks), data_path, args.split,
+                             log=lambda line: print(f"minbert: {line}", file=sys.stderr))
+    out_dir = Path(args.out) if args.out else run_dir
+    # one writer: into the run (it rewrites the run's prediction files), or into another folder (never a run's)
+    with RunFolder.output(out_dir, "evaluate --out") if args.out else RunFolder.lock(run_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log = RunLog(out_dir / "evaluate.log")
+        metrics = write_split_predictions(model, tokenizer, cfg, data_path, out_dir, args.split, None, log, tasks)
+        result = {"run_dir": str(run_dir), "split": args.split, "tasks": tasks, "metrics": metrics}
+        if args.out:
+            result["out"] = str(out_dir)
+            (out_dir / f"{args.split}-metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
+    from .data.inputs import STDIN, read_inputs, require_rows
+    from .predict import Predictor, write_results
+    from .tasks import get_task
 
-    from .data.batching import to_device
-    from .runs import load_run
-
-    cfg, model, tokenizer = load_run(args.run_dir)
-    if args.task not in model.tasks:
-        raise ConfigError(f"--task {args.task}: this run was trained on {list(model.tasks)}")
-    task = model.tasks[args.task]
     texts = args.text
-    if len(texts) != len(task.text_columns):
-        raise ConfigError(f"--task {args.task} takes {len(task.text_columns)} text(s), got {len(texts)}")
-    if model.joint_input(args.task):
-        inputs = [tokenizer(*texts)] if len(texts) == 2 else [tokenizer(texts[0])]
-    else:
-        inputs = [tokenizer(t) for t in texts]
-    with torch.inference_mode():
-        out = model(args.task, to_device(inputs, next(model.parameters()).device))[0].cpu()
-    value = task.kind.predict(out.unsqueeze(0))[0]
-    result = {"task": args.task, "prediction": task.kind.format_value(value.item())}
-    probs = task.kind.probabilities(out.numpy())
-    if task.kind.name == "classify":
-        result["probabilities"] = [round(float(p), 4) for p in probs]
-    elif task.kind.name == "binary":
-        result["probability"] = round(float(probs), 4)
-    print(json.dumps(result))
+    if args.input is None and texts == [STDIN]:
+        texts, args.input = [], STDIN
+    if bool(texts) == (args.input is not None):
+        raise ConfigError("predict takes either TEXT (one sentence or a pair) or --input FILE (or - for standard input)")
+    if texts and args.output:
+        raise ConfigError("--output goes with --input FILE; TEXT prints one JSON line")
+    task = get_task(args.task)
+    if texts:  # the one-text form: one JSON line
+        if len(texts) != len(task.text_columns):
+            raise ConfigError(f"--task {args.task} takes {len(task.text_columns)} text(s), got {len(texts)}")
+        res = Predictor.load(args.run_dir, args.batch_size).predict(args.task, [tuple(texts)])
+        result = {"task": args.task, "prediction": res.formatted()[0]}
+        if res.probabilities is not None:  # a classifier's class probabilities, or the paraphrase probability
+            probs = res.probabilities[0]
+            result["probability" if probs.ndim == 0 else "probabilities"] = (
+                round(float(probs), 4) if probs.ndim == 0 else [round(float(p), 4) for p in probs])
+        print(json.dumps(result))
+        return 0
+    examples, report = read_inputs(args.input, task.text_columns, args.strict)  # bad input fails before loading
+    print(report.summary(), file=sys.stderr)
+    require_rows(examples, report)
+    res = Predictor.load(args.run_dir, args.batch_size).predict_examples(args.task, examples, progress=True)
+    jsonl = bool(args.output) and args.output.endswith(".jsonl")
+    if args.output is None:
+        write_results(res, sys.stdout, jsonl=False)
+        return 0
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8", newline="") as f:
+        rows = write_results(res, f, jsonl)
+    print(json.dumps({"output": str(out), "task": args.task, "rows": rows, "skipped": len(report.bad),
+                      "input": report.file}))
     return 0
 
 
@@ -172,6 +195,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
+    p.add_argument("--version", action="version", version=f"minbert {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a config, evaluate on dev each epoch, write predictions")
@@ -191,13 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="recompute dev metrics / write predictions from a saved run")
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--split", choices=["dev", "test"], default="dev")
-    e.add_argument("--data-dir", help="folder with the course CSV files")
+    e.add_argument("--data-dir", help="folder with the course CSV files (tasks whose file is absent are skipped)")
+    e.add_argument("--out", metavar="DIR", help="write predictions and metrics here instead of into RUN_DIR")
     e.set_defaults(func=cmd_evaluate)
 
-    r = sub.add_parser("predict", help="score a sentence or a pair typed on the command line")
+    r = sub.add_parser("predict", help="score a sentence or pair, or every row of a file (CSV, TSV, JSONL, stdin)")
     r.add_argument("run_dir", metavar="RUN_DIR")
     r.add_argument("--task", required=True, choices=list(TASKS))
-    r.add_argument("text", nargs="+", metavar="TEXT", help="one sentence (sst, cfimdb) or two (para, sts)")
+    r.add_argument("text", nargs="*", metavar="TEXT",
+                   help="one sentence (sst, cfimdb) or two (para, sts); - reads standard input")
+    r.add_argument("--input", metavar="FILE", help="CSV / TSV (columns sentence, or sentence1 and sentence2; "
+                   "id optional), JSONL with the same keys, or - for standard input (a text or a tab-separated pair a line)")
+    r.add_argument("--output", metavar="FILE", help="CSV, or JSONL when it ends in .jsonl (default: CSV on standard output)")
+    r.add_argument("--batch-size", type=int, metavar="N", help="rows per batch (default: the run's eval.batch_size)")
+    r.add_argument("--strict", action="store_true", help="a bad input row is an error instead of a counted skip")
     r.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("pretrain-mlm", help="further masked-language-model pre-training of the encoder on in-domain text")
@@ -263,7 +294,11 @@ def one_line(error: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not any(e.startswith("-") and e != "-" for e in extra):
+        args.text += extra  # TEXT after --task: argparse gives a '*' positional nothing once RUN_DIR is read
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except EXPECTED_ERRORS as e:

@@ -1,4 +1,5 @@
-"""Typed run configuration: YAML files validated into dataclasses, plus `--set key=value` overrides.
+"""Typed run configuration: YAML files validated into dataclasses, plus `--set key=value` overrides (or
+dotted keys with Python values, from the Python API).
 
 One validation pass over the whole config, before anything runs: an unknown key, a wrong type, a
 name that is not one of a `Literal`'s choices, a non-finite or out-of-range number, a duplicated task
@@ -481,6 +482,11 @@ def _apply_override(raw: dict, assignment: str) -> None:
         raise ConfigError(f"--set {key}: cannot parse value {_show(text)} ({yaml_problem(e)[1]})") from None
     except (ValueError, OverflowError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
         raise ConfigError(f"--set {key}: cannot parse value {_show(text)} ({_show(str(e))})") from None
+    set_key(raw, key, value)
+
+
+def set_key(raw: dict, key: str, value: Any) -> None:
+    """Put `value` at the dotted `key` of a raw config mapping (what `--set key=value` does once parsed)."""
     node = raw
     parts = key.strip().split(".")
     for part in parts[:-1]:
@@ -517,14 +523,18 @@ def read_yaml(path: Path, what: str = "config") -> dict:
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, root: type = Config):
-    """Read a YAML config (or the defaults), apply `key=value` overrides, validate into `root`."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, root: type = Config,
+                values: dict[str, Any] | None = None):
+    """Read a YAML config (or the defaults), apply `key=value` overrides, then `values` (dotted keys to
+    Python values, as the Python API passes them), validate into `root`."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
         raw = read_yaml(path)
     for assignment in overrides or []:
         _apply_override(raw, assignment)
+    for key, value in (values or {}).items():
+        set_key(raw, key, value)
     # a per-task batch size given in the file replaces only those tasks' defaults
     batch = raw.get("train", {}).get("batch_size") if isinstance(raw.get("train"), dict) else None
     if root is Config and isinstance(batch, dict):

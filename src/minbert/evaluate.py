@@ -1,10 +1,13 @@
 """Evaluation: batched inference, the tasks' metrics and the course's overall score, prediction files."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .data.batching import EncodedSet, sorted_batches, to_device
 from .heads import HeadOutput
@@ -14,31 +17,43 @@ from .tokenizer import Tokenizer
 
 
 @torch.inference_mode()
-def predict_outputs(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: Tokenizer,
-                    batch_size: int, device: torch.device | None = None) -> HeadOutput:
-    """The head's outputs for every example, in file order, in length-sorted batches: the values (logits or
-    scores) and, for a cosine head, the cosines."""
+def batched_outputs(model: MultitaskModel, fn: Callable[[list[dict[str, torch.Tensor]]], torch.Tensor],
+                    data: EncodedSet, tokenizer: Tokenizer, batch_size: int, device: torch.device | None = None,
+                    progress: bool = False) -> torch.Tensor:
+    """`fn(padded inputs)` over length-sorted batches in eval mode, rows back in file order (float, on CPU).
+    `progress` shows a bar on standard error (when it is a terminal)."""
     was_training = model.training
     model.eval()
-    values: list[torch.Tensor | None] = [None] * len(data)
-    cosines: list[torch.Tensor | None] = [None] * len(data)
-    for index in sorted_batches(data.lengths(), batch_size):
-        out = model.outputs(task, to_device(data.batch(tokenizer, index)["inputs"], device))
-        for i, row in zip(index, out.value.float().cpu()):
-            values[i] = row
-        if out.cosine is not None:
-            for i, row in zip(index, out.cosine.float().cpu()):
-                cosines[i] = row
+    outputs: list[torch.Tensor | None] = [None] * len(data)
+    with tqdm(total=len(data), unit="row", file=sys.stderr, disable=None if progress else True) as bar:
+        for index in sorted_batches(data.lengths(), batch_size):
+            out = fn(to_device(data.batch(tokenizer, index)["inputs"], device)).float().cpu()
+            for i, row in zip(index, out):
+                outputs[i] = row
+            bar.update(len(index))
     model.train(was_training)
-    if not values:
-        return HeadOutput(torch.zeros(0))
-    return HeadOutput(torch.stack(values), None, torch.stack(cosines) if cosines[0] is not None else None)
+    return torch.stack(outputs) if outputs else torch.zeros((0,))
+
+
+def predict_outputs(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: Tokenizer, batch_size: int,
+                    device: torch.device | None = None, progress: bool = False) -> HeadOutput:
+    """The head's outputs for every example, in file order: the values (logits or scores) and, for a task's
+    own cosine head, the cosines (what the cosine-embedding loss reads)."""
+    head = model.head(task)
+    if not len(data):
+        return HeadOutput(torch.zeros((0,)))
+    if head.similarity != "cosine" or head.task.name != task:
+        return HeadOutput(batched_outputs(model, lambda x: model(task, x), data, tokenizer, batch_size, device, progress))
+    both = batched_outputs(model, lambda x: torch.stack(model.outputs(task, x)[::2], -1),  # (value, cosine)
+                           data, tokenizer, batch_size, device, progress)
+    return HeadOutput(both[:, 0], None, both[:, 1])
 
 
 def predict_set(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: Tokenizer,
-                batch_size: int, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+                batch_size: int, device: torch.device | None = None,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Outputs (logits or scores) and predictions for every example, in file order."""
-    out = predict_outputs(model, task, data, tokenizer, batch_size, device)
+    out = predict_outputs(model, task, data, tokenizer, batch_size, device, progress)
     if not len(out.value):
         return np.zeros((0,)), np.zeros((0,))
     return out.value.numpy(), model.tasks[task].kind.predict(out.value).numpy()

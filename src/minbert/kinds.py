@@ -53,6 +53,10 @@ class TaskKind:
     def format_value(self, value: float | int) -> str:
         return str(int(value))
 
+    def probability_columns(self, num_outputs: int) -> list[str]:
+        """The columns a prediction file gives `probabilities` under (none for a score)."""
+        return []
+
 
 @dataclass(frozen=True)
 class Classify(TaskKind):
@@ -70,6 +74,9 @@ class Classify(TaskKind):
 
     def from_probabilities(self, probs):
         return probs.argmax(-1)
+
+    def probability_columns(self, num_outputs):
+        return [f"prob_{k}" for k in range(num_outputs)]
 
     def divergence(self, p, q):
         return _symmetric_kl(F.log_softmax(p.float(), -1), F.log_softmax(q.float(), -1))
@@ -91,6 +98,9 @@ class Binary(TaskKind):
 
     def from_probabilities(self, probs):
         return (probs > 0.5).astype(np.int64)
+
+    def probability_columns(self, num_outputs):
+        return ["probability"]
 
     def divergence(self, p, q):
         def bernoulli(x):  # log-probabilities of (negative, positive)

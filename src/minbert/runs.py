@@ -59,6 +59,20 @@ def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
     return cfg, model, tokenizer
 
 
+def tasks_with_files(tasks: list[str], data_path: Path, split: str, log=lambda line: None) -> list[str]:
+    """The tasks whose `split` file is in `data_path`; the others are logged as skipped. None: a `DataError`."""
+    from .data.readers import DataError
+    from .tasks import get_task
+
+    present = [t for t in tasks if get_task(t).path(data_path, split).is_file()]
+    for t in tasks:
+        if t not in present:
+            log(f"{get_task(t).path(data_path, split)} not found: task {t} skipped")
+    if not present:
+        raise DataError(f"{data_path}: none of the {split} files of this run's tasks {tasks} is there")
+    return present
+
+
 @dataclass
 class TaskOutputs:
     """One task split as a run sees it: the rows, the head's outputs, probabilities, predictions, gold labels."""

@@ -1,4 +1,5 @@
 """Readers for the course's tab-separated files: typed examples plus a report of every bad row.
+(`read_table` parses any delimited text with a header the same way; data/inputs.py reads users' files with it.)
 
 Columns are found by header name, so a stray extra column (the SST/CFIMDB test-student files) is
 reported and ignored. A bad row is never dropped silently: it is listed with file, line and reason,
@@ -48,6 +49,17 @@ class ReadReport:
     def kept(self) -> int:
         return self.rows - len(self.bad)
 
+    def add(self, line: int, reason: str | None, strict: bool) -> bool:
+        """Record row `line`'s problem, if any: a `DataError` in strict mode, else a counted skip.
+        True when the row is good."""
+        if reason is None:
+            return True
+        bad = BadRow(self.file, line, reason)
+        if strict:
+            raise DataError(str(bad))
+        self.bad.append(bad)
+        return False
+
     def summary(self) -> str:
         s = f"{self.file}: {self.rows} rows, {self.kept} kept, {len(self.bad)} skipped"
         return "\n".join([s, *(f"  note: {n}" for n in self.notes), *(f"  skipped {b}" for b in self.bad)])
@@ -79,14 +91,29 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
                   parse_label: LabelParser | None = None, strict: bool = False) -> tuple[list[Example], ReadReport]:
     """Read one course file. `label_column=None` reads an unlabeled file."""
     path = Path(path)
-    report = ReadReport(file=str(path))
-    reader = csv.reader(read_text(path).splitlines(keepends=True), delimiter="\t")
-    needed = ("id", *text_columns, *((label_column,) if label_column else ()))
-    header = check_header(path, next(reader, None), needed)
+    return read_table(read_text(path, DATA_DIR_HINT), str(path), "\t", text_columns, label_column, parse_label, strict)
+
+
+def read_table(text: str, name: str, delimiter: str, text_columns: tuple[str, ...], label_column: str | None,
+               parse_label: LabelParser | None = None, strict: bool = False,
+               id_required: bool = True) -> tuple[list[Example], ReadReport]:
+    """Rows of a delimited text with a header, columns found by name. With `id_required=False` an absent
+    `id` column is allowed and a row's id is its line number."""
+    report = ReadReport(file=name)
+    reader = csv.reader(text.removeprefix("\ufeff").splitlines(keepends=True), delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{name}: empty file (no header row)")
+    header = [h.strip() for h in header]
+    has_id = id_required or "id" in header
+    needed = (*(("id",) if has_id else ()), *text_columns, *((label_column,) if label_column else ()))
+    absent = [c for c in needed if c not in header]
+    if absent:
+        raise DataError(f"{name}:1: wrong header: missing column(s) {absent}; expected {list(needed)} (found {header})")
     extra = [h for h in header if h not in needed and h != ""]
     if extra:
         report.notes.append(f"extra column(s) {extra} besides {list(needed)}: ignored")
-    col = {name: header.index(name) for name in needed}
+    col = {c: header.index(c) for c in needed}
     examples: list[Example] = []
     seen_ids: set[str] = set()
     end = reader.line_num
@@ -95,7 +122,10 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # a blank line is no row
         report.rows += 1
-        reason = _row_problem(row, header, col, text_columns, label_column, seen_ids)
+        if not has_id:
+            row = [*row, str(line)]
+            col["id"] = len(header)
+        reason = _row_problem(row, header, col, text_columns, label_column, seen_ids, extra_fields=int(not has_id))
         if reason is not None and end > line:
             reason += f" (an unbalanced quote joined lines {line}-{end})"
         label = None
@@ -106,11 +136,7 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
                 raw_label = row[col[label_column]].strip()
                 why = str(e) if "range" in str(e) else "not a number"
                 reason = f"{label_column} {raw_label!r}: {why}"
-        if reason is not None:
-            bad = BadRow(str(path), line, reason)
-            if strict:
-                raise DataError(str(bad))
-            report.bad.append(bad)
+        if not report.add(line, reason, strict):
             continue
         ex_id = row[col["id"]].strip()
         seen_ids.add(ex_id)
@@ -118,10 +144,14 @@ def read_examples(path: str | Path, text_columns: tuple[str, ...], label_column:
     return examples, report
 
 
-def read_text(path: Path) -> str:
-    """A data file's text; a missing or unreadable file, or bytes that are not UTF-8, is a `DataError`."""
+DATA_DIR_HINT = " (set the data directory with --data-dir or MINBERT_DATA_DIR)"
+
+
+def read_text(path: Path, hint: str = "") -> str:
+    """A data file's text; a missing or unreadable file, or bytes that are not UTF-8, is a `DataError`
+    (`hint`: what to do about a missing file)."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found (set the data directory with --data-dir or MINBERT_DATA_DIR)")
+        raise DataError(f"{path}: file not found{hint}")
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -147,15 +177,15 @@ def check_header(path: Path, header: list[str] | None, needed: tuple[str, ...]) 
 def check_file(path: str | Path, text_columns: tuple[str, ...], label_column: str | None) -> None:
     """What `read_examples` needs of a file before its rows: present, readable, UTF-8, the right header."""
     path = Path(path)
-    first = read_text(path).splitlines(keepends=True)[:1]
+    first = read_text(path, DATA_DIR_HINT).splitlines(keepends=True)[:1]
     needed = ("id", *text_columns, *((label_column,) if label_column else ()))
     check_header(path, next(csv.reader(first, delimiter="\t"), None), needed)
 
 
 def _row_problem(row: list[str], header: list[str], col: dict[str, int], text_columns: tuple[str, ...],
-                 label_column: str | None, seen_ids: set[str]) -> str | None:
-    if len(row) != len(header):
-        return f"expected {len(header)} columns, found {len(row)}"
+                 label_column: str | None, seen_ids: set[str], extra_fields: int = 0) -> str | None:
+    if len(row) - extra_fields != len(header):
+        return f"expected {len(header)} columns, found {len(row) - extra_fields}"
     ex_id = row[col["id"]].strip()
     if not ex_id:
         return "empty id"

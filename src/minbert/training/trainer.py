@@ -631,12 +631,13 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
 
 def write_split_predictions(model: MultitaskModel, tokenizer: Tokenizer, cfg: Config, data_path: Path,
                             run_dir: Path, split: str, sets: dict[str, EncodedSet] | None,
-                            log) -> dict[str, float]:
-    """Predict every task on `split` (dev or test), write the course's files, return metrics (dev only)."""
+                            log, tasks: list[str] | None = None) -> dict[str, float]:
+    """Predict every task (or those in `tasks`) on `split` (dev or test), write the course's files into
+    `run_dir`/predictions, return metrics (dev only)."""
     if sets is None:
         sets = {n: load_split(t, split, data_path, tokenizer, model.joint_input(n), cfg.data.strict, log,
                               cfg.data.dev_limit if split == "dev" else None)
-                for n, t in model.tasks.items()}
+                for n, t in model.tasks.items() if tasks is None or n in tasks}
     device = next(model.parameters()).device
     metrics, predictions = evaluate(model, sets, tokenizer, cfg.eval.batch_size, device)
     for name, preds in predictions.items():
