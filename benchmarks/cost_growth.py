@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib
 import torch
 
-from minbert.bench import take_turns
+from minbert.tools.bench import take_turns
 from minbert.encoder import BertModel
 
 matplotlib.use("Agg")

@@ -12,8 +12,8 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from minbert.bench import hf_model, take_turns
-from minbert.checkpoints import resolve_backbone
+from minbert.tools.bench import hf_model, take_turns
+from minbert.backbone import resolve_backbone
 from minbert.encoder import BertModel
 
 GEMMS = {"aten::mm", "aten::addmm", "aten::bmm"}

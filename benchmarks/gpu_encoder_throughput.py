@@ -1,6 +1,6 @@
 """Encoder fwd+bwd throughput on a GPU, bert-base sizes (random weights): minbert.BertModel vs
 transformers.BertModel (SDPA), fp32 and bf16 autocast: medians of `--reps` steps after two warm-up rounds,
-the two models taking turns in one process (minbert.bench.take_turns, which waits for the GPU).
+the two models taking turns in one process (minbert.tools.bench.take_turns, which waits for the GPU).
 
 Usage (on a CUDA machine): PYTHONPATH=src python benchmarks/gpu_encoder_throughput.py [--batch 32 --length 128]
 Prints one markdown row per (model, precision): sequences/s, tokens/s and the ratio to transformers.
@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from minbert.bench import take_turns
+from minbert.tools.bench import take_turns
 from minbert.encoder import BertConfig, BertModel
 
 

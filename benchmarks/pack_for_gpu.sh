@@ -8,7 +8,7 @@ py=.venv/bin/python
 data=${MINBERT_DATA_DIR:-../shared/data}
 grep -qx '/.gpu/' .git/info/exclude || echo /.gpu/ >> .git/info/exclude
 mkdir -p .gpu/minilm .gpu/data
-src=$($py -c "from minbert.checkpoints import default_backbone_dir; print(default_backbone_dir())")
+src=$($py -c "from minbert.backbone import default_backbone_dir; print(default_backbone_dir())")
 cp "$src"/{config.json,vocab.txt,tokenizer.json,tokenizer_config.json,special_tokens_map.json} .gpu/minilm/
 $py - "$src/model.safetensors" .gpu/minilm/model.safetensors <<'PY'
 import sys

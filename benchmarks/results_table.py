@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 
 from minbert.tasks import overall_score
-from minbert.training.trainer import selection_score
+from minbert.evaluate import selection_score
 
 TASKS = ("sst", "para", "sts", "overall")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from minbert.bench import STEP_BASE, step_rows  # noqa: E402
+from minbert.tools.bench import STEP_BASE, step_rows  # noqa: E402
 from minbert.config import load_config  # noqa: E402
 from minbert.training.trainer import train  # noqa: E402
 
@@ -48,7 +48,7 @@ def step_times(budget: int, steps: int) -> list[dict]:
 
 def step_time_table(rows: list[dict], steps: int) -> list[str]:
     lines = [f"Median of {steps} steps after a warm-up step, the variants taking turns step by step in one "
-             "process (`minbert.bench.step_rows`); ratios to the plain (sum) step.", "",
+             "process (`minbert.tools.bench.step_rows`); ratios to the plain (sum) step.", "",
              "| combine / regulariser | median s/step | ratio to sum |", "|---|---|---|"]
     return lines + [f"| {r['variant']} | {r['s/step']:.3f} | {r['ratio']:.2f}x |" for r in rows]
 

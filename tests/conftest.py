@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minbert.checkpoints import default_backbone_dir
+from minbert.backbone import default_backbone_dir
 from minbert.data.loading import resolve_data_dir
 from minbert.encoder import BertConfig, BertModel
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from minbert.ablate import plan
+from minbert.tools.ablate import plan
 from minbert.cli import main
 
 ABLATION = """

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from minbert.config import load_config
-from minbert.training.trainer import RunLog, Trainer, check_inputs
+from minbert.training.setup import RunLog
+from minbert.training.trainer import Trainer, check_inputs
 
 
 def make(tmp_path, backbone, data, precision, monkeypatch):

@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from minbert import BertModel
-from minbert.bench import encoder_flops, pad_share
+from minbert.tools.bench import encoder_flops, pad_share
 from minbert.cli import main
 
 

@@ -4,7 +4,8 @@ import torch
 from safetensors.torch import load_file
 
 from minbert.config import load_config
-from minbert.training.trainer import RunLog, Trainer, check_inputs
+from minbert.training.setup import RunLog
+from minbert.training.trainer import Trainer, check_inputs
 
 
 def test_compiled_encoder_matches_eager_and_saves_plain_keys(tmp_path, tiny_backbone, small_data_dir):

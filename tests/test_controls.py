@@ -25,7 +25,7 @@ def test_staged_freezing_keeps_the_encoder_still_in_heads_only_epochs(tmp_path, 
     real_end = train_module.Trainer.end_epoch
 
     def end_epoch(self):
-        snapshots[self.epoch] = {k: v.clone() for k, v in self.model.encoder.state_dict().items()}
+        snapshots[self.progress.epoch] = {k: v.clone() for k, v in self.model.encoder.state_dict().items()}
         real_end(self)
 
     train_module.Trainer.end_epoch = end_epoch

@@ -8,7 +8,7 @@ import torch
 import transformers
 
 from minbert import BertConfig, BertModel, Tokenizer
-from minbert.checkpoints import CheckpointError
+from minbert.backbone import CheckpointError
 
 SENTENCES = [
     "The gorgeously elaborate continuation of `` The Lord of the Rings '' trilogy is so huge.",

@@ -84,7 +84,7 @@ def test_the_library_reads_the_cache_we_built(hub_cache):
 
 
 RESOLVE = """import json, sys
-from minbert.checkpoints import CheckpointError, locate_backbone
+from minbert.backbone import CheckpointError, locate_backbone
 out = {}
 for spec in sys.argv[1:]:
     try:

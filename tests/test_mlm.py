@@ -8,7 +8,7 @@ import torch
 
 from minbert import BertModel, Tokenizer
 from minbert.cli import main
-from minbert.mlm import MlmHead, mask_tokens
+from minbert.tools.mlm import MlmHead, mask_tokens
 
 
 def test_dynamic_masking_proportions(backbone_dir):

@@ -239,7 +239,7 @@ def test_a_partial_data_folder_evaluates_the_tasks_it_holds(run, small_data_dir,
 
 def test_bench_compares_file_prediction_with_a_pipeline(tiny_backbone, small_data_dir, tmp_path):
     pytest.importorskip("transformers")
-    from minbert.bench import predict_file_rows
+    from minbert.tools.bench import predict_file_rows
     (row,) = predict_file_rows(str(tiny_backbone), small_data_dir, tmp_path, reps=1, batch=8)
     assert row["rows"] == len(dev_rows(small_data_dir, "sst"))
     assert row["minbert rows/s"] > 0 and row["pipeline rows/s"] > 0 and row["ratio"] > 0

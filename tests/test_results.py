@@ -107,7 +107,7 @@ def test_export_hf_loads_in_transformers(runs, tmp_path):
         got = hf(input_ids=x["input_ids"], attention_mask=x["attention_mask"],
                  token_type_ids=x["token_type_ids"]).last_hidden_state
     assert torch.allclose(got, want, atol=1e-5)
-    from minbert.export import load_exported
+    from minbert.tools.export import load_exported
     again = load_exported(tmp_path / "hf")
     with torch.no_grad():
         assert torch.allclose(again("sst", [x]), model("sst", [x]), atol=1e-6)

@@ -147,7 +147,7 @@ def test_missing_tensorboard_is_one_line_before_the_run_folder(monkeypatch, tmp_
 
 
 def test_report_draws_its_curves_from_steps_jsonl(every_step, small_data_dir, tmp_path):
-    from minbert.report import step_curves_figure
+    from minbert.tools.report import step_curves_figure
 
     assert main(["report", str(every_step), "--data-dir", str(small_data_dir)]) == 0
     text = (every_step / "report" / "REPORT.md").read_text()

@@ -3,7 +3,7 @@ import pytest
 import transformers
 
 from minbert import Tokenizer
-from minbert.checkpoints import CheckpointError
+from minbert.backbone import CheckpointError
 from minbert.tasks import TASKS
 
 

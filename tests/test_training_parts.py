@@ -7,7 +7,8 @@ from minbert import BertModel, MultitaskModel
 from minbert.config import load_config
 from minbert.data.batching import BatchStream, EncodedSet, bucketed_batches, sorted_batches
 from minbert.optim import lr_lambda
-from minbert.training.trainer import encoder_trainable, parameter_groups
+from minbert.optim import parameter_groups
+from minbert.training.trainer import encoder_trainable
 
 
 def test_batch_stream_recycles_and_reshuffles():

@@ -16,9 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from minbert.checkpoints import CheckpointError
+from minbert.backbone import CheckpointError
 from minbert.cli import main
-from minbert.export import load_exported
+from minbert.tools.export import load_exported
 
 
 def quick(data: Path, backbone: Path, *extra: str) -> list[str]:

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .bench import PARTS as BENCH_PARTS, bench
-from .checkpoints import CheckpointError
+from .tools.bench import PARTS as BENCH_PARTS, bench
+from .backbone import CheckpointError
 from .config import ConfigError, load_config
 from .data.readers import DataError
 from .run_folder import RunFolderError
@@ -62,7 +62,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.loading import resolve_data_dir
     from .run_folder import RunFolder
     from .runs import load_run, tasks_with_files
-    from .training.trainer import RunLog, write_split_predictions
+    from .evaluate import write_split_predictions
+    from .training.setup import RunLog
 
     run_dir = Path(args.run_dir)
     cfg, model, tokenizer = load_run(run_dir)
@@ -126,7 +127,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_pretrain_mlm(args: argparse.Namespace) -> int:
     from .config import MlmConfig
-    from .mlm import pretrain_mlm
+    from .tools.mlm import pretrain_mlm
 
     cfg = load_config(args.config, args.set, root=MlmConfig)
     report = pretrain_mlm(cfg, Path(args.out), args.data_dir)
@@ -135,7 +136,7 @@ def cmd_pretrain_mlm(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep
+    from .tools.sweep import sweep
 
     results = sweep(Path(args.file), Path(args.out), args.data_dir, args.set)
     print(json.dumps({"out": args.out, "best": results[0]}))
@@ -143,7 +144,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .ablate import ablate
+    from .tools.ablate import ablate
 
     report = ablate(Path(args.file), Path(args.out), args.data_dir, args.set, args.budget, args.seeds, args.only)
     print(json.dumps({"out": args.out, "table": str(Path(args.out) / "ablation.md"),
@@ -153,7 +154,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import report
+    from .tools.report import report
 
     path = report(Path(args.run_dir), args.data_dir, args.top)
     print(json.dumps({"report": str(path)}))
@@ -161,7 +162,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from .ensemble import ensemble
+    from .tools.ensemble import ensemble
 
     metrics = ensemble([Path(r) for r in args.run_dirs], Path(args.out), args.data_dir,
                        log=lambda line: print(line, file=sys.stderr))
@@ -170,7 +171,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .tools.export import export
 
     out = export(Path(args.run_dir), Path(args.out), args.format)
     print(json.dumps({"exported": str(out), "format": args.format}))

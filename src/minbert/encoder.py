@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from .checkpoints import CheckpointError, read_state_dict, resolve_backbone
+from .backbone import CheckpointError, read_state_dict, resolve_backbone
 
 
 @dataclass

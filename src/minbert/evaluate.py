@@ -1,4 +1,5 @@
-"""Evaluation: batched inference, the tasks' metrics and the course's overall score, prediction files."""
+"""Evaluation: batched inference, the tasks' metrics and the course's overall score, which epoch counts as
+best (`selection_score`), and the prediction files of a split."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +10,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .config import Config
 from .data.batching import EncodedSet, sorted_batches, to_device
+from .data.loading import load_split
 from .heads import HeadOutput
 from .model import MultitaskModel
 from .tasks import Task, overall_score
@@ -95,3 +98,31 @@ def write_predictions(task: Task, ids: list[str], preds: np.ndarray, path: Path)
 
 def prediction_path(run_dir: Path, task: str, split: str) -> Path:
     return run_dir / "predictions" / f"{task}-{split}-output.csv"
+
+
+def write_split_predictions(model: MultitaskModel, tokenizer: Tokenizer, cfg: Config, data_path: Path,
+                            run_dir: Path, split: str, sets: dict[str, EncodedSet] | None,
+                            log, tasks: list[str] | None = None) -> dict[str, float]:
+    """Predict every task (or those in `tasks`) on `split` (dev or test), write the course's files into
+    `run_dir`/predictions, return metrics (dev only)."""
+    if sets is None:
+        sets = {n: load_split(t, split, data_path, tokenizer, model.joint_input(n), cfg.data.strict, log,
+                              cfg.data.dev_limit if split == "dev" else None)
+                for n, t in model.tasks.items() if tasks is None or n in tasks}
+    device = next(model.parameters()).device
+    metrics, predictions = evaluate(model, sets, tokenizer, cfg.eval.batch_size, device)
+    for name, preds in predictions.items():
+        write_predictions(model.tasks[name], sets[name].ids, preds, prediction_path(run_dir, name, split))
+    log(f"{split} predictions written to {run_dir / 'predictions'}" + (f"; {split} {format_metrics(metrics)}" if metrics else ""))
+    return metrics
+
+
+def selection_score(metrics: dict[str, float], tasks: list[str]) -> float:
+    """What 'best' means: the course's overall score if present, else the mean task metric."""
+    if "overall" in metrics:
+        return metrics["overall"]
+    return float(np.mean([metrics[t] for t in tasks]))
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -13,12 +13,13 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from .checkpoints import CheckpointError, read_safetensors, read_state_dict
-from .config import HeadConfig
+from .backbone import CheckpointError, read_safetensors, read_state_dict, resolve_backbone
+from .config import Config, HeadConfig
 from .encoder import BertModel
 from .heads import HeadOutput, TaskHead
 from .losses import LOSSES
 from .tasks import Task, get_task
+from .tokenizer import Tokenizer
 
 
 def head_owners(task_names: list[str], shared: list[str] | None) -> dict[str, str]:
@@ -92,3 +93,12 @@ class MultitaskModel(nn.Module):
         except RuntimeError as e:
             why = " ".join(str(e).split())[:300]
             raise CheckpointError(f"{path}: heads do not match the config ({why})") from None
+
+
+def build_model(cfg: Config, backbone: str | Path | None = None) -> tuple[MultitaskModel, Tokenizer]:
+    """The model and tokenizer of `cfg`, the encoder from `backbone` (a folder) or else `cfg.model.backbone`."""
+    folder = resolve_backbone(backbone if backbone is not None else cfg.model.backbone)  # once: a Hub id is a lookup
+    tokenizer = Tokenizer.from_pretrained(folder, max_length=cfg.model.max_length)
+    encoder = BertModel.from_pretrained(folder)
+    model = MultitaskModel(encoder, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks}, cfg.model.shared_heads)
+    return model, tokenizer

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
+
+if TYPE_CHECKING:  # annotations only: the optimizer needs neither
+    from .config import Config
+    from .model import MultitaskModel
 
 FUSED_DEVICES = ("cpu", "cuda")
 FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -119,3 +123,20 @@ def lr_lambda(total_steps: int, warmup: float, decay: str, epoch_starts: list[in
             f *= gamma ** sum(1 for m in milestones if epoch > m)
         return f
     return factor
+
+
+def parameter_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
+    """The encoder and each task head with its own learning rate, each split into decayed weights and
+    undecayed biases / LayerNorm weights. Frozen parameters are included: they get no gradient, so no update."""
+    modules = [("encoder", model.encoder, cfg.train.lr)]
+    for task, head in model.heads.items():
+        lr = (cfg.train.head_lrs or {}).get(task, cfg.train.head_lr or cfg.train.lr)
+        modules.append((f"head:{task}", head, lr))
+    groups = []
+    for name, module, lr in modules:
+        named = list(module.named_parameters())
+        decay = [p for n, p in named if p.ndim >= 2 and "LayerNorm" not in n]
+        no_decay = [p for n, p in named if not (p.ndim >= 2 and "LayerNorm" not in n)]
+        groups += [g for g in ({"name": name, "params": decay, "lr": lr, "weight_decay": cfg.train.weight_decay},
+                               {"name": name, "params": no_decay, "lr": lr, "weight_decay": 0.0}) if g["params"]]
+    return groups

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, resolve_backbone, safetensors_shapes
+from .backbone import CheckpointError, resolve_backbone, safetensors_shapes
 from .config import MIN_MAX_LENGTH, Config, ConfigError, MlmConfig
 from .data.loading import resolve_data_dir
 from .data.readers import DataError, read_text

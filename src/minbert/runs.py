@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import CheckpointError
-from .config import Config
-from .model import MultitaskModel
-from .training.trainer import build_model, load_run_config
+from .backbone import CheckpointError
+from .config import Config, ConfigError, load_config
+from .model import MultitaskModel, build_model
 from .tokenizer import Tokenizer
 
 
@@ -36,6 +35,14 @@ def usable_device(name: str):
         return check_device(name)
     except ConfigError:
         return check_device("auto")
+
+
+def load_run_config(path: Path) -> Config:
+    """The config.yaml of a run folder, read back as untrusted: any problem is a `CheckpointError` naming it."""
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise CheckpointError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
 
 
 def check_run(run_dir: str | Path) -> Config:
@@ -89,15 +96,13 @@ def run_outputs(cfg: Config, model: MultitaskModel, tokenizer: Tokenizer, data_p
                 log=lambda line: None) -> dict[str, TaskOutputs]:
     """Every task of a loaded run on `split` (dev or test), rows in file order (dev_limit applies to dev)."""
     from .data.batching import encode_examples
+    from .data.loading import read_split
     from .evaluate import predict_set
 
     device = next(model.parameters()).device
     out = {}
     for name, task in model.tasks.items():
-        examples, report = task.read(data_path, split, cfg.data.strict)
-        log(report.summary())
-        if split == "dev" and cfg.data.dev_limit:
-            examples = examples[: cfg.data.dev_limit]
+        examples = read_split(task, split, data_path, cfg.data.strict, log, cfg.data.dev_limit if split == "dev" else None)
         data = encode_examples(examples, tokenizer, model.joint_input(name))
         outputs, preds = predict_set(model, name, data, tokenizer, cfg.eval.batch_size, device)
         out[name] = TaskOutputs(data.ids, [e.texts for e in examples], outputs, task.kind.probabilities(outputs),

@@ -10,7 +10,7 @@ import torch
 from ..tasks import Task
 from ..tokenizer import Tokenizer
 from .batching import EncodedSet, encode_examples
-from .readers import DataError
+from .readers import DataError, Example
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -28,11 +28,10 @@ def resolve_data_dir(cli_value: str | None = None, config_value: str | None = No
     return path
 
 
-def load_split(task: Task, split: str, data_dir: Path, tokenizer: Tokenizer, joint: bool, strict: bool,
-               log: Callable[[str], None], limit: int | None = None, seed: int = 0,
-               fraction: float | None = None) -> EncodedSet:
-    """Read, report and tokenise one split; `limit` (or `fraction` of the rows) keeps a seeded random
-    subset of a training split, or the first rows of another."""
+def read_split(task: Task, split: str, data_dir: Path, strict: bool, log: Callable[[str], None],
+               limit: int | None = None, seed: int = 0, fraction: float | None = None) -> list[Example]:
+    """Read and report one split; `limit` (or `fraction` of the rows) keeps a seeded random subset of a
+    training split, or the first rows of another."""
     examples, report = task.read(data_dir, split, strict)
     log(report.summary())
     if fraction is not None:
@@ -46,4 +45,11 @@ def load_split(task: Task, split: str, data_dir: Path, tokenizer: Tokenizer, joi
         log(f"  using {limit} of its rows (data.{split}_limit)")
     if not examples:
         raise DataError(f"{report.file}: no usable rows")
-    return encode_examples(examples, tokenizer, joint)
+    return examples
+
+
+def load_split(task: Task, split: str, data_dir: Path, tokenizer: Tokenizer, joint: bool, strict: bool,
+               log: Callable[[str], None], limit: int | None = None, seed: int = 0,
+               fraction: float | None = None) -> EncodedSet:
+    """`read_split`, tokenised (one joint input per pair, or each sentence alone)."""
+    return encode_examples(read_split(task, split, data_dir, strict, log, limit, seed, fraction), tokenizer, joint)

@@ -1,5 +1,8 @@
 """Everything a killed run needs to continue exactly, written without pickle and atomically.
 
+`TrainState` is a run's progress (epoch, step, counts, best score, history), defined once: the trainer
+keeps it, saves it and restores it from this one definition.
+
 A training checkpoint folder holds the model (encoder `model.safetensors` + `heads.safetensors`, as
 `best/` does), `trainer_state.safetensors` (optimizer moments, RNG states) and `trainer_state.json`
 (epoch, step, scheduler, the sampler's position, metrics so far, the step log's loss sums, the config it was
@@ -10,17 +13,52 @@ type or a tensor that is not there is a `CheckpointError` naming the file.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
+import math
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from safetensors.torch import save_file
 
-from ..checkpoints import CheckpointError, read_safetensors
+from ..backbone import CheckpointError, read_safetensors
+
+
+@dataclass
+class TrainState:
+    """A run's progress; a checkpoint's trainer_state.json holds these keys beside the optimizer, RNG and
+    sampler states."""
+
+    epoch: int = 1  # the epoch in progress
+    step: int = 0  # schedule steps done in it
+    updates: int = 0  # optimizer steps taken
+    best_score: float = -math.inf
+    best_metrics: dict = field(default_factory=dict)  # the best epoch's dev metrics and its number
+    history: list = field(default_factory=list)  # one record per finished epoch (metrics.jsonl)
+    bad_in_a_row: int = 0  # non-finite steps skipped in a row
+    bad_total: int = 0
+    loss_sums: dict = field(default_factory=dict)  # this epoch's training loss per task, summed ...
+    loss_counts: dict = field(default_factory=dict)  # ... over this many batches
+    examples: int = 0  # training examples this epoch
+    train_seconds: float = 0.0  # and the seconds they took
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> "TrainState":
+        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)})
+
+    def new_epoch(self, tasks: list[str]) -> None:
+        """Reset the per-epoch totals."""
+        self.loss_sums = {n: 0.0 for n in tasks}
+        self.loss_counts = {n: 0 for n in tasks}
+        self.examples, self.train_seconds = 0, 0.0
 
 
 class DiskError(OSError):
@@ -109,10 +147,8 @@ def write_trainer_state(folder: Path, state: dict) -> None:
 NUMBER = (int, float)
 # what `Trainer.state()` writes: key -> type (checked before any of it is used)
 STATE_KEYS: dict[str, type | tuple[type, ...]] = {
-    "epoch": int, "step": int, "updates": int, "best_score": NUMBER, "best_metrics": dict, "history": list,
-    "bad_in_a_row": int, "bad_total": int, "loss_sums": dict, "loss_counts": dict, "examples": int,
-    "train_seconds": NUMBER, "optimizer": dict, "scheduler": dict, "streams": dict, "rng": dict, "config": dict,
-    "data": dict}
+    **{f.name: {"int": int, "float": NUMBER, "dict": dict, "list": list}[f.type] for f in dataclasses.fields(TrainState)},
+    "optimizer": dict, "scheduler": dict, "streams": dict, "rng": dict, "config": dict, "data": dict}
 
 
 def _state_problem(state: Any) -> str | None:

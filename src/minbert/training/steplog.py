@@ -8,7 +8,7 @@ The trainer feeds a `StepLog` each batch's loss (`batch`) and each optimizer ste
 
 `loss` is each task's mean batch loss since the previous line (tasks without a batch since then are left
 out), `lr` the learning rate each parameter group applied in this update (groups are named in
-trainer.parameter_groups), `grad_norm` this update's gradient norm before clipping, `examples_per_second`
+optim.parameter_groups), `grad_norm` this update's gradient norm before clipping, `examples_per_second`
 the training examples (all processes) since the previous line over the wall time since then (dev
 evaluations left out; checkpoint writes included). The bar of
 the epoch shows the latest line's losses and encoder learning rate. With `train.tensorboard` the same

@@ -19,108 +19,38 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
-import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..checkpoints import CheckpointError, locate_backbone, resolve_backbone
-from ..config import Config, ConfigError, config_differences, load_config, save_config
+from ..backbone import CheckpointError, locate_backbone
+from ..config import Config, config_differences, save_config
 from ..data.batching import BatchStream, EncodedSet, to_device
 from ..data.loading import load_split, resolve_data_dir
 from ..data.readers import DataError
-from ..encoder import BertModel
-from ..evaluate import evaluate, prediction_path, write_predictions
-from ..model import MultitaskModel
-from ..optim import build_optimizer, lr_lambda
+from ..evaluate import evaluate, format_metrics, selection_score, write_split_predictions
+from ..model import build_model
+from ..optim import build_optimizer, lr_lambda, parameter_groups
 from ..combine import build_combiner
 from ..distributed import Parallel
 from ..run_folder import RunFolder
+from ..runs import load_run_config
 from ..schedules import TaskSizes, build_schedule, expected_examples
 from ..smart import build_regulariser
 from ..tasks import get_task
 from ..tokenizer import Tokenizer
 from .interrupts import StopSignals, TrainingInterrupted
-from .state import (DiskError, atomic_folder, load_optimizer_state, read_trainer_state,
+from .state import (TrainState, atomic_folder, load_optimizer_state, read_trainer_state,
                     recover_interrupted_swap, write_trainer_state)
-from .steplog import StepLog, learning_rates, require_tensorboard
+from .setup import RunLog, check_writable, pick_device, seed_everything
+from .step import optimizer_update
+from .steplog import StepLog, require_tensorboard
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (too many non-finite steps, out of memory); the message says what to do."""
-
-
-class RunLog:
-    """Prints a line on standard error (standard output carries only a command's JSON result) and appends
-    it to RUN_DIR/log.txt; with `hold`, lines are kept in memory until `start()` (a run that has not
-    validated yet writes nothing into its folder)."""
-
-    def __init__(self, path: Path, hold: bool = False):
-        self.path = path
-        self.held: list[str] | None = [] if hold else None
-
-    def __call__(self, line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-        if self.held is not None:
-            self.held.append(line)
-            return
-        with self.path.open("a") as f:
-            f.write(line + "\n")
-
-    def start(self, fresh: bool = False) -> None:
-        """Write the held lines (into a new log.txt when `fresh`) and append from now on."""
-        held, self.held = self.held or [], None
-        with self.path.open("w" if fresh else "a") as f:
-            f.write("".join(line + "\n" for line in held))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def selection_score(metrics: dict[str, float], tasks: list[str]) -> float:
-    """What 'best' means: the course's overall score if present, else the mean task metric."""
-    if "overall" in metrics:
-        return metrics["overall"]
-    return float(np.mean([metrics[t] for t in tasks]))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def build_model(cfg: Config, backbone: str | Path | None = None) -> tuple[MultitaskModel, Tokenizer]:
-    """The model and tokenizer of `cfg`, the encoder from `backbone` (a folder) or else `cfg.model.backbone`."""
-    folder = resolve_backbone(backbone if backbone is not None else cfg.model.backbone)  # once: a Hub id is a lookup
-    tokenizer = Tokenizer.from_pretrained(folder, max_length=cfg.model.max_length)
-    encoder = BertModel.from_pretrained(folder)
-    model = MultitaskModel(encoder, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks}, cfg.model.shared_heads)
-    return model, tokenizer
-
-
-def parameter_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
-    """The encoder and each task head with its own learning rate, each split into decayed weights and
-    undecayed biases / LayerNorm weights. Frozen parameters are included: they get no gradient, so no update."""
-    modules = [("encoder", model.encoder, cfg.train.lr)]
-    for task, head in model.heads.items():
-        lr = (cfg.train.head_lrs or {}).get(task, cfg.train.head_lr or cfg.train.lr)
-        modules.append((f"head:{task}", head, lr))
-    groups = []
-    for name, module, lr in modules:
-        named = list(module.named_parameters())
-        decay = [p for n, p in named if p.ndim >= 2 and "LayerNorm" not in n]
-        no_decay = [p for n, p in named if not (p.ndim >= 2 and "LayerNorm" not in n)]
-        groups += [g for g in ({"name": name, "params": decay, "lr": lr, "weight_decay": cfg.train.weight_decay},
-                               {"name": name, "params": no_decay, "lr": lr, "weight_decay": 0.0}) if g["params"]]
-    return groups
 
 
 def encoder_trainable(cfg: Config, epoch: int) -> bool:
@@ -133,16 +63,6 @@ def encoder_trainable(cfg: Config, epoch: int) -> bool:
         if epoch <= end:
             return stage.train == "all"
     return cfg.train.freeze_stages[-1].train == "all" if cfg.train.freeze_stages else True
-
-
-def check_writable(run_dir: Path) -> None:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise DiskError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from e
 
 
 class Trainer:
@@ -201,13 +121,8 @@ class Trainer:
             log(f"train.precision {cfg.train.precision}: mixed precision runs on CUDA only; this run is fp32 on {self.device}")
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
-        # progress: everything here goes into each checkpoint
-        self.epoch, self.step = 1, 0  # the epoch in progress, and schedule steps done in it
-        self.updates = 0  # optimizer steps taken
-        self.best_score, self.best_metrics = -math.inf, {}
-        self.history: list[dict] = []  # one record per finished epoch
-        self.bad_in_a_row, self.bad_total = 0, 0
-        self._reset_epoch_totals()
+        self.progress = TrainState()  # everything the loop counts; it goes into each checkpoint
+        self.progress.new_epoch(cfg.tasks)
         self.steplog = StepLog(run_dir, cfg.tasks, cfg.train.log_every, cfg.train.tensorboard, self.par.main)
         per_task = expected_examples(plans[0], cfg.train.batch_size)
         log(f"schedule {cfg.train.schedule.name}, combine {cfg.train.combine.name}: {self.steps_per_epoch} steps in "
@@ -215,29 +130,24 @@ class Trainer:
             f"{total_updates} optimizer steps; batch sizes {{{', '.join(f'{n}: {cfg.train.batch_size[n]}' for n in cfg.tasks)}}}; "
             f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
-    def _reset_epoch_totals(self) -> None:
-        self.loss_sums = {n: 0.0 for n in self.cfg.tasks}
-        self.loss_counts = {n: 0 for n in self.cfg.tasks}
-        self.examples, self.train_seconds = 0, 0.0
-
     # ---- the loop ----
     def run(self) -> dict[str, float]:
         start = time.time()
-        self.steplog.open(self.updates)
+        self.steplog.open(self.progress.updates)
         try:
-            while self.epoch <= self.cfg.train.epochs and not self.should_stop_early():
+            while self.progress.epoch <= self.cfg.train.epochs and not self.should_stop_early():
                 self.pause_if_asked()
                 self.train_epoch()
                 self.end_epoch()
             self.pause_if_asked()
         finally:
             self.steplog.close()
-        self.log(f"training done in {time.time() - start:.0f} s; best dev (epoch {self.best_metrics.get('epoch')}): "
-                 f"{format_metrics({k: v for k, v in self.best_metrics.items() if k != 'epoch'})}")
+        self.log(f"training done in {time.time() - start:.0f} s; best dev (epoch {self.progress.best_metrics.get('epoch')}): "
+                 f"{format_metrics({k: v for k, v in self.progress.best_metrics.items() if k != 'epoch'})}")
         if not self.par.main:
             self.par.barrier()  # rank 0 writes the predictions
-            return self.best_metrics
-        (self.run_dir / "best_metrics.json").write_text(json.dumps(self.best_metrics, indent=2) + "\n")
+            return self.progress.best_metrics
+        (self.run_dir / "best_metrics.json").write_text(json.dumps(self.progress.best_metrics, indent=2) + "\n")
         self.model.load(self.run_dir / "best")
         write_split_predictions(self.model, self.tokenizer, self.cfg, self.data_path, self.run_dir, "dev",
                                 self.dev_sets, self.log)
@@ -245,42 +155,52 @@ class Trainer:
             write_split_predictions(self.model, self.tokenizer, self.cfg, self.data_path, self.run_dir, "test",
                                     None, self.log)
         self.par.barrier()
-        return self.best_metrics
+        return self.progress.best_metrics
 
-    def train_epoch(self) -> None:
-        cfg = self.cfg
+    def begin_epoch(self) -> None:
+        """Train mode, and what this epoch trains (staged freezing): call before `train_step`."""
         self.model.train()
-        trained = encoder_trainable(cfg, self.epoch)
+        trained = encoder_trainable(self.cfg, self.progress.epoch)
         self.model.freeze_encoder(not trained)
         if not trained:
             self.model.encoder.eval()  # a frozen encoder also keeps its dropout off
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.nothing_to_learn: set[str] = set()  # tasks with no trainable parameter this epoch (logged once)
-        plan = self.schedule.plan(self.epoch)
+
+    def train_step(self, step_tasks: list[str], update: bool = True) -> bool:
+        """One schedule step (a batch of each listed task); with `update`, the optimizer update that ends it
+        (without: the gradients accumulate). Returns whether an update was taken."""
+        finite = self.forward_backward(step_tasks)
+        return self.optimizer_step(finite) if update else False
+
+    def train_epoch(self) -> None:
+        cfg = self.cfg
+        self.begin_epoch()
+        plan = self.schedule.plan(self.progress.epoch)
         t0 = time.time()
-        with self.steplog.progress_bar(len(plan), self.step, f"epoch {self.epoch}") as bar:
-            while self.step < len(plan):
-                step_tasks = plan[self.step]
-                self.step += 1
-                finite = self.forward_backward(step_tasks)
-                if self.step % cfg.train.accumulate == 0 or self.step == len(plan):
-                    stepped = self.optimizer_step(finite)
+        with self.steplog.progress_bar(len(plan), self.progress.step, f"epoch {self.progress.epoch}") as bar:
+            while self.progress.step < len(plan):
+                step_tasks = plan[self.progress.step]
+                self.progress.step += 1
+                ends_update = self.progress.step % cfg.train.accumulate == 0 or self.progress.step == len(plan)
+                stepped = self.train_step(step_tasks, update=ends_update)
+                if ends_update:
                     every = cfg.train.checkpoint_every
-                    if stepped and every and self.updates % every == 0 and self.step < len(plan):
-                        self.train_seconds += time.time() - t0
+                    if stepped and every and self.progress.updates % every == 0 and self.progress.step < len(plan):
+                        self.progress.train_seconds += time.time() - t0
                         t0 = time.time()
                         self.save_last()
                     if self.stop_signal():  # SIGINT / SIGTERM: this update is done; pause here
-                        self.train_seconds += time.time() - t0
+                        self.progress.train_seconds += time.time() - t0
                         self.pause_if_asked()
                 bar.update(1)
-        self.train_seconds += time.time() - t0
+        self.progress.train_seconds += time.time() - t0
 
     def forward_backward(self, step_tasks: list[str]) -> bool:
         """One schedule step: a batch of each listed task, one backward per task (the summed loss's gradient)."""
         finite = True
         every = self.cfg.train.combine.log_cosine_every
-        self.combiner.begin(log_cosines=bool(every) and (self.updates + 1) % every == 0)
+        self.combiner.begin(log_cosines=bool(every) and (self.progress.updates + 1) % every == 0)
         for name in step_tasks:
             batch = self.streams[name].next(self.par.share if self.par.world > 1 else None)
             try:
@@ -303,53 +223,40 @@ class Trainer:
                     f"{name}: lower train.batch_size.{name} and raise train.accumulate to keep the effective batch") from e
             value = loss.item()
             if math.isfinite(value):
-                self.loss_sums[name] += value
-                self.loss_counts[name] += 1
+                self.progress.loss_sums[name] += value
+                self.progress.loss_counts[name] += 1
             else:
                 finite = False
-            self.examples += batch["global_size"]
+            self.progress.examples += batch["global_size"]
             self.steplog.batch(name, value, batch["global_size"])
         cos = self.combiner.finish()
         if cos is not None and self.par.main:
             with (self.run_dir / "grad_cosine.jsonl").open("a") as f:
-                f.write(json.dumps({"update": self.updates + 1, "epoch": self.epoch, "step": self.step,
+                f.write(json.dumps({"update": self.progress.updates + 1, "epoch": self.progress.epoch, "step": self.progress.step,
                                     "cosine": cos}) + "\n")
         return finite
 
     def optimizer_step(self, finite_losses: bool) -> bool:
         """Clip and step; a non-finite loss or gradient norm skips the step. Returns whether it stepped."""
         self.sum_gradients_over_processes()
-        clip = self.cfg.train.grad_clip or math.inf
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(self.trainable, clip)
-        if self.scaler and finite_losses and not math.isfinite(norm.item()):
-            self.scaler.step(self.optimizer)  # an fp16 overflow: the scaler skips the step and lowers its scale
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
+        update = optimizer_update(self.optimizer, self.scheduler, self.trainable, self.cfg.train.grad_clip,
+                                  self.scaler, finite_losses)
+        if update.overflow:
             return False
-        if finite_losses and math.isfinite(norm.item()):
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-            applied = learning_rates(self.optimizer)  # this update's rates, before the schedule moves on
-            self.scheduler.step()
+        if update.stepped:
             self.regulariser.after_step(self.model)
-            self.updates += 1
-            self.steplog.update(self.updates, self.epoch, self.step, applied, norm.item())
-            self.bad_in_a_row = 0
-            self.optimizer.zero_grad(set_to_none=True)
+            self.progress.updates += 1
+            self.steplog.update(self.progress.updates, self.progress.epoch, self.progress.step, update.lrs,
+                                update.grad_norm)
+            self.progress.bad_in_a_row = 0
             return True
-        self.optimizer.zero_grad(set_to_none=True)
-        self.bad_in_a_row += 1
-        self.bad_total += 1
-        self.log(f"warning: non-finite loss or gradient at epoch {self.epoch} step {self.step}: step skipped "
-                 f"({self.bad_in_a_row} in a row, {self.bad_total} in all)")
-        if self.bad_in_a_row >= self.cfg.train.max_bad_steps:
+        self.progress.bad_in_a_row += 1
+        self.progress.bad_total += 1
+        self.log(f"warning: non-finite loss or gradient at epoch {self.progress.epoch} step {self.progress.step}: step skipped "
+                 f"({self.progress.bad_in_a_row} in a row, {self.progress.bad_total} in all)")
+        if self.progress.bad_in_a_row >= self.cfg.train.max_bad_steps:
             raise TrainingError(
-                f"stopped: {self.bad_in_a_row} non-finite steps in a row (epoch {self.epoch}, step {self.step}); "
+                f"stopped: {self.progress.bad_in_a_row} non-finite steps in a row (epoch {self.progress.epoch}, step {self.progress.step}); "
                 f"the last good checkpoint is {self.run_dir / 'last'} (try a lower train.lr)")
         return False
 
@@ -368,25 +275,25 @@ class Trainer:
         dev_loss: dict[str, float] = {}
         metrics, _ = evaluate(self.model, self.dev_sets, self.tokenizer, self.cfg.eval.batch_size, self.device, dev_loss)
         score = selection_score(metrics, self.cfg.tasks)
-        record = {"epoch": self.epoch, "updates": self.updates,
-                  "train_loss": {n: self.loss_sums[n] / max(1, self.loss_counts[n]) for n in self.cfg.tasks},
-                  "dev": metrics, "dev_loss": dev_loss, "skipped_steps": self.bad_total,
-                  "steps": self.step, "train_seconds": round(self.train_seconds, 1),
-                  "train_examples_per_second": round(self.examples / max(self.train_seconds, 1e-9), 1),
+        record = {"epoch": self.progress.epoch, "updates": self.progress.updates,
+                  "train_loss": {n: self.progress.loss_sums[n] / max(1, self.progress.loss_counts[n]) for n in self.cfg.tasks},
+                  "dev": metrics, "dev_loss": dev_loss, "skipped_steps": self.progress.bad_total,
+                  "steps": self.progress.step, "train_seconds": round(self.progress.train_seconds, 1),
+                  "train_examples_per_second": round(self.progress.examples / max(self.progress.train_seconds, 1e-9), 1),
                   "eval_seconds": round(time.time() - t0, 1)}
-        self.history.append(record)
+        self.progress.history.append(record)
         if self.par.main:
             self.write_history()
-        self.steplog.epoch_end(self.updates, metrics, dev_loss, time.time() - t0)
-        improved = score > self.best_score
-        self.log(f"epoch {self.epoch}: dev {format_metrics(metrics)}; loss {format_metrics(record['train_loss'])}; "
+        self.steplog.epoch_end(self.progress.updates, metrics, dev_loss, time.time() - t0)
+        improved = score > self.progress.best_score
+        self.log(f"epoch {self.progress.epoch}: dev {format_metrics(metrics)}; loss {format_metrics(record['train_loss'])}; "
                  f"{record['train_examples_per_second']} train examples/s" + ("; new best, saved" if improved else ""))
         if improved:
-            self.best_score, self.best_metrics = score, {**metrics, "epoch": self.epoch}
+            self.progress.best_score, self.progress.best_metrics = score, {**metrics, "epoch": self.progress.epoch}
             if self.par.main:
                 atomic_folder(self.run_dir / "best", self.save_model)
-        self.epoch, self.step = self.epoch + 1, 0
-        self._reset_epoch_totals()
+        self.progress.epoch, self.progress.step = self.progress.epoch + 1, 0
+        self.progress.new_epoch(self.cfg.tasks)
         self.save_last()
 
     def stop_signal(self) -> int:
@@ -404,25 +311,25 @@ class Trainer:
         signum = self.stop_signal()
         if not signum:
             return
-        if self.saved_at != (self.epoch, self.step):
+        if self.saved_at != (self.progress.epoch, self.progress.step):
             self.save_last()
         self.par.barrier()  # the other processes wait for rank 0's save
-        self.log(f"interrupted by {signal_name(signum)} at epoch {self.epoch} step {self.step} "
-                 f"({self.updates} optimizer steps): {self.run_dir / 'last'} saved")
-        raise TrainingInterrupted(signum, self.epoch, self.step, self.run_dir)
+        self.log(f"interrupted by {signal_name(signum)} at epoch {self.progress.epoch} step {self.progress.step} "
+                 f"({self.progress.updates} optimizer steps): {self.run_dir / 'last'} saved")
+        raise TrainingInterrupted(signum, self.progress.epoch, self.progress.step, self.run_dir)
 
     def should_stop_early(self) -> bool:
         patience = self.cfg.train.early_stop_patience
-        if not patience or not self.history:
+        if not patience or not self.progress.history:
             return False
-        waited = self.history[-1]["epoch"] - self.best_metrics.get("epoch", 0)
+        waited = self.progress.history[-1]["epoch"] - self.progress.best_metrics.get("epoch", 0)
         if waited >= patience:
             self.log(f"early stop: no better dev score for {waited} epochs (train.early_stop_patience {patience})")
             return True
         return False
 
     def write_history(self) -> None:
-        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.history))
+        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.progress.history))
 
     # ---- checkpoints ----
     def save_model(self, folder: Path) -> None:
@@ -431,11 +338,7 @@ class Trainer:
 
     def state(self) -> dict:
         return {
-            "epoch": self.epoch, "step": self.step, "updates": self.updates,
-            "best_score": self.best_score, "best_metrics": self.best_metrics, "history": self.history,
-            "bad_in_a_row": self.bad_in_a_row, "bad_total": self.bad_total,
-            "loss_sums": self.loss_sums, "loss_counts": self.loss_counts,
-            "examples": self.examples, "train_seconds": self.train_seconds, "steplog": self.steplog.state(),
+            **self.progress.to_dict(), "steplog": self.steplog.state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
             "streams": {n: s.state() for n, s in self.streams.items()},
@@ -453,7 +356,7 @@ class Trainer:
                 for n, d in self.train_sets.items()}
 
     def save_last(self) -> None:
-        self.saved_at = (self.epoch, self.step)
+        self.saved_at = (self.progress.epoch, self.progress.step)
         if not self.par.main:
             return
 
@@ -476,9 +379,9 @@ class Trainer:
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
             why = " ".join(f"{type(e).__name__}: {e}".split())[:200]
             raise CheckpointError(f"{folder / 'trainer_state.json'}: does not fit this run ({why})") from None
-        self.saved_at = (self.epoch, self.step)
-        self.log(f"resumed from {folder}: epoch {self.epoch}, step {self.step} of {self.steps_per_epoch}, "
-                 f"{self.updates} optimizer steps done")
+        self.saved_at = (self.progress.epoch, self.progress.step)
+        self.log(f"resumed from {folder}: epoch {self.progress.epoch}, step {self.progress.step} of {self.steps_per_epoch}, "
+                 f"{self.progress.updates} optimizer steps done")
 
     def _apply_state(self, state: dict) -> None:
         load_optimizer_state(self.optimizer, state["optimizer"])
@@ -494,9 +397,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         if set(state["loss_sums"]) != set(self.cfg.tasks) or set(state["loss_counts"]) != set(self.cfg.tasks):
             raise KeyError(f"loss_sums / loss_counts are not of the tasks {self.cfg.tasks}")
-        for key in ("epoch", "step", "updates", "best_score", "best_metrics", "history", "bad_in_a_row",
-                    "bad_total", "loss_sums", "loss_counts", "examples", "train_seconds"):
-            setattr(self, key, state[key])
+        self.progress = TrainState.from_dict(state)
         self.steplog.load_state(state.get("steplog"))
 
     def rewind_logs(self) -> None:
@@ -507,20 +408,12 @@ class Trainer:
             kept = []
             for line in cos_log.read_text().splitlines():
                 try:
-                    keep = json.loads(line)["update"] <= self.updates
+                    keep = json.loads(line)["update"] <= self.progress.updates
                 except (ValueError, KeyError, TypeError):
                     keep = False  # a line cut by the kill
                 if keep:
                     kept.append(line)
             cos_log.write_text("".join(r + "\n" for r in kept))
-
-
-def load_run_config(path: Path) -> Config:
-    """The config.yaml of a run folder, read back as untrusted: any problem is a `CheckpointError` naming it."""
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        raise CheckpointError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
 
 
 def check_inputs(cfg: Config, data_dir: str | None) -> tuple[Path, Path]:
@@ -629,27 +522,6 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
         return trainer.run()
 
 
-def write_split_predictions(model: MultitaskModel, tokenizer: Tokenizer, cfg: Config, data_path: Path,
-                            run_dir: Path, split: str, sets: dict[str, EncodedSet] | None,
-                            log, tasks: list[str] | None = None) -> dict[str, float]:
-    """Predict every task (or those in `tasks`) on `split` (dev or test), write the course's files into
-    `run_dir`/predictions, return metrics (dev only)."""
-    if sets is None:
-        sets = {n: load_split(t, split, data_path, tokenizer, model.joint_input(n), cfg.data.strict, log,
-                              cfg.data.dev_limit if split == "dev" else None)
-                for n, t in model.tasks.items() if tasks is None or n in tasks}
-    device = next(model.parameters()).device
-    metrics, predictions = evaluate(model, sets, tokenizer, cfg.eval.batch_size, device)
-    for name, preds in predictions.items():
-        write_predictions(model.tasks[name], sets[name].ids, preds, prediction_path(run_dir, name, split))
-    log(f"{split} predictions written to {run_dir / 'predictions'}" + (f"; {split} {format_metrics(metrics)}" if metrics else ""))
-    return metrics
-
-
 def signal_name(signum: int) -> str:
     import signal
     return signal.Signals(signum).name
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

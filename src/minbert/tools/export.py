@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoints import CheckpointError
-from .config import ConfigError, save_config
-from .model import MultitaskModel
-from .run_folder import RunFolder
-from .runs import check_saved_model, load_run
-from .training.trainer import build_model, load_run_config
+from ..backbone import CheckpointError
+from ..config import ConfigError, save_config
+from ..model import MultitaskModel
+from ..run_folder import RunFolder
+from ..model import build_model
+from ..runs import check_saved_model, load_run, load_run_config
 
 FORMATS = ("hf", "sentence-transformers")
 POOLING_MODES = {"cls": ["cls_token"], "mean": ["mean_tokens"], "max": ["max_tokens"], "cls+mean": ["cls_token", "mean_tokens"]}

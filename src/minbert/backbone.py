@@ -1,4 +1,6 @@
-"""Locating and reading HF-format checkpoint folders safely (safetensors, or legacy .bin with weights_only).
+"""Backbones: locating and reading Hugging Face model folders safely (safetensors, or legacy .bin with
+weights_only) — the backbone a run starts from, and the run's own `best/` and `last/`, which share the
+format. Training checkpoints' other files (optimizer, RNGs, progress) are training/state.py's.
 
 A backbone spec is a local folder, or a Hugging Face Hub id (`org/name[@revision]`, fetched by hub.py into
 huggingface_hub's cache); `locate_backbone` gives its folder and the spec that names it exactly again.

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError
-from .data.loading import resolve_data_dir
-from .evaluate import prediction_path, write_predictions
-from .run_folder import RunFolder
-from .runs import check_run, load_run, run_outputs
-from .tasks import get_task, overall_score
+from ..config import ConfigError
+from ..data.loading import resolve_data_dir
+from ..evaluate import prediction_path, write_predictions
+from ..run_folder import RunFolder
+from ..runs import check_run, load_run, run_outputs
+from ..tasks import get_task, overall_score
 
 
 def ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, log=None) -> dict[str, float]:

@@ -19,11 +19,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .checkpoints import CheckpointError  # noqa: E402
-from .data.loading import resolve_data_dir  # noqa: E402
-from .run_folder import RunFolder  # noqa: E402
-from .runs import TaskOutputs, load_run, run_outputs  # noqa: E402
-from .tasks import Task, overall_score  # noqa: E402
+from ..backbone import CheckpointError  # noqa: E402
+from ..data.loading import resolve_data_dir  # noqa: E402
+from ..run_folder import RunFolder  # noqa: E402
+from ..runs import TaskOutputs, load_run, run_outputs  # noqa: E402
+from ..tasks import Task, overall_score  # noqa: E402
 
 
 def read_records(path: Path, keys: dict[str, type]) -> list[dict]:
@@ -122,16 +122,21 @@ def plot_curves(history: list[dict], folder: Path) -> bool:
             ax.plot(epochs, [h["dev_loss"][t] for h in history], marker="o", label="dev loss")
         ax2 = ax.twinx()
         ax2.plot(epochs, [h["dev"].get(t) for h in history], marker="s", color="C2", label="dev metric")
-        ax.set_title(t)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        ax2.set_ylabel("dev metric")
-        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-        ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
+        label_task_panel(ax, ax2, t, "epoch")
     fig.tight_layout()
     fig.savefig(folder / "curves.png", dpi=110)
     plt.close(fig)
     return True
+
+
+def label_task_panel(ax, ax2, task: str, xlabel: str) -> None:
+    """A task's curves panel: loss on the left axis, dev metric on the right, one legend for both."""
+    ax.set_title(task)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss")
+    ax2.set_ylabel("dev metric")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
 
 
 def epoch_end_updates(history: list[dict], steps: list[dict]) -> list[int | None]:
@@ -160,12 +165,7 @@ def step_curves_figure(steps: list[dict], history: list[dict]):
         dev = [(x, h["dev"][t]) for x, h in ends if t in h.get("dev", {})]
         if dev:
             ax2.plot(*zip(*dev), marker="s", color="C2", label="dev metric")
-        ax.set_title(t)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss")
-        ax2.set_ylabel("dev metric")
-        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-        ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
+        label_task_panel(ax, ax2, t, "optimizer step")
     ax = axes[0][-1]
     for group in dict.fromkeys(g for s in steps for g in s["lr"]):
         ax.plot([s["update"] for s in steps], [s["lr"].get(group) for s in steps], lw=1, label=group)

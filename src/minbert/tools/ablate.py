@@ -26,12 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Config, ConfigError, _build, load_config, read_yaml
-from .run_folder import RunFolder
+from ..config import Config, ConfigError, _build, load_config, read_yaml
+from ..run_folder import RunFolder
 from .sweep import resolve_base
-from .tasks import TASKS
-from .training.interrupts import TrainingInterrupted
-from .training.trainer import train
+from ..tasks import TASKS
+from ..training.interrupts import TrainingInterrupted
+from ..training.trainer import train
 
 KEYS = {"title", "base", "set", "budget", "seeds", "variants"}
 COLUMNS = (*TASKS, "overall")
@@ -141,7 +141,7 @@ def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], us
            n_seeds: int | None = None, only: list[str] | None = None, log=None) -> dict:
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # stdout: the JSON result only
     meta, runs = plan(path, use_budget, n_seeds, only, extra)
-    from .preflight import preflight
+    from ..preflight import preflight
     for name, seed, cfg in runs:  # every run's device, backbone and data before anything is written
         preflight(cfg, data_dir)
     with RunFolder.lock(out_dir):

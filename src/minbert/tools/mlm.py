@@ -18,17 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import locate_backbone
-from .config import MlmConfig
-from .data.batching import bucketed_batches, sorted_batches
-from .data.loading import resolve_data_dir
-from .data.readers import DataError
-from .encoder import BertModel
-from .optim import build_optimizer
-from .tasks import get_task
-from .tokenizer import Tokenizer
-from .optim import lr_lambda
-from .training.trainer import RunLog, check_writable, seed_everything
+from ..backbone import locate_backbone
+from ..config import MlmConfig
+from ..data.batching import bucketed_batches, sorted_batches
+from ..data.loading import resolve_data_dir
+from ..data.readers import DataError
+from ..encoder import BertModel
+from ..optim import build_optimizer
+from ..tasks import get_task
+from ..tokenizer import Tokenizer
+from ..optim import lr_lambda
+from ..training.setup import RunLog, check_writable, seed_everything
+from ..training.step import optimizer_update
 
 
 class MlmHead(nn.Module):
@@ -114,7 +115,7 @@ def heldout_loss(encoder: BertModel, head: MlmHead, tokenizer: Tokenizer, encode
 
 
 def pretrain_mlm(cfg: MlmConfig, out_dir: Path, data_dir: str | None = None) -> dict:
-    from .preflight import preflight_mlm
+    from ..preflight import preflight_mlm
 
     preflight_mlm(cfg, data_dir)  # backbone, data and text files: before the output folder is created
     data_path = resolve_data_dir(data_dir, cfg.data_dir) if cfg.sources else None
@@ -156,10 +157,7 @@ def pretrain_mlm(cfg: MlmConfig, out_dir: Path, data_dir: str | None = None) -> 
         (loss / cfg.accumulate).backward()
         running.append(loss.item())
         if i % cfg.accumulate == 0 or i == len(steps):
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_update(optimizer, scheduler, params, clip=1.0, finite_loss=math.isfinite(running[-1]))
         if i % 100 == 0:
             log(f"step {i}/{len(steps)}: train MLM loss {sum(running[-100:]) / len(running[-100:]):.4f}")
     after = heldout_loss(encoder, head, tokenizer, held, cfg)

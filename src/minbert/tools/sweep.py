@@ -14,11 +14,12 @@ import json
 import time
 from pathlib import Path
 
-from .config import Config, ConfigError, load_config, read_yaml
-from .run_folder import RunFolder
-from .tasks import TASKS
-from .training.interrupts import TrainingInterrupted
-from .training.trainer import selection_score, train
+from ..config import Config, ConfigError, load_config, read_yaml
+from ..run_folder import RunFolder
+from ..tasks import TASKS
+from ..training.interrupts import TrainingInterrupted
+from ..evaluate import selection_score
+from ..training.trainer import train
 
 
 def read_sweep(path: Path) -> tuple[Path | None, dict[str, list], list[str]]:
@@ -52,7 +53,7 @@ def points(base: Path | None, grid: dict[str, list], common: list[str]) -> list[
 def sweep(path: Path, out_dir: Path, data_dir: str | None, extra: list[str]) -> list[dict]:
     base, grid, common = read_sweep(path)
     runs = points(base, grid, common + extra)
-    from .preflight import preflight
+    from ..preflight import preflight
     for name, cfg in runs:  # every point's device, backbone and data before the first run starts
         preflight(cfg, data_dir)
     with RunFolder.lock(out_dir):

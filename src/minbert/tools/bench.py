@@ -25,14 +25,14 @@ from typing import Callable
 
 import torch
 
-from .checkpoints import resolve_backbone
-from .config import load_config
-from .data.batching import bucketed_batches, shuffled_batches
-from .data.loading import resolve_data_dir
-from .encoder import BertModel
-from .optim import AdamW
-from .tasks import get_task
-from .tokenizer import Tokenizer
+from ..backbone import resolve_backbone
+from ..config import load_config
+from ..data.batching import bucketed_batches, shuffled_batches
+from ..data.loading import resolve_data_dir
+from ..encoder import BertModel
+from ..optim import AdamW
+from ..tasks import get_task
+from ..tokenizer import Tokenizer
 
 PARTS = ("encoder", "matmul", "padding", "combine", "optimizer", "predict", "predict_file", "train")
 
@@ -129,7 +129,7 @@ def pad_share(lengths: list[int], batches: list[list[int]]) -> float:
 
 def padding_rows(cfg, data_path: Path, tokenizer: Tokenizer) -> list[dict]:
     """Pad share of one epoch's training batches of each task, length-bucketed vs plain random batches."""
-    from .data.loading import load_split
+    from ..data.loading import load_split
     rows = []
     for name in cfg.tasks:
         data = load_split(get_task(name), "train", data_path, tokenizer, True, False, lambda line: None)
@@ -143,23 +143,21 @@ def padding_rows(cfg, data_path: Path, tokenizer: Tokenizer) -> list[dict]:
 
 def make_trainers(variants: dict[str, list[str]], base: list[str], run_root: Path) -> dict:
     """A Trainer per variant, all reading the same batches (same seed and data); nothing is saved."""
-    from .training.trainer import Trainer, check_inputs
+    from ..training.trainer import Trainer, check_inputs
     trainers = {}
     for i, (name, extra) in enumerate(variants.items()):
         cfg = load_config(None, base + extra)
         run = run_root / f"variant-{i}"
         data_path, backbone = check_inputs(cfg, None)
         trainer = Trainer(cfg, run, data_path, lambda line: None, backbone=backbone)
-        trainer.model.train()
-        trainer.trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+        trainer.begin_epoch()
         trainers[name] = trainer
     return trainers
 
 
 def train_step(trainer) -> Callable[[], None]:
     def step():
-        trainer.forward_backward(list(trainer.cfg.tasks))
-        trainer.optimizer_step(True)
+        trainer.train_step(list(trainer.cfg.tasks))
     return step
 
 
@@ -219,9 +217,9 @@ def predict_rows(backbone: str | None, data_path: Path, reps: int, limit: int = 
     """Examples/s predicting SST sentences and Quora pairs: minbert (length-sorted batches, inference
     mode) vs a plain transformers BertModel + the same mean pooling and linear head, batches in file order
     padded to their longest (a pipeline's default), tokenisation included in both."""
-    from .data.batching import encode_examples
-    from .evaluate import predict_set
-    from .model import MultitaskModel
+    from ..data.batching import encode_examples
+    from ..evaluate import predict_set
+    from ..model import MultitaskModel
     folder = resolve_backbone(backbone)
     tok = Tokenizer.from_pretrained(folder)
     model = MultitaskModel(BertModel.from_pretrained(folder), ["sst", "para"]).eval()
@@ -260,8 +258,8 @@ def predict_rows(backbone: str | None, data_path: Path, reps: int, limit: int = 
 
 def bench_run(folder: Path, run_dir: Path) -> Path:
     """A run directory holding `folder`'s encoder and a fresh SST head: timings need weights, not training."""
-    from .config import save_config
-    from .training.trainer import build_model
+    from ..config import save_config
+    from ..model import build_model
     cfg = load_config(None, [f"model.backbone={folder}", "tasks=[sst]"])
     model, tok = build_model(cfg)
     model.save(run_dir / "best")
@@ -280,9 +278,9 @@ def predict_file_rows(backbone: str | None, data_path: Path, run_root: Path, rep
 
     import transformers
 
-    from .data.inputs import read_inputs
+    from ..data.inputs import read_inputs
     from .export import export
-    from .predict import Predictor, write_results
+    from ..predict import Predictor, write_results
     run = bench_run(resolve_backbone(backbone), run_root / "predict-file")
     hf_dir = export(run, run_root / "predict-file-hf", "hf")
     predictor = Predictor.load(run, batch_size=batch)

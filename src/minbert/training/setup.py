@@ -1,0 +1,60 @@
+"""Setting up a run: the run log, seeds, the device, a writable folder.
+
+Used by the trainer and by the other commands that write a run (MLM pre-training).
+"""
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .state import DiskError
+
+
+class RunLog:
+    """Prints a line on standard error (standard output carries only a command's JSON result) and appends
+    it to RUN_DIR/log.txt; with `hold`, lines are kept in memory until `start()` (a run that has not
+    validated yet writes nothing into its folder)."""
+
+    def __init__(self, path: Path, hold: bool = False):
+        self.path = path
+        self.held: list[str] | None = [] if hold else None
+
+    def __call__(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+        if self.held is not None:
+            self.held.append(line)
+            return
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+
+    def start(self, fresh: bool = False) -> None:
+        """Write the held lines (into a new log.txt when `fresh`) and append from now on."""
+        held, self.held = self.held or [], None
+        with self.path.open("w" if fresh else "a") as f:
+            f.write("".join(line + "\n" for line in held))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise DiskError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from e
