@@ -40,6 +40,21 @@ def test_train_returns_the_runs_best_metrics(api_run):
     assert "batch_size:\n    sst: 8" in (out / "config.yaml").read_text()
 
 
+def test_a_second_train_into_a_run_needs_overwrite(tmp_path, tiny_backbone, small_data_dir):
+    from minbert.run_folder import RunFolderError
+
+    out = tmp_path / "run"
+    quick = {"model.backbone": tiny_backbone, "train.epochs": 1, "train.schedule.steps_per_epoch": 1, "train.threads": 1,
+             "train.batch_size": {"sst": 8, "para": 8, "sts": 8}, "eval.test_predictions": False}
+    minbert.train(out=out, data_dir=small_data_dir, **quick)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        minbert.train(out=out, data_dir=small_data_dir, **{**quick, "train.epochs": 2})
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
+    minbert.train(out=out, data_dir=small_data_dir, overwrite=True, **{**quick, "train.epochs": 2})
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
 def test_overrides_are_checked_like_set(tmp_path):
     with pytest.raises(ConfigError, match="unknown key train.epoch "):
         minbert.train(out=tmp_path / "x", **{"train.epoch": 1})

@@ -20,15 +20,16 @@ def default_run_dir(config: str | os.PathLike | None) -> Path:
 
 
 def train(config: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-          data_dir: str | os.PathLike | None = None, **overrides: Any) -> dict[str, float]:
+          data_dir: str | os.PathLike | None = None, overwrite: bool = False, **overrides: Any) -> dict[str, float]:
     """Train `config` (a YAML file; None: the defaults) with `overrides` (dotted keys, e.g.
-    `**{"train.epochs": 1}`) into `out` (default runs/<config name>); returns the best dev metrics."""
+    `**{"train.epochs": 1}`) into `out` (default runs/<config name>); returns the best dev metrics.
+    An `out` that holds a run is refused (`RunFolderError`) unless `overwrite`, as `minbert train --overwrite`."""
     from .config import load_config
     from .training.trainer import train as train_run
 
     cfg = load_config(config, values={k: _plain(v) for k, v in overrides.items()})
     run_dir = Path(out) if out is not None else default_run_dir(config)
-    return train_run(cfg, run_dir, None if data_dir is None else str(data_dir))
+    return train_run(cfg, run_dir, None if data_dir is None else str(data_dir), overwrite=overwrite)
 
 
 def load(run_dir: str | os.PathLike, batch_size: int | None = None):
