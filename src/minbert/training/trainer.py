@@ -29,7 +29,6 @@ from ..backbone import CheckpointError, locate_backbone
 from ..config import Config, config_differences, save_config
 from ..data.batching import BatchStream, EncodedSet, to_device
 from ..data.loading import load_split, resolve_data_dir
-from ..data.readers import DataError
 from ..evaluate import evaluate, format_metrics, selection_score, write_split_predictions
 from ..model import build_model
 from ..optim import build_optimizer, lr_lambda, parameter_groups
@@ -39,8 +38,6 @@ from ..run_folder import RunFolder
 from ..runs import load_run_config
 from ..schedules import TaskSizes, build_schedule, expected_examples
 from ..smart import build_regulariser
-from ..tasks import get_task
-from ..tokenizer import Tokenizer
 from .interrupts import StopSignals, TrainingInterrupted
 from .state import (TrainState, atomic_folder, load_optimizer_state, read_trainer_state,
                     recover_interrupted_swap, write_trainer_state)
@@ -417,22 +414,14 @@ class Trainer:
 
 
 def check_inputs(cfg: Config, data_dir: str | None) -> tuple[Path, Path]:
-    """Everything that can be checked before the run folder is touched: TensorBoard when asked for, the data
-    files and the backbone (a Hub id is pinned to its commit in `cfg`, so the saved config.yaml, a resume and
-    a re-run use exactly these weights). Writes nothing; returns the data folder (also recorded in
-    `cfg.data.dir`, as the saved config names it) and the backbone folder."""
+    """What a run settles before its folder is touched, once `preflight` has checked the device, the backbone
+    and the data files: TensorBoard when asked for, the data folder (recorded in `cfg.data.dir`, as the saved
+    config names it) and the backbone folder (a Hub id pinned to its commit in `cfg`, so the saved
+    config.yaml, a resume and a re-run use exactly these weights). Writes nothing."""
     if cfg.train.tensorboard:
         require_tensorboard()
     data_path = resolve_data_dir(data_dir, cfg.data.dir)
-    for name in cfg.tasks:
-        for split in ("train", "dev"):
-            path = get_task(name).path(data_path, split)
-            if not path.is_file():
-                raise DataError(f"{path}: file not found")
     folder = pin_backbone(cfg)
-    Tokenizer.from_pretrained(folder, max_length=cfg.model.max_length)  # the folder and its vocabulary
-    if not (folder / "config.json").is_file():
-        raise CheckpointError(f"{folder}: no config.json (is this a BERT checkpoint folder?)")
     cfg.data.dir = str(data_path.resolve())
     return data_path, folder
 
