@@ -47,6 +47,15 @@ def test_pretrain_mlm_lowers_heldout_loss_and_gives_a_backbone(tmp_path, tiny_ba
     captured = capsys.readouterr()
     assert "held-out MLM loss before" in captured.err  # the log on stderr, the JSON result alone on stdout
     assert json.loads(captured.out)["heldout_loss_after"] == report["heldout_loss_after"]
+    # a second run into the same folder is refused and changes nothing; --overwrite replaces the encoder
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file() and f.name != ".lock"}
+    args = ["pretrain-mlm", "--data-dir", str(small_data_dir), "--out", str(out), "--set", f"backbone={tiny_backbone}",
+            "--set", f"text_files=[{text}]", "--set", "max_steps=2", "--set", "batch_size=16"]
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file() and f.name != ".lock"} == before
+    assert main(args + ["--overwrite"]) == 0
+    assert json.loads((out / "mlm_report.json").read_text())["steps"] == 2
+    capsys.readouterr()
     # the written folder is a backbone that train accepts
     assert main(["train", "--data-dir", str(small_data_dir), "--out", str(tmp_path / "run"),
                  "--set", f"model.backbone={out}", "--set", "train.epochs=1", "--set", "train.schedule.until=fixed_steps",

@@ -130,7 +130,7 @@ def cmd_pretrain_mlm(args: argparse.Namespace) -> int:
     from .tools.mlm import pretrain_mlm
 
     cfg = load_config(args.config, args.set, root=MlmConfig)
-    report = pretrain_mlm(cfg, Path(args.out), args.data_dir)
+    report = pretrain_mlm(cfg, Path(args.out), args.data_dir, args.overwrite)
     print(json.dumps({"out": args.out, **report}))
     return 0
 
@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key, e.g. max_steps=500")
     m.add_argument("--data-dir", help="folder with the course CSV files")
     m.add_argument("--out", required=True, metavar="DIR", help="where to write the encoder checkpoint")
+    m.add_argument("--overwrite", action="store_true", help="replace an encoder an earlier pretrain-mlm wrote into DIR")
     m.set_defaults(func=cmd_pretrain_mlm)
 
     w = sub.add_parser("sweep", help="train a grid of config values and rank them by dev score")

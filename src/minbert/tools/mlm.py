@@ -28,6 +28,7 @@ from ..optim import build_optimizer
 from ..tasks import get_task
 from ..tokenizer import Tokenizer
 from ..optim import lr_lambda
+from ..run_folder import RunFolder, RunFolderError
 from ..training.setup import RunLog, check_writable, seed_everything
 from ..training.step import optimizer_update
 
@@ -114,12 +115,25 @@ def heldout_loss(encoder: BertModel, head: MlmHead, tokenizer: Tokenizer, encode
     return total / max(count, 1)
 
 
-def pretrain_mlm(cfg: MlmConfig, out_dir: Path, data_dir: str | None = None) -> dict:
+ENCODER_FILES = ("model.safetensors", "mlm_report.json")  # what a finished pretrain-mlm leaves in its folder
+
+
+def pretrain_mlm(cfg: MlmConfig, out_dir: Path, data_dir: str | None = None, overwrite: bool = False) -> dict:
+    """Pre-train, then write the encoder into `out_dir`. A folder that holds an earlier one is refused unless
+    `overwrite`; one process writes the folder at a time."""
     from ..preflight import preflight_mlm
 
     preflight_mlm(cfg, data_dir)  # backbone, data and text files: before the output folder is created
     data_path = resolve_data_dir(data_dir, cfg.data_dir) if cfg.sources else None
     backbone = locate_backbone(cfg.backbone)  # a folder or Hub id, resolved once, before anything is written
+    if not overwrite and any((out_dir / name).exists() for name in ENCODER_FILES):
+        raise RunFolderError(f"{out_dir} holds an encoder from pretrain-mlm: write to another folder (--out), "
+                             "or replace it with --overwrite")
+    with RunFolder.output(out_dir, "pretrain-mlm"):  # never into a training run's folder
+        return _pretrain(cfg, out_dir, data_path, backbone)
+
+
+def _pretrain(cfg: MlmConfig, out_dir: Path, data_path: Path | None, backbone) -> dict:
     check_writable(out_dir)
     log = RunLog(out_dir / "log.txt")
     seed_everything(cfg.seed)
