@@ -9,7 +9,7 @@ with a key given twice or bytes that are not UTF-8 are errors naming the file an
 
 This module imports no component: each choice is a `Literal` here and tests/test_config.py checks
 that its values equal the component's registry. Task names and shapes come from the task table
-(tasks.py), the one place tasks are declared. What needs the machine or the files (device,
+(tasks.py), the one place tasks are declared; files are read as the data readers read them. What needs the machine or the files (device,
 backbone, data) is checked by preflight.py.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .data.readers import DataError, read_text
 from .tasks import TASKS
 
 
@@ -502,15 +503,9 @@ def read_yaml(path: Path, what: str = "config") -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: {what} file not found")
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
-                          f"is this a YAML {what} file?") from None
+        text = read_text(path)  # the data readers' reading: unreadable or non-UTF-8 bytes named by line
+    except DataError as e:
+        raise ConfigError(f"{e}; is this a YAML {what} file?") from None
     try:
         raw = parse_yaml(text) or {}
     except yaml.YAMLError as e:

@@ -10,6 +10,7 @@ what kind it is.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,33 +23,29 @@ def _symmetric_kl(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
     return ((lp.exp() * (lp - lq)).sum(-1) + (lq.exp() * (lq - lp)).sum(-1)).mean()
 
 
-class TaskKind:
+class TaskKind(ABC):
     name: str
     default_loss: str
 
+    @abstractmethod
     def output(self, raw: torch.Tensor) -> torch.Tensor:
         """The head's raw output (batch, outputs) in the task's units."""
-        raise NotImplementedError
 
+    @abstractmethod
     def predict(self, out: torch.Tensor) -> torch.Tensor:
         """Predictions as written to the prediction files."""
-        raise NotImplementedError
 
+    @abstractmethod
     def probabilities(self, out: np.ndarray) -> np.ndarray:
         """What an ensemble averages: class probabilities, a probability, or the score itself."""
-        raise NotImplementedError
 
+    @abstractmethod
     def from_probabilities(self, probs: np.ndarray) -> np.ndarray:
         """Predictions from (averaged) probabilities."""
-        raise NotImplementedError
 
+    @abstractmethod
     def divergence(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """A symmetric distance between two batches of outputs in task units, averaged over the batch."""
-        raise NotImplementedError
-
-    def similar(self, labels: torch.Tensor) -> torch.Tensor:
-        """For pair tasks: which gold labels count as a similar pair (the cosine-embedding loss)."""
-        raise NotImplementedError
 
     def format_value(self, value: float | int) -> str:
         return str(int(value))
@@ -108,6 +105,7 @@ class Binary(TaskKind):
         return _symmetric_kl(bernoulli(p), bernoulli(q))
 
     def similar(self, labels):
+        """Which gold labels count as a similar pair (the cosine-embedding loss, pair kinds only)."""
         return labels.float() >= 0.5
 
 
@@ -133,6 +131,7 @@ class Regress(TaskKind):
         return F.mse_loss(p.float(), q.float())
 
     def similar(self, labels):
+        """Which gold labels count as a similar pair: at least half the scale (the cosine-embedding loss)."""
         return labels.float() >= self.max_score / 2
 
     def format_value(self, value):
