@@ -249,7 +249,7 @@ class BertModel(nn.Module):
     # ---- checkpoints (HF format: config.json + model.safetensors) ----
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None) -> "BertModel":
-        """Load an HF-format BERT folder or Hub id (see checkpoints.locate_backbone); `None` means the default
+        """Load an HF-format BERT folder or Hub id (see backbone.locate_backbone); `None` means the default
         backbone (all-MiniLM-L6-v2)."""
         folder = resolve_backbone(path)
         config = BertConfig.from_json_file(folder / "config.json") if (folder / "config.json").is_file() else None

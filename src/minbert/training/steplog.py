@@ -77,9 +77,7 @@ class StepLog:
         if not self.main:
             return
         path = self.run_dir / STEPS_FILE
-        if path.exists():  # a resumed run: drop what the killed run logged after its checkpoint
-            kept = [r for r in path.read_text().splitlines() if logged_update(r) <= updates]
-            path.write_text("".join(r + "\n" for r in kept))
+        keep_until(path, updates)  # a resumed run: drop what the killed run logged after its checkpoint
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             folder = self.run_dir / TENSORBOARD_DIR
@@ -155,6 +153,14 @@ class StepLog:
         if state:
             self.loss_sums = {t: float(state["loss_sums"].get(t, 0.0)) for t in self.tasks}
             self.loss_counts = {t: int(state["loss_counts"].get(t, 0)) for t in self.tasks}
+
+
+def keep_until(path: Path, updates: int) -> None:
+    """Keep the lines of a JSON-lines log (steps.jsonl, grad_cosine.jsonl) written at or before optimizer
+    step `updates`; a line cut short by a kill goes too."""
+    if path.exists():
+        kept = [r for r in path.read_text().splitlines() if logged_update(r) <= updates]
+        path.write_text("".join(r + "\n" for r in kept))
 
 
 def logged_update(row: str) -> float:

@@ -43,7 +43,7 @@ from .state import (TrainState, atomic_folder, load_optimizer_state, read_traine
                     recover_interrupted_swap, write_trainer_state)
 from .setup import RunLog, check_writable, pick_device, seed_everything
 from .step import optimizer_update
-from .steplog import StepLog, require_tensorboard
+from .steplog import StepLog, keep_until, require_tensorboard
 
 
 class TrainingError(RuntimeError):
@@ -400,17 +400,7 @@ class Trainer:
     def rewind_logs(self) -> None:
         """After `restore`: the run's logs as they were at the checkpoint (what a killed run wrote later is dropped)."""
         self.write_history()
-        cos_log = self.run_dir / "grad_cosine.jsonl"
-        if cos_log.exists():
-            kept = []
-            for line in cos_log.read_text().splitlines():
-                try:
-                    keep = json.loads(line)["update"] <= self.progress.updates
-                except (ValueError, KeyError, TypeError):
-                    keep = False  # a line cut by the kill
-                if keep:
-                    kept.append(line)
-            cos_log.write_text("".join(r + "\n" for r in kept))
+        keep_until(self.run_dir / "grad_cosine.jsonl", self.progress.updates)
 
 
 def check_inputs(cfg: Config, data_dir: str | None) -> tuple[Path, Path]:
