@@ -38,6 +38,20 @@ REFERENCES = [
 ]
 
 
+def write_block(doc: Path, lines: list[str], begin: str, end: str, title: str) -> None:
+    """Put `lines` between the markers `begin` and `end` of `doc`, keeping the rest; without the markers the
+    block goes at the end (a new file starts with `title`)."""
+    block = "\n".join([begin, *lines, end])
+    text = doc.read_text() if doc.exists() else ""
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        text = head + block + rest.partition(end)[2]
+    else:
+        text = (text.rstrip() + "\n\n" if text else title + "\n\n") + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+
+
 def run_wall_seconds(run_dir: Path) -> float:
     """Training plus evaluation seconds over the run's epochs, as the run recorded them."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]

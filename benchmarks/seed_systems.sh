@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The seed reports' best systems (configs/seeds/*.yaml) trained on this CPU over the full training data, seed
-# 11711 each, with configs/default.yaml trained beside them as the base of the step-time column (step times
-# are only comparable under the same load: two trainings side by side, one thread each). A system whose dev
-# overall beats best-cpu's (results/best-cpu/best_metrics.json, the same seed) gets seeds 11712 and 11713.
+# 11711 each, two side by side with one thread each. A system whose dev overall beats best-cpu's
+# (results/best-cpu/best_metrics.json, the same seed) gets seeds 11712 and 11713. The step-time column is
+# measured apart, after the trainings, with the systems taking turns in one process (under the same load):
+# benchmarks/seeds_step_times.py -> $RESULTS/step_times.json, skipped if that file is there.
 # At most two trainings run at once. A finished run (best_metrics.json and its six prediction files) is
 # skipped, a killed one resumed from its last checkpoint (`minbert train --resume`), so rerunning continues
 # after an interruption. Each run's six prediction files, metrics.jsonl, config.yaml and best_metrics.json go to
@@ -17,6 +18,7 @@
 #   SEEDS_SET [none]: more `--set KEY=VALUE` for every training, one per line
 #   SEEDS_SYSTEMS [every configs/seeds/*.yaml]: the system names to train, space-separated
 #   SEEDS_BAR [results/best-cpu/best_metrics.json]: the dev overall a system must beat for more seeds
+#   SEEDS_STEP_TIMES [1]: 0 skips the step-time measurement
 # A smoke run of the whole script, seconds a training (a tiny BERT folder as in tests/conftest.py, a few rows;
 # SEEDS_SET's value spans lines, one setting each):
 #   SEEDS_RUNS=/tmp/s/runs SEEDS_RESULTS=/tmp/s/results SEEDS_DOC=/tmp/s/SEEDS.md SEEDS_SET='model.backbone=/tmp/tiny
@@ -46,7 +48,7 @@ else
   for config in configs/seeds/*.yaml; do systems+=("$(basename "$config" .yaml)"); done
 fi
 
-config_of() { if [ "$1" = default ]; then echo configs/default.yaml; else echo "configs/seeds/$1.yaml"; fi; }
+config_of() { echo "configs/seeds/$1.yaml"; }
 run_of() { if [ "$2" = 11711 ]; then echo "$RUNS/$1"; else echo "$RUNS/$1-$2"; fi; }
 
 finished() {  # finished RUN_DIR: best_metrics.json and the six prediction files are there
@@ -101,7 +103,7 @@ copy_results() {  # copy_results RUN_DIR DEST
 }
 
 mkdir -p "$RUNS"
-jobs_list=("default 11711")
+jobs_list=()
 for name in "${systems[@]}"; do
   [ -f "$(config_of "$name")" ] || { echo "no config configs/seeds/$name.yaml" >&2; exit 2; }
   jobs_list+=("$name 11711")
@@ -119,7 +121,7 @@ done
 [ ${#more[@]} -gt 0 ] && pool "${more[@]}"
 
 failed=0
-for name in default "${systems[@]}"; do
+for name in "${systems[@]}"; do
   for seed in 11711 "${MORE_SEEDS[@]}"; do
     run=$(run_of "$name" "$seed")
     [ -f "$run.rc" ] && [ "$(cat "$run.rc")" != 0 ] && failed=1
@@ -129,6 +131,11 @@ for name in default "${systems[@]}"; do
   done
 done
 
-"$PYTHON" benchmarks/seeds_table.py --results "$RESULTS" --base "$RESULTS/default" --doc "$DOC" || failed=1
+if [ "${SEEDS_STEP_TIMES:-1}" != 0 ] && [ ! -f "$RESULTS/step_times.json" ]; then
+  echo "measuring step times -> $RESULTS/step_times.json"
+  "$PYTHON" benchmarks/seeds_step_times.py --out "$RESULTS/step_times.json" "${sets[@]}" || failed=1
+fi
+"$PYTHON" benchmarks/seeds_table.py --results "$RESULTS" --step-times "$RESULTS/step_times.json" --doc "$DOC" \
+  || failed=1
 echo "table written to $DOC"
 exit "$failed"

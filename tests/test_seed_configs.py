@@ -2,6 +2,8 @@
 the number of steps), cites lines that exist in its report, and trains end to end (tiny backbone, a few steps)."""
 import json
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,24 @@ def test_a_seed_system_trains_end_to_end(path, tmp_path, tiny_backbone, small_da
     # the longest quota (16 SST sentences passed once in batches of 4)
     assert [r["steps"] for r in records] == [4 if cfg.train.schedule.name == "random_subset" else 2] * cfg.train.epochs
     assert set(best) == {"sst", "para", "sts", "overall", "epoch"}
+
+
+def test_the_step_time_benchmark_runs_each_system_in_plan_order_from_an_epoch_that_trains_its_encoder(
+        tiny_backbone, small_data_dir, one_thread):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import seeds_step_times
+    finally:
+        sys.path.pop(0)
+    sets = [f"model.backbone={tiny_backbone}", f"data.dir={small_data_dir}", "data.train_limit=16", "data.dev_limit=8",
+            "train.schedule.steps_per_epoch=2", "train.schedule.subset_size={para: 8, sts: 8}",
+            "train.batch_size={sst: 4, para: 4, sts: 4}", one_thread]
+    staged = REPO / "configs" / "seeds" / "003-sampling-and-training.yaml"  # epoch 1 trains its heads only
+    result = seeds_step_times.measure([REPO / "configs" / "default.yaml", staged], sets, steps=3, rounds=2, log=lambda line: None)
+    assert result["base"] == "default" and result["systems"]["default"]["ratio"] == 1.0
+    assert all(len(s["rounds"]) == 2 for s in result["systems"].values())
+    with tempfile.TemporaryDirectory() as tmp:
+        stepper = seeds_step_times.Stepper(seeds_step_times.build(staged, sets, Path(tmp)))
+        assert stepper.trainer.progress.epoch == 2 and all(p.requires_grad for p in stepper.trainer.model.parameters())
+        stepper.run(3)  # 2 planned steps, then the plan again from its start
+        assert stepper.trainer.progress.updates == 3 and stepper.at == 3
