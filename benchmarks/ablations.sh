@@ -1,10 +1,74 @@
 #!/usr/bin/env bash
-# The CPU-budget ablation tables of docs/results/ablations.md: one seed of each table first, then the second seed.
-# Finished runs are reused, so rerunning continues where an interrupted run stopped. Hours on 2 CPU cores.
-# Usage: bash benchmarks/ablations.sh > logs/ablations.log 2>&1
-set -euo pipefail
+# The ablation tables of docs/results/ablations.md at the files' `--budget` (a quarter of each task's training
+# rows, the full dev sets), two seeds each: every table's first seed first, then the second, two tables side by
+# side with one thread each. `minbert ablate` reuses finished runs and rewrites its table after every run, so
+# rerunning continues where an interrupted run stopped (the run it was in starts over). After each pass the
+# tables are copied to results/ablations/NAME/ (ablation.json, ablation.md) and put into the doc by
+# benchmarks/ablations_doc.py. Table 001's MLM rows need two encoders from `minbert pretrain-mlm` first
+# (docs/results/mlm.md): trained here when missing, before the tables. Many hours on 2 CPU cores.
+# Usage: bash benchmarks/ablations.sh [NAME ...] > logs/ablations.log 2>&1
+#   NAME: configs/ablations/NAME.yaml (default: the five seed tables 000-004)
+# Environment: MINBERT [.venv/bin/minbert], PYTHON [.venv/bin/python], ABL_RUNS [runs/ablations],
+#   ABL_RESULTS [results/ablations], ABL_DOC [docs/results/ablations.md], ABL_JOBS [2],
+#   ABL_SET: more `--set KEY=VALUE` for every run, one per line (smoke runs: a tiny backbone, a few rows)
+set -uo pipefail
 cd "$(dirname "$0")/.."
-for seeds in "--seeds 1" ""; do
-  .venv/bin/minbert ablate configs/ablations/000-minibert-unleashed.yaml --out runs/ablate-000 --budget $seeds
-  .venv/bin/minbert ablate configs/ablations/pooling-pairs.yaml --out runs/ablate-pooling --budget $seeds
+MINBERT=${MINBERT:-.venv/bin/minbert}
+PYTHON=${PYTHON:-.venv/bin/python}
+RUNS=${ABL_RUNS:-runs/ablations}
+RESULTS=${ABL_RESULTS:-results/ablations}
+DOC=${ABL_DOC:-docs/results/ablations.md}
+JOBS=${ABL_JOBS:-2}
+
+sets=(--set train.threads=1)
+while IFS= read -r line; do
+  [ -n "$line" ] && sets+=(--set "$line")
+done <<< "${ABL_SET:-}"
+if [ $# -gt 0 ]; then
+  names=("$@")
+else
+  names=()
+  for f in configs/ablations/00*.yaml; do names+=("$(basename "$f" .yaml)"); done
+fi
+for name in "${names[@]}"; do
+  [ -f "configs/ablations/$name.yaml" ] || { echo "no ablation file configs/ablations/$name.yaml" >&2; exit 2; }
 done
+
+mlm() {  # mlm OUT [--set ...]: further MLM pre-training for table 001's MLM rows, unless OUT has its encoder
+  local out=$1
+  shift
+  [ -f "$out/model.safetensors" ] && return 0
+  echo "pretraining $out"
+  $MINBERT pretrain-mlm --out "$out" --set max_steps=400 --set heldout=0.02 "$@" --overwrite >> "$out.log" 2>&1
+}
+if printf '%s\n' "${names[@]}" | grep -q '^001-'; then
+  mkdir -p runs
+  mlm runs/mlm-course || exit 1
+  mlm runs/mlm-course-v2 --set batch_size=4 --set accumulate=32 || exit 1
+fi
+
+failed=0
+table() {  # table NAME [--seeds 1]: train what is missing of it, copy its table to the results
+  local name=$1
+  shift
+  mkdir -p "$RUNS"
+  $MINBERT ablate "configs/ablations/$name.yaml" --out "$RUNS/$name" --budget "${sets[@]}" "$@" >> "$RUNS/$name.log" 2>&1
+  local rc=$?
+  if [ -f "$RUNS/$name/ablation.md" ]; then
+    mkdir -p "$RESULTS/$name"
+    cp "$RUNS/$name/ablation.json" "$RUNS/$name/ablation.md" "$RESULTS/$name/"
+  fi
+  [ "$rc" = 0 ] && echo "$name $*: done" || echo "$name $*: exit $rc, see $RUNS/$name.log" >&2
+  return "$rc"
+}
+
+for pass in "--seeds 1" ""; do
+  for name in "${names[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
+    # shellcheck disable=SC2086
+    table "$name" $pass &
+  done
+  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+  "$PYTHON" benchmarks/ablations_doc.py --results "$RESULTS" --doc "$DOC" || failed=1
+done
+exit "$failed"

@@ -1,6 +1,7 @@
 """`minbert ablate`: variants (with `extends` and budgets) over seeds, mean ± std per variant checked against
 the runs' own best_metrics.json, finished runs reused, bad variants refused before any run."""
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -20,6 +21,7 @@ set:
   eval.test_predictions: false
 budget:
   train.schedule.steps_per_epoch: 1
+report: {{source: "Table 9, l. 1-3", split: dev, rows: {{siamese: {{sst: 0.5, line: 3}}}}}}
 variants:
   base: {{}}
   siamese: {{model.pair_encoding: siamese, budget: {{train.batch_size: {{para: 4}}}}}}
@@ -65,11 +67,22 @@ def test_ablate_tabulates_mean_and_std_over_seeds(tmp_path, tiny_backbone, small
     assert "# tiny table" in table and "--budget" in table and table.count("\n| ") == 3
     m = report["rows"][1]["metrics"]["overall"]
     assert f"{m['mean']:.3f} ± {m['std']:.3f}" in table
+    # Δ: siamese's mean overall minus base's (its reference: it extends nothing), "in spread" within the stds summed
+    overall = {v: [json.loads((out / v / f"seed-{s}" / "best_metrics.json").read_text())["overall"] for s in (1, 2)]
+               for v in ("base", "siamese")}
+    delta = statistics.fmean(overall["siamese"]) - statistics.fmean(overall["base"])
+    inside = abs(delta) <= statistics.stdev(overall["siamese"]) + statistics.stdev(overall["base"])
+    siamese_row = next(line for line in table.splitlines() if line.startswith("| siamese |"))
+    assert f"| {delta:+.3f} vs base{', in spread' if inside else ''} |" in siamese_row
+    assert "| 0.500 / – / – (l. 3) |" in siamese_row and "Table 9, l. 1-3, dev" in table
+    assert f"--out {out}" in table
     before = (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns
     assert main(args + ["--seeds", "1"]) == 0  # base seed 1 reused; siamese + cls trained
     assert (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns == before
     rows = json.loads((out / "ablation.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["base", "siamese", "siamese + cls"] and rows[2]["seeds"] == [1]
+    cls_row = next(line for line in (out / "ablation.md").read_text().splitlines() if line.startswith("| siamese + cls |"))
+    assert cls_row.endswith("| `model.pooling=\"cls\"` |") and "vs siamese" in cls_row  # its own change, its reference
     result = out / "siamese" / "seed-1" / "ablation_result.json"
     stored = json.loads(result.read_text())
     del stored["config"]["train"]["compile"]  # as if written before minbert had this setting (at its default)
@@ -85,6 +98,9 @@ def test_ablate_tabulates_mean_and_std_over_seeds(tmp_path, tiny_backbone, small
     ("  a: {extends: b}\n  b: {extends: a}\n", "extends itself"),
     ("  a: {extends: nope}\n", "extends unknown variant 'nope'"),
     ("  a: {model.pooling: median}\n", "variant 'a': model.pooling: 'median' is not one of"),
+    ("  a: {}\nreport: {rows: {a: {sst: 52.0, line: 4}}}\n", "report.rows.a.sst: expected a figure in [-1, 1]"),
+    ("  a: {}\nreport: {rows: {a: {sst: 0.52}}}\n", "report.rows.a.line: expected the report's line number"),
+    ("  a: {}\nreport: {rows: {b: {sst: 0.52, line: 4}}}\n", "report.rows.b: no variant named 'b'"),
 ])
 def test_bad_variants_fail_before_any_run(tmp_path, capsys, variants, message):
     path = tmp_path / "a.yaml"
@@ -100,3 +116,21 @@ def test_shipped_ablation_files_are_valid_in_both_sizes(path):
     for budget in (False, True):
         meta, runs = plan(path, budget, None, None, [])
         assert runs and len(runs) == len(meta["deltas"]) * len(meta["seeds"])
+
+
+REPORTS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+
+
+@pytest.mark.skipif(not REPORTS.is_dir(), reason="the seed reports are not beside the repository")
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "ablations").glob("0*.yaml")),
+                         ids=lambda p: p.stem)
+def test_each_report_figure_is_on_the_line_it_cites(path):
+    meta, _ = plan(path, True, None, None, [])
+    text = next(REPORTS.glob(f"{path.name[:3]}_*.txt")).read_text().splitlines()
+    rows = {name: row for name, row in meta["reports"].items() if row}
+    assert set(rows) == set(meta["deltas"])  # every row of the table has the report's figures
+    for name, row in rows.items():
+        printed = [float(x) for x in re.findall(r"-?\d+\.\d+", text[row["line"] - 1])]
+        for task in ("sst", "para", "sts"):
+            if task in row:
+                assert any(abs(row[task] - x) < 5e-4 for x in printed), (name, task, text[row["line"] - 1])

@@ -118,14 +118,16 @@ def test_seeds_table_rows_per_system_report_figures_minutes_and_step_times(tmp_p
     seed_run(results / "000-unleashed", seeds[0], [(1200.0, 800), (1500.0, 800)])
     seed_run(results / "000-unleashed" / "seed-11712", seeds[1], [(1300.0, 800), (1400.0, 800)])
     seed_run(results / "002-adapt", dev(0.47, 0.83, 0.86), [(3000.0, 800), (3300.0, 800)])
-    base = seed_run(results / "default", dev(0.49, 0.83, 0.86), [(900.0, 800), (1100.0, 800)])
+    step_times = tmp_path / "step_times.json"
+    step_times.write_text(json.dumps({"base": "default", "systems": {
+        name: {"seconds_per_step": 2.0 * r, "ratio": r} for name, r in
+        (("default", 1.0), ("000-unleashed", 1.234), ("002-adapt", 3.456))}}))
     default = seed_run(tmp_path / "default", dev(0.50, 0.827, 0.861), [(1248.8, None), (1793.1, None)])
     best_cpu = seed_run(tmp_path / "best-cpu", dev(0.489, 0.857, 0.880), [(3547.9, 1400), (3971.8, 1400)])
     doc = tmp_path / "docs" / "SEEDS.md"
-    args = ["--results", results, "--configs", configs, "--default", default, "--best-cpu", best_cpu, "--base", base]
+    args = ["--results", results, "--configs", configs, "--default", default, "--best-cpu", best_cpu, "--step-times", step_times]
     rows = script("seeds_table.py", *args)
     cells = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in rows[2:]}
-    base_step = 2000.0 / 1600
     unleashed = cells["`000-unleashed`"]
     assert unleashed[0] == "miniBert Unleashed, Table 2 last row (l. 162)"
     assert unleashed[1] == f"0.520 / 0.848 / 0.870 / {(0.520 + 0.848 + (0.870 + 1) / 2) / 3:.3f}"
@@ -134,18 +136,16 @@ def test_seeds_table_rows_per_system_report_figures_minutes_and_step_times(tmp_p
         assert cell == f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
     assert unleashed[6] == "2"
     assert unleashed[7] == "45 ± 0"  # 2,700 s of training loop each (evaluation left out)
-    assert unleashed[8] == f"{(5400.0 / 3200) / base_step:.2f}×"
+    assert unleashed[8] == "1.23×"  # the ratio benchmarks/seeds_step_times.py measured
     adapt = cells["`002-adapt`"]
     assert adapt[2:] == ["0.470", "0.830", "0.860", f"{(0.47 + 0.83 + 0.93) / 3:.3f}", "1", "105",
-                         f"{(6300.0 / 1600) / base_step:.2f}×"]
+                         "3.46×"]
     assert cells["`004-robust`"][2:] == ["not run", "", "", "", "", "", ""]  # no figures for a system not run
     default_row = next(v for k, v in cells.items() if k.startswith("default (`configs/default.yaml`)"))
     assert default_row[2:] == ["0.500", "0.827", "0.861", f"{dev(0.50, 0.827, 0.861)['overall']:.3f}", "1", "51",
-                               "–"]  # its metrics.jsonl has no step counts
+                               "1.00×"]
     best_row = next(v for k, v in cells.items() if k.startswith("best-cpu"))
-    assert best_row[-2:] == ["125", f"{(7519.7 / 2800) / base_step:.2f}×"]
-    base_row = next(v for k, v in cells.items() if "step-time base" in k)
-    assert base_row[-1] == "1.00×"
+    assert best_row[-2:] == ["125", "–"]  # not in the step-time measurement
 
     doc.parent.mkdir()
     doc.write_text("# Seeds\n\nBefore.\n\n<!-- seeds-table: written by benchmarks/seeds_table.py, do not edit by "
@@ -171,3 +171,22 @@ def test_the_seed_reports_figures_are_on_the_lines_they_cite():
         text = next(REPORTS.glob(f"{key}_*.txt")).read_text().splitlines()[line - 1]
         found, want = re.findall(r"\d\.\d{3}", text), [f"{v:.3f}" for v in figures]
         assert any(found[i:i + 3] == want for i in range(len(found))), (key, text)  # SST, Quora, STS in a row
+
+
+def test_ablations_doc_replaces_each_tables_block_and_keeps_the_prose(tmp_path):
+    results = tmp_path / "results"
+    for name, rows in (("000-a", ["| x | 0.5 |"]), ("003-b", ["| y | 0.6 |", "| z | 0.7 |"])):
+        (results / name).mkdir(parents=True)
+        (results / name / "ablation.md").write_text(f"# Table {name}\n\nCommand: `minbert ablate {name}`.\n\n"
+                                                   "| variant | overall |\n|---|---|\n" + "\n".join(rows) + "\n")
+    doc = tmp_path / "ABLATIONS.md"
+    begin = "<!-- ablation 000-a: written by benchmarks/ablations_doc.py from results/ablations/000-a/, do not edit by hand -->"
+    doc.write_text(f"# Ablations\n\n## A\n\n{begin}\n| stale |\n<!-- /ablation 000-a -->\n\nReading of A.\n")
+    subprocess.run([sys.executable, str(BENCH / "ablations_doc.py"), "--results", str(results), "--doc", str(doc)],
+                   check=True, capture_output=True)
+    text = doc.read_text()
+    assert "| stale |" not in text and "Reading of A." in text and text.startswith("# Ablations\n\n## A\n\n")
+    a = text[text.index(begin):text.index("<!-- /ablation 000-a -->")]
+    assert "Command: `minbert ablate 000-a`." in a and "| x | 0.5 |" in a and "Table 000-a" not in a
+    assert text.index("Reading of A.") < text.index("## Table 003-b")  # a new table goes at the end, with its title
+    assert "| y | 0.6 |\n| z | 0.7 |\n<!-- /ablation 003-b -->" in text

@@ -10,7 +10,12 @@ The ablation file holds:
   variants: name -> {dotted.key: value, ...}; `extends: OTHER` starts from another variant's delta
             (the seed reports' tables are cumulative: "RSS + MP" is "RSS" plus mean pooling); a variant's
             own `budget: {...}` scales its own settings under `--budget` (e.g. a smaller random subset)
+  report:   the figures of the report this table follows, shown beside minbert's:
+            {source: "where its table is", split: dev | test | not labelled,
+             rows: {VARIANT: {sst: .., para: .., sts: .., line: N, note: ".."}}} (a task it does not give left out)
 Overrides apply in the order base, set, budget, variant, variant budget.
+The table's Δ column compares each row's mean overall with its reference row's (the variant it extends, else
+the first row) and says "in spread" when the difference is within the two rows' seed std summed.
 Every run's config is validated before the first run starts. A finished run (its `ablation_result.json`
 exists and records the same config) is not trained again, so an interrupted table continues where it
 stopped; a run whose config changed since, or that never finished, is trained again from the start
@@ -33,7 +38,8 @@ from ..tasks import TASKS
 from ..training.interrupts import TrainingInterrupted
 from ..training.trainer import train
 
-KEYS = {"title", "base", "set", "budget", "seeds", "variants"}
+KEYS = {"title", "base", "set", "budget", "seeds", "variants", "report"}
+NOT_CONFIG = ("extends", "budget")  # a variant's keys that are not config overrides
 COLUMNS = (*TASKS, "overall")
 
 
@@ -71,6 +77,33 @@ def variant_deltas(variants: dict, path: Path) -> dict[str, dict]:
     return {name: resolve(name, ()) for name in variants}
 
 
+def report_figures(report: object, variants: dict, path: Path) -> tuple[dict, dict[str, dict]]:
+    """The file's `report:` section, checked: ({source, split}, variant -> the report's figures for that row)."""
+    if report is None:
+        return {}, {}
+    if not isinstance(report, dict) or set(report) - {"source", "split", "rows"}:
+        raise ConfigError(f"{path}: report: expected {{source: text, split: text, rows: {{variant: figures}}}}, "
+                          f"got {report!r}")
+    entries = report.get("rows") or {}
+    if not isinstance(entries, dict):
+        raise ConfigError(f"{path}: report.rows: expected a mapping of variant names to figures")
+    rows = {}
+    for name, entry in entries.items():
+        where = f"{path}: report.rows.{name}"
+        if name not in variants:
+            raise ConfigError(f"{where}: no variant named {name!r}")
+        if not isinstance(entry, dict) or set(entry) - {*TASKS, "line", "note"}:
+            raise ConfigError(f"{where}: expected {{sst, para, sts: figures, line: N, note: text}}, got {entry!r}")
+        for task in TASKS:
+            v = entry.get(task)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not -1 <= v <= 1):
+                raise ConfigError(f"{where}.{task}: expected a figure in [-1, 1] (a fraction, not a percentage), got {v!r}")
+        if not isinstance(entry.get("line"), int) or isinstance(entry.get("line"), bool):
+            raise ConfigError(f"{where}.line: expected the report's line number, got {entry.get('line')!r}")
+        rows[name] = entry
+    return {k: v for k, v in report.items() if k != "rows"}, rows
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "variant"
 
@@ -97,7 +130,7 @@ def plan(path: Path, use_budget: bool, n_seeds: int | None, only: list[str] | No
         deltas = {k: v for k, v in deltas.items() if k in only}
     runs = []
     for name, delta in deltas.items():
-        own = _assignments({k: v for k, v in delta.items() if k != "budget"}, name)
+        own = _assignments({k: v for k, v in delta.items() if k not in NOT_CONFIG}, name)
         if use_budget:
             own += _assignments(delta.get("budget", {}), f"{name}: budget")
         for seed in seeds:
@@ -106,8 +139,14 @@ def plan(path: Path, use_budget: bool, n_seeds: int | None, only: list[str] | No
             except ConfigError as e:
                 raise ConfigError(f"{path}: variant {name!r}: {e}") from None
             runs.append((name, seed, cfg))
+    source, reports = report_figures(raw.get("report"), raw["variants"], path)
+    first = next(iter(deltas))
+    references = {name: (raw["variants"][name] or {}).get("extends") or (None if name == first else first)
+                  for name in deltas}
     return {"title": raw.get("title") or path.stem, "file": str(path), "budget": use_budget, "seeds": seeds,
-            "deltas": deltas}, runs
+            "deltas": deltas, "own": {n: {k: v for k, v in (raw["variants"][n] or {}).items() if k != "extends"}
+                                      for n in deltas}, "reports": {n: reports.get(n) for n in deltas}, "references": references,
+            "report": source}, runs
 
 
 def same_config(earlier: dict | None, wanted: dict) -> bool:
@@ -150,62 +189,102 @@ def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], us
 
 def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data_dir: str | None,
             extra: list[str], log) -> dict:
-    per_run = []
+    finished: dict[tuple[str, int], dict] = {}  # (variant, seed) -> result, for every run done with its config
+    for name, seed, cfg in runs:
+        earlier = read_result(out_dir / slug(name) / f"seed-{seed}" / "ablation_result.json")
+        if earlier is not None and same_config(earlier.get("config"), cfg.to_dict()):
+            finished[name, seed] = earlier
+    report = None
     for i, (name, seed, cfg) in enumerate(runs, 1):
         run_dir = out_dir / slug(name) / f"seed-{seed}"
-        done = run_dir / "ablation_result.json"
-        wanted = cfg.to_dict()
-        earlier = read_result(done)
-        if earlier is not None and same_config(earlier.get("config"), wanted):
-            result = earlier
-            log(f"ablate: [{i}/{len(runs)}] {name} seed {seed}: done before, {result['seconds']} s")
-        else:
-            why = " (its config changed since the earlier run)" if earlier is not None else ""
-            log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {run_dir}{why}")
-            start = time.time()
-            try:
-                best = train(cfg, run_dir, data_dir, overwrite=True)  # this ablation's own run folder
-            except TrainingInterrupted as e:
-                e.hint = "rerun the same minbert ablate command to continue (finished runs are kept; this one starts over)"
-                raise
-            result = {"variant": name, "seed": seed, "metrics": {k: best[k] for k in COLUMNS if k in best},
-                      "epoch": best.get("epoch"), "seconds": round(time.time() - start), "config": wanted}
-            done.write_text(json.dumps(result, indent=2) + "\n")
-        per_run.append(result)
+        if (name, seed) in finished:
+            log(f"ablate: [{i}/{len(runs)}] {name} seed {seed}: done before, {finished[name, seed]['seconds']} s")
+            continue
+        why = " (its config changed since the earlier run)" if (run_dir / "ablation_result.json").exists() else ""
+        log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {run_dir}{why}")
+        wanted = cfg.to_dict()  # before training, which pins the backbone in cfg
+        start = time.time()
+        try:
+            best = train(cfg, run_dir, data_dir, overwrite=True)  # this ablation's own run folder
+        except TrainingInterrupted as e:
+            e.hint = "rerun the same minbert ablate command to continue (finished runs are kept; this one starts over)"
+            raise
+        result = {"variant": name, "seed": seed, "metrics": {k: best[k] for k in COLUMNS if k in best},
+                  "epoch": best.get("epoch"), "seconds": round(time.time() - start), "config": wanted}
+        (run_dir / "ablation_result.json").write_text(json.dumps(result, indent=2) + "\n")
+        finished[name, seed] = result
+        # after every run, from every finished run: a stopped table still shows all that is done
+        report = write_tables(meta, [finished[n, s] for n, s, _ in runs if (n, s) in finished], out_dir, extra)
+    if report is None:  # nothing left to train
+        report = write_tables(meta, [finished[n, s] for n, s, _ in runs if (n, s) in finished], out_dir, extra)
+    return report
+
+
+def write_tables(meta: dict, per_run: list[dict], out_dir: Path, extra: list[str]) -> dict:
+    """ablation.json and ablation.md from the runs finished so far (rows in the file's order)."""
     rows = []
     for name in meta["deltas"]:
         mine = [r for r in per_run if r["variant"] == name]
         if not mine:
             continue
         metrics = {k: summarise([r["metrics"][k] for r in mine]) for k in COLUMNS if k in mine[0]["metrics"]}
-        rows.append({"variant": name, "delta": meta["deltas"][name], "seeds": [r["seed"] for r in mine],
-                     "metrics": metrics, "seconds": summarise([r["seconds"] for r in mine])})
+        rows.append({"variant": name, "delta": meta["deltas"][name], "change": meta["own"][name], "seeds": [r["seed"] for r in mine],
+                     "metrics": metrics, "seconds": summarise([r["seconds"] for r in mine]),
+                     "reference": meta["references"][name], "report": meta["reports"][name]})
     runs_out = [{k: v for k, v in r.items() if k != "config"} for r in per_run]
-    report = {**{k: meta[k] for k in ("title", "file", "budget", "seeds")}, "extra": extra, "rows": rows, "runs": runs_out}
+    report = {**{k: meta[k] for k in ("title", "file", "budget", "seeds", "report")}, "out": str(out_dir),
+              "extra": extra, "rows": rows, "runs": runs_out}
     (out_dir / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "ablation.md").write_text(render(report))
     return report
 
 
+def difference(row: dict, ref: dict | None) -> str:
+    """Mean overall minus the reference row's, "in spread" when within the two rows' seed std summed."""
+    if ref is None or "overall" not in row["metrics"] or "overall" not in ref["metrics"]:
+        return ""
+    a, b = row["metrics"]["overall"], ref["metrics"]["overall"]
+    delta = a["mean"] - b["mean"]
+    seeds = min(len(row["seeds"]), len(ref["seeds"]))
+    spread = ", in spread" if seeds > 1 and abs(delta) <= a["std"] + b["std"] else ""
+    return f"{delta:+.3f} vs {ref['variant']}{spread}".replace("|", chr(92) + "|")
+
+
+def report_cell(entry: dict | None, tasks: list[str]) -> str:
+    if not entry:
+        return "–"
+    figures = " / ".join("–" if entry.get(t) is None else f"{entry[t]:.3f}" for t in tasks)
+    return f"{figures} (l. {entry['line']}{'; ' + entry['note'] if entry.get('note') else ''})"
+
+
 def render(report: dict) -> str:
     rows = report["rows"]
+    by_name = {r["variant"]: r for r in rows}
     columns = [k for k in COLUMNS if any(k in r["metrics"] for r in rows)]
     names = {**{n: t.column for n, t in TASKS.items()}, "overall": "overall"}
-    command = f"minbert ablate {report['file']}" + (" --budget" if report["budget"] else "") + \
-        "".join(f" --set {e}" for e in report["extra"])
+    command = f"minbert ablate {report['file']} --out {report['out']}" + (" --budget" if report["budget"] else "") \
+        + "".join(f" --set {e}" for e in report["extra"])
+    source = report.get("report") or {}
     lines = [f"# {report['title']}", "",
              f"Command: `{command}`; dev scores, mean ± std over seeds {report['seeds']}"
-             f"{' (budget settings: a CPU-sized table, not full-data scores)' if report['budget'] else ''}.", "",
-             "| variant | " + " | ".join(names[c] for c in columns) + " | train s | change |",
-             "|---|" + "---|" * len(columns) + "---|---|"]
+             f"{' (budget settings: a CPU-sized table, not full-data scores)' if report['budget'] else ''}. "
+             "Δ: the row's mean overall minus its reference row's (the row it extends, else the first); "
+             "\"in spread\" when that difference is within the two rows' std summed. "
+             "The report's own figures (SST / Quora / STS) are from "
+             f"{source.get('source', 'the report')}{', ' + source['split'] if source.get('split') else ''}.", "",
+             "| variant | " + " | ".join(names[c] for c in columns) + " | Δ overall | train s | report | change (beyond the row extended) |",
+             "|---|" + "---|" * len(columns) + "---|---|---|---|"]
     for r in rows:
         cells = []
         for c in columns:
             m = r["metrics"].get(c)
             cells.append("" if m is None else f"{m['mean']:.3f}" + (f" ± {m['std']:.3f}" if len(r["seeds"]) > 1 else ""))
-        shown = {k: v for k, v in r["delta"].items() if k != "budget"}
+        own = r.get("change", r["delta"])  # what this row sets beyond the row it extends
+        shown = {k: v for k, v in own.items() if k != "budget"}
         if report["budget"]:
-            shown.update(r["delta"].get("budget", {}))
+            shown.update(own.get("budget", {}))
         delta = ", ".join(f"{k}={json.dumps(v)}" for k, v in shown.items()) or "(base)"
-        lines.append(f"| {r['variant'].replace('|', chr(92) + '|')} | " + " | ".join(cells) + f" | {r['seconds']['mean']:.0f} | `{delta}` |")
+        ref = by_name.get(r.get("reference"))
+        lines.append(f"| {r['variant'].replace('|', chr(92) + '|')} | " + " | ".join(cells)
+                     + f" | {difference(r, ref)} | {r['seconds']['mean']:.0f} | {report_cell(r.get('report'), [c for c in columns if c != 'overall'])} | `{delta}` |")
     return "\n".join(lines) + "\n"
