@@ -178,3 +178,41 @@ def test_with_the_hub_unreachable_cached_ids_still_resolve(hub_cache, tmp_path):
     assert got[f"{REPO_ID}@{OLD}"] == [str(snapshots / OLD), f"{REPO_ID}@{OLD}"]
     assert got["some-org/not-cached"].startswith("some-org/not-cached: cannot reach the Hugging Face Hub")
     assert str(hub_cache) in got["some-org/not-cached"]
+
+
+MOVING_BRANCH = """
+import sys
+from pathlib import Path
+import minbert.hub as hub
+from minbert.cli import main
+
+ref, old = Path(sys.argv[1]), sys.argv[2]
+real, unpinned = hub.fetch_snapshot, []
+def fetch_then_move(hub_id):  # the branch moves on to another commit right after each read of it
+    snapshot = real(hub_id)
+    if hub_id.revision is None:
+        unpinned.append(str(hub_id))
+        ref.write_text(old)
+    return snapshot
+hub.fetch_snapshot = fetch_then_move
+code = main(sys.argv[3:])
+print("UNPINNED", len(unpinned))
+sys.exit(code)
+"""
+
+
+def test_a_hub_branch_is_read_once_so_a_run_checks_and_trains_the_same_commit(tmp_path, backbone_dir, small_data_dir):
+    cache = tmp_path / "cache"
+    add_snapshot(cache, REPO_ID, MAIN, backbone_dir, FILES, ["main"])
+    add_snapshot(cache, REPO_ID, OLD, backbone_dir, FILES, [])
+    ref = cache / ("models--" + REPO_ID.replace("/", "--")) / "refs" / "main"
+    run_dir = tmp_path / "run"
+    done = run(["-c", MOVING_BRANCH, str(ref), OLD, "train", "--data-dir", str(small_data_dir),
+                "--out", str(run_dir), "--set", f"model.backbone={REPO_ID}", "--set", "model.max_length=64",
+                "--set", "train.epochs=1", "--set", "train.schedule.until=fixed_steps",
+                "--set", "train.schedule.steps_per_epoch=1", "--set", "train.batch_size={sst: 4, para: 4, sts: 4}",
+                "--set", "train.threads=1", "--set", "data.dev_limit=8", "--set", "eval.test_predictions=false"],
+               hub_env(cache))
+    assert "UNPINNED 1" in done.stdout  # preflight pinned it; training looked up that commit, not the branch
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["backbone"] == f"{REPO_ID}@{MAIN}"
+    assert ref.read_text() == OLD  # the branch did move after the one read

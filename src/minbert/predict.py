@@ -114,19 +114,15 @@ def result_rows(result: Predictions) -> list[dict]:
 def write_results(result: Predictions, out: IO[str], jsonl: bool) -> int:
     """CSV (id, prediction, prob_0..prob_K | probability) or JSONL (the same keys, probabilities as a list
     under `probabilities` for sst / cfimdb); returns the rows written."""
-    rows = result_rows(result)
     if jsonl:
+        rows = result_rows(result)
         for row in rows:
             probs = [row.pop(k) for k in list(row) if k.startswith("prob_")]
             out.write(json.dumps(row | ({"probabilities": probs} if probs else {})) + "\n")
         return len(rows)
     writer = csv.writer(out, lineterminator="\n")
-    columns = result_columns(result)
-    writer.writerow(columns)
-    fmt = {"id": str, "prediction": lambda v: result.task.kind.format_value(v)}
-    writer.writerows([[fmt.get(c, _prob)(row[c]) for c in columns] for row in rows])
-    return len(rows)
-
-
-def _prob(p: float) -> str:
-    return f"{p:.6f}"
+    writer.writerow(result_columns(result))
+    probs = result.probabilities
+    for i, (ex_id, value) in enumerate(zip(result.ids, result.formatted())):
+        writer.writerow([ex_id, value, *(() if probs is None else (f"{p:.6f}" for p in np.atleast_1d(probs[i])))])
+    return len(result)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .backbone import CheckpointError, resolve_backbone, safetensors_shapes
+from .backbone import CheckpointError, locate_backbone, resolve_backbone, safetensors_shapes
 from .config import MIN_MAX_LENGTH, Config, ConfigError, MlmConfig
 from .data.loading import resolve_data_dir
 from .data.readers import DataError, read_text
@@ -58,6 +58,17 @@ def check_tensors(path: Path, expected: dict[str, tuple[int, ...]], prefix: str 
     for name, shape in expected.items():
         if found[name] != shape:
             raise CheckpointError(f"{path}: tensor {name} has shape {found[name]}, expected {shape}")
+
+
+def pin_backbone(cfg: Config) -> Path:
+    """Resolve cfg.model.backbone once: a Hub id becomes `org/name@commit` in cfg (so the saved config.yaml, a
+    resume and a re-run use exactly these weights, and a later lookup is a cache hit); returns the local folder."""
+    try:
+        located = locate_backbone(cfg.model.backbone)
+    except CheckpointError as e:
+        raise CheckpointError(f"model.backbone: {e}") from None
+    cfg.model.backbone = located.spec
+    return located.folder
 
 
 def check_backbone(source: str | None, max_length: int, key: str | None = "model.backbone",
@@ -111,6 +122,7 @@ def check_data(cfg: Config, data_dir: str | None, splits: list[str] | None = Non
 def preflight(cfg: Config, data_dir: str | None = None) -> dict:
     """Everything a training run needs from this machine and its files; a summary when all is well."""
     device = check_device(cfg.train.device)
+    pin_backbone(cfg)  # a Hub id resolved once, here: what is checked is the commit the run will load
     folder, config = check_backbone(cfg.model.backbone, cfg.model.max_length)
     data_path, files = check_data(cfg, data_dir)
     return {"ok": True, "tasks": list(cfg.tasks), "device": str(device), "backbone": str(folder),

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from ..backbone import CheckpointError, locate_backbone
+from ..backbone import CheckpointError
+from ..preflight import pin_backbone, preflight, preflight_resume
 from ..config import Config, config_differences, save_config
 from ..data.batching import BatchStream, EncodedSet, to_device
 from ..data.loading import load_split, resolve_data_dir
@@ -416,13 +417,6 @@ def check_inputs(cfg: Config, data_dir: str | None) -> tuple[Path, Path]:
     return data_path, folder
 
 
-def pin_backbone(cfg: Config) -> Path:
-    """Resolve cfg.model.backbone once: a Hub id becomes `org/name@commit` in cfg; returns the local folder."""
-    located = locate_backbone(cfg.model.backbone)
-    cfg.model.backbone = located.spec
-    return located.folder
-
-
 def begin_run(folder: RunFolder, cfg: Config, log: RunLog, fresh: bool) -> None:
     """The run has validated: replace an earlier run (overwrite), write config.yaml and the held log lines."""
     check_writable(folder.path)
@@ -438,7 +432,6 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     A directory that holds a run is refused (RunFolderError) unless `overwrite`, which replaces the earlier
     run once the new one has validated. With `parallel` (torchrun), every process trains its share of
     each batch and rank 0 locks and writes the folder."""
-    from ..preflight import preflight
 
     preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
     par = parallel or Parallel()
@@ -482,7 +475,6 @@ def resume_config(run_dir: Path, new_cfg: Config | None = None, force: bool = Fa
 def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
            data_dir: str | None = None) -> dict[str, float]:
     """Continue a killed run from RUN_DIR/last; a changed config is refused unless `force`."""
-    from ..preflight import preflight_resume
 
     cfg, data_dir = resume_config(run_dir, new_cfg, force, data_dir)
     preflight_resume(cfg, run_dir, data_dir)  # config, device, backbone, data, last/: before anything changes
