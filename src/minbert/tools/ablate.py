@@ -140,13 +140,13 @@ def plan(path: Path, use_budget: bool, n_seeds: int | None, only: list[str] | No
                 raise ConfigError(f"{path}: variant {name!r}: {e}") from None
             runs.append((name, seed, cfg))
     source, reports = report_figures(raw.get("report"), raw["variants"], path)
-    first = next(iter(deltas))
-    references = {name: (raw["variants"][name] or {}).get("extends") or (None if name == first else first)
-                  for name in deltas}
+    written = {name: raw["variants"][name] or {} for name in deltas}  # each variant as the file writes it
+    first = next(iter(raw["variants"]))  # the table's first row, also under --only
     return {"title": raw.get("title") or path.stem, "file": str(path), "budget": use_budget, "seeds": seeds,
-            "deltas": deltas, "own": {n: {k: v for k, v in (raw["variants"][n] or {}).items() if k != "extends"}
-                                      for n in deltas}, "reports": {n: reports.get(n) for n in deltas}, "references": references,
-            "report": source}, runs
+            "deltas": deltas,
+            "own": {n: {k: v for k, v in w.items() if k != "extends"} for n, w in written.items()},
+            "references": {n: w.get("extends") or (None if n == first else first) for n, w in written.items()},
+            "reports": {n: reports.get(n) for n in deltas}, "report": source}, runs
 
 
 def same_config(earlier: dict | None, wanted: dict) -> bool:
