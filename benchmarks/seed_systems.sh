@@ -4,8 +4,8 @@
 # (results/best-cpu/best_metrics.json, the same seed) gets seeds 11712 and 11713. The step-time column is
 # measured apart, after the trainings, with the systems taking turns in one process (under the same load):
 # benchmarks/seeds_step_times.py -> $RESULTS/step_times.json, skipped if that file is there.
-# At most two trainings run at once. A finished run (best_metrics.json and its six prediction files) is
-# skipped, a killed one resumed from its last checkpoint (`minbert train --resume`), so rerunning continues
+# At most two trainings run at once. A finished run (best_metrics.json and its six prediction files, in its
+# run folder or already copied to results/seeds/, as in a fresh clone) is skipped, a killed one resumed from its last checkpoint (`minbert train --resume`), so rerunning continues
 # after an interruption. Each run's six prediction files, metrics.jsonl, config.yaml and best_metrics.json go to
 # results/seeds/NAME/ (seed 11711) and results/seeds/NAME/seed-SEED/ (more seeds); then
 # benchmarks/seeds_table.py writes docs/results/seeds.md's table. Run logs: runs/seeds/NAME[-SEED].log.
@@ -50,6 +50,7 @@ fi
 
 config_of() { echo "configs/seeds/$1.yaml"; }
 run_of() { if [ "$2" = 11711 ]; then echo "$RUNS/$1"; else echo "$RUNS/$1-$2"; fi; }
+result_of() { if [ "$2" = 11711 ]; then echo "$RESULTS/$1"; else echo "$RESULTS/$1/seed-$2"; fi; }
 
 finished() {  # finished RUN_DIR: best_metrics.json and the six prediction files are there
   [ -f "$1/best_metrics.json" ] || return 1
@@ -63,8 +64,8 @@ train() {  # train NAME SEED: a fresh run, the rest of a killed one, or nothing 
   local name=$1 seed=$2 run config
   run=$(run_of "$name" "$seed")
   config=$(config_of "$name")
-  if finished "$run"; then
-    echo "$run: finished, skipped"
+  if finished "$run" || finished "$(result_of "$name" "$seed")"; then
+    echo "$name seed $seed: finished, skipped"
     echo 0 > "$run.rc"
     return 0
   elif [ -f "$run/config.yaml" ]; then
@@ -113,6 +114,7 @@ pool "${jobs_list[@]}"
 more=()
 for name in "${systems[@]}"; do
   run=$(run_of "$name" 11711)
+  finished "$run" || run=$(result_of "$name" 11711)
   if finished "$run" && beats_bar "$run"; then
     echo "$name beats $BAR on dev overall: seeds ${MORE_SEEDS[*]} too"
     for seed in "${MORE_SEEDS[@]}"; do more+=("$name $seed"); done
@@ -126,8 +128,7 @@ for name in "${systems[@]}"; do
     run=$(run_of "$name" "$seed")
     [ -f "$run.rc" ] && [ "$(cat "$run.rc")" != 0 ] && failed=1
     finished "$run" || continue
-    if [ "$seed" = 11711 ]; then dest="$RESULTS/$name"; else dest="$RESULTS/$name/seed-$seed"; fi
-    copy_results "$run" "$dest"
+    copy_results "$run" "$(result_of "$name" "$seed")"
   done
 done
 
