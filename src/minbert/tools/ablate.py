@@ -194,7 +194,9 @@ def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data
         earlier = read_result(out_dir / slug(name) / f"seed-{seed}" / "ablation_result.json")
         if earlier is not None and same_config(earlier.get("config"), cfg.to_dict()):
             finished[name, seed] = earlier
-    report = None
+    def table() -> dict:  # from every finished run, in the plan's order
+        return write_tables(meta, [finished[n, s] for n, s, _ in runs if (n, s) in finished], out_dir, extra)
+
     for i, (name, seed, cfg) in enumerate(runs, 1):
         run_dir = out_dir / slug(name) / f"seed-{seed}"
         if (name, seed) in finished:
@@ -202,7 +204,7 @@ def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data
             continue
         why = " (its config changed since the earlier run)" if (run_dir / "ablation_result.json").exists() else ""
         log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {run_dir}{why}")
-        wanted = cfg.to_dict()  # before training, which pins the backbone in cfg
+        wanted = cfg.to_dict()  # as compared above (train() may rewrite cfg)
         start = time.time()
         try:
             best = train(cfg, run_dir, data_dir, overwrite=True)  # this ablation's own run folder
@@ -213,11 +215,8 @@ def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data
                   "epoch": best.get("epoch"), "seconds": round(time.time() - start), "config": wanted}
         (run_dir / "ablation_result.json").write_text(json.dumps(result, indent=2) + "\n")
         finished[name, seed] = result
-        # after every run, from every finished run: a stopped table still shows all that is done
-        report = write_tables(meta, [finished[n, s] for n, s, _ in runs if (n, s) in finished], out_dir, extra)
-    if report is None:  # nothing left to train
-        report = write_tables(meta, [finished[n, s] for n, s, _ in runs if (n, s) in finished], out_dir, extra)
-    return report
+        table()  # after every run: a stopped table still shows all that is done
+    return table()
 
 
 def write_tables(meta: dict, per_run: list[dict], out_dir: Path, extra: list[str]) -> dict:
