@@ -53,8 +53,11 @@ def test_pretrain_mlm_lowers_heldout_loss_and_gives_a_backbone(tmp_path, tiny_ba
             "--set", f"text_files=[{text}]", "--set", "max_steps=2", "--set", "batch_size=16"]
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file() and f.name != ".lock"} == before
-    assert main(args + ["--overwrite"]) == 0
-    assert json.loads((out / "mlm_report.json").read_text())["steps"] == 2
+    assert main(args + ["--overwrite", "--set", "accumulate=3", "--set", "batch_size=8", "--set", "heldout=0.1"]) == 0
+    second = json.loads((out / "mlm_report.json").read_text())
+    assert (second["steps"], second["batches"]) == (2, 6)  # max_steps counts updates of `accumulate` batches, as in transformers
+    # the held-out loss before training does not depend on the training batch size (16, then 8): fixed masking
+    assert second["heldout_loss_before"] == pytest.approx(report["heldout_loss_before"], rel=1e-5)
     capsys.readouterr()
     # the written folder is a backbone that train accepts
     assert main(["train", "--data-dir", str(small_data_dir), "--out", str(tmp_path / "run"),

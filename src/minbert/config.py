@@ -215,7 +215,7 @@ class MlmConfig:
     weight_decay: float = 0.01
     warmup: float = 0.06
     epochs: int = 1
-    max_steps: int | None = None  # stop after this many batches
+    max_steps: int | None = None  # stop after this many optimizer updates (each `accumulate` batches)
     train_limit: int | None = None  # use only the first N training passages (quick runs)
     mask_prob: float = 0.15
     heldout: float = 0.05  # share of the passages kept aside to measure MLM loss before and after

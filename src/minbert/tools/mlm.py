@@ -32,6 +32,8 @@ from ..run_folder import RunFolder, RunFolderError
 from ..training.setup import RunLog, check_writable, seed_everything
 from ..training.step import optimizer_update
 
+HELDOUT_BATCH = 32  # the held-out loss's batches: fixed, so its masking does not depend on the training batch size
+
 
 class MlmHead(nn.Module):
     """BERT's prediction head; `decoder.weight` is the encoder's word-embedding matrix itself."""
@@ -98,12 +100,13 @@ def mlm_loss(encoder: BertModel, head: MlmHead, batch: dict[str, torch.Tensor], 
 
 @torch.inference_mode()
 def heldout_loss(encoder: BertModel, head: MlmHead, tokenizer: Tokenizer, encoded: list, cfg: MlmConfig) -> float:
-    """Mean MLM loss on the held-out text with a fixed masking (same seed before and after)."""
+    """Mean MLM loss on the held-out text with a fixed masking (same seed and batches before and after, and
+    whatever the training batch size, so that runs with different batch sizes are measured alike)."""
     encoder.eval()
     head.eval()
     g = torch.Generator().manual_seed(cfg.seed + 1)
     total, count = 0.0, 0
-    for index in sorted_batches([len(e[0]) for e in encoded], cfg.batch_size):
+    for index in sorted_batches([len(e[0]) for e in encoded], HELDOUT_BATCH):
         batch = tokenizer.pad([encoded[i] for i in index])
         masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], tokenizer, cfg.mask_prob, g)
         n = int((labels != -100).sum())
@@ -158,7 +161,8 @@ def _pretrain(cfg: MlmConfig, out_dir: Path, data_path: Path | None, backbone) -
     g = torch.Generator().manual_seed(cfg.seed)
     lengths = [len(e[0]) for e in train_set]
     batches_per_epoch = [bucketed_batches(lengths, cfg.batch_size, g) for _ in range(cfg.epochs)]
-    steps = [b for epoch in batches_per_epoch for b in epoch][: cfg.max_steps or None]
+    # max_steps counts optimizer updates, as transformers' TrainingArguments does: `accumulate` batches each
+    steps = [b for epoch in batches_per_epoch for b in epoch][: cfg.max_steps * cfg.accumulate if cfg.max_steps else None]
     updates = math.ceil(len(steps) / cfg.accumulate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(updates, cfg.warmup, "linear"))
     start, running = time.time(), []
@@ -173,14 +177,16 @@ def _pretrain(cfg: MlmConfig, out_dir: Path, data_path: Path | None, backbone) -
         if i % cfg.accumulate == 0 or i == len(steps):
             optimizer_update(optimizer, scheduler, params, clip=1.0, finite_loss=math.isfinite(running[-1]))
         if i % 100 == 0:
-            log(f"step {i}/{len(steps)}: train MLM loss {sum(running[-100:]) / len(running[-100:]):.4f}")
+            log(f"batch {i}/{len(steps)} (update {math.ceil(i / cfg.accumulate)}/{updates}): "
+                f"train MLM loss {sum(running[-100:]) / len(running[-100:]):.4f}")
     after = heldout_loss(encoder, head, tokenizer, held, cfg)
     log(f"held-out MLM loss after: {after:.4f} (perplexity {math.exp(after):.2f}); "
-        f"{len(steps)} steps in {time.time() - start:.0f} s")
+        f"{updates} updates ({len(steps)} batches) in {time.time() - start:.0f} s")
     encoder.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     report = {"heldout_loss_before": before, "heldout_loss_after": after, "perplexity_before": math.exp(before),
-              "perplexity_after": math.exp(after), "steps": len(steps), "train_passages": len(train_set),
+              "perplexity_after": math.exp(after), "steps": updates, "batches": len(steps),
+              "train_passages": len(train_set),
               "heldout_passages": len(held)}
     (out_dir / "mlm_report.json").write_text(json.dumps(report, indent=2) + "\n")
     log(f"encoder written to {out_dir}: use it with `minbert train --set model.backbone={out_dir}`")
