@@ -95,6 +95,6 @@ def test_train_fraction_keeps_each_tasks_share(small_data_dir, tiny_backbone):
     tok = Tokenizer.from_pretrained(tiny_backbone)
     lines = []
     part = load_split(TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
-    assert len(part) == 16 and "using 16 of its rows" in lines[-1]
+    assert len(part) == 16 and lines[-1].strip() == "using 16 of its rows (data.train_fraction 0.25)"
     again = load_split(TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
     assert part.ids == again.ids  # seeded

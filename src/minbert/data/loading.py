@@ -34,15 +34,17 @@ def read_split(task: Task, split: str, data_dir: Path, strict: bool, log: Callab
     training split, or the first rows of another."""
     examples, report = task.read(data_dir, split, strict)
     log(report.summary())
+    setting = f"data.{split}_limit"
     if fraction is not None:
         limit = max(1, round(fraction * len(examples)))
+        setting = f"data.{split}_fraction {fraction:g}"
     if limit is not None and limit < len(examples):
         if split == "train":
             keep = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
             examples = [examples[i] for i in keep.tolist()]
         else:
             examples = examples[:limit]
-        log(f"  using {limit} of its rows (data.{split}_limit)")
+        log(f"  using {limit} of its rows ({setting})")
     if not examples:
         raise DataError(f"{report.file}: no usable rows")
     return examples
