@@ -2,7 +2,7 @@
 # The ablation tables of docs/results/ablations.md at the files' `--budget` (a quarter of each task's training
 # rows, the full dev sets), two seeds each: every table's first seed first, then the second, two tables side by
 # side with one thread each. `minbert ablate` reuses finished runs and rewrites its table after every run, so
-# rerunning continues where an interrupted run stopped (the run it was in starts over). After each pass the
+# rerunning continues where an interrupted run stopped (from the run's last checkpoint). After each pass the
 # tables are copied to results/ablations/NAME/ (ablation.json, ablation.md) and put into the doc by
 # benchmarks/ablations_doc.py. Table 001's MLM rows need two encoders from `minbert pretrain-mlm` first
 # (docs/results/mlm.md): trained here when missing, before the tables. Many hours on 2 CPU cores.

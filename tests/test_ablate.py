@@ -1,14 +1,29 @@
 """`minbert ablate`: variants (with `extends` and budgets) over seeds, mean ± std per variant checked against
-the runs' own best_metrics.json, finished runs reused, bad variants refused before any run."""
+the runs' own best_metrics.json, finished runs reused, a killed run continued from its checkpoint (against an
+uninterrupted one), bad variants refused before any run."""
 import json
+import os
+import random
 import re
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from minbert.tools.ablate import plan
 from minbert.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {**load_file(str(folder / "model.safetensors")), **load_file(str(folder / "heads.safetensors"))}
 
 ABLATION = """
 title: tiny table
@@ -134,3 +149,53 @@ def test_each_report_figure_is_on_the_line_it_cites(path):
         for task in ("sst", "para", "sts"):
             if task in row:
                 assert any(abs(row[task] - x) < 5e-4 for x in printed), (name, task, text[row["line"] - 1])
+
+
+def killed_ablation(path: Path, out: Path, data: Path, run: Path, target: int) -> None:
+    """Start `minbert ablate` in a real process and SIGKILL it once its run has checkpointed step `target`."""
+    proc = subprocess.Popen([sys.executable, "-m", "minbert", "ablate", str(path), "--out", str(out),
+                             "--data-dir", str(data)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        try:
+            if json.loads((run / "last" / "trainer_state.json").read_text())["step"] >= target:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.005)
+    assert proc.poll() is None, "the ablation ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "ablation_result.json").exists()
+
+
+def test_a_killed_run_continues_from_its_checkpoint(tmp_path, tiny_backbone, small_data_dir):
+    text = ABLATION.replace("seeds: [1, 2]", "seeds: [1]").replace("steps_per_epoch: 2", "steps_per_epoch: 12") \
+        .replace("train.epochs: 1", "train.epochs: 1\n  train.checkpoint_every: 1\n  train.threads: 1")
+    text = re.sub(r"report: .*\n", "", text[:text.index("  siamese:")])  # one variant, one seed: "base/seed-1"
+    path = write(tmp_path, tiny_backbone, text)
+    common = ["--data-dir", str(small_data_dir)]
+    reference = tmp_path / "uninterrupted"
+    assert main(["ablate", str(path), "--out", str(reference), *common]) == 0
+
+    out = tmp_path / "killed"
+    run = out / "base" / "seed-1"
+    killed_ablation(path, out, small_data_dir, run, random.Random().randint(2, 9))
+    again = subprocess.run([sys.executable, "-m", "minbert", "ablate", str(path), "--out", str(out), *common],
+                           capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"continuing it from {run / 'last'}" in again.stderr and "resumed from" in (run / "log.txt").read_text()
+    ref_run = reference / "base" / "seed-1"
+    ref, got = weights(ref_run / "best"), weights(run / "best")  # the killed run ends as if never killed
+    assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
+    ref_result, result = (json.loads((r / "ablation_result.json").read_text()) for r in (ref_run, run))
+    assert result["metrics"] == ref_result["metrics"] and result["config"] == ref_result["config"]
+    assert json.loads((out / "ablation.json").read_text())["rows"][0]["metrics"] == \
+        json.loads((reference / "ablation.json").read_text())["rows"][0]["metrics"]
+
+    killed_ablation(path, tmp_path / "changed", small_data_dir, tmp_path / "changed" / "base" / "seed-1", 2)
+    changed = subprocess.run([sys.executable, "-m", "minbert", "ablate", str(path), "--out", str(tmp_path / "changed"),
+                              *common, "--set", "train.lr=1e-3"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert changed.returncode == 0, changed.stderr
+    assert "cannot continue it" in changed.stderr and "train.lr" in changed.stderr  # a changed config starts over
+    assert "resumed from" not in (tmp_path / "changed" / "base" / "seed-1" / "log.txt").read_text()

@@ -18,8 +18,9 @@ The table's Δ column compares each row's mean overall with its reference row's 
 the first row) and says "in spread" when the difference is within the two rows' seed std summed.
 Every run's config is validated before the first run starts. A finished run (its `ablation_result.json`
 exists and records the same config) is not trained again, so an interrupted table continues where it
-stopped; a run whose config changed since, or that never finished, is trained again from the start
-(it is this ablation's own run folder: replaced without `--overwrite`). The output folder and each run
+stopped; a run that never finished continues from its last checkpoint, and one whose config changed since is
+trained again from the start (it is this ablation's own run folder: replaced without `--overwrite`; see
+`run_once`). The output folder and each run
 are locked while written (one `minbert ablate` per folder).
 """
 from __future__ import annotations
@@ -28,15 +29,13 @@ import json
 import re
 import statistics
 import sys
-import time
 from pathlib import Path
 
 from ..config import Config, ConfigError, _build, load_config, read_yaml
 from ..run_folder import RunFolder
 from .sweep import resolve_base
 from ..tasks import TASKS
-from ..training.interrupts import TrainingInterrupted
-from ..training.trainer import train
+from .run_once import train_or_continue
 
 KEYS = {"title", "base", "set", "budget", "seeds", "variants", "report"}
 NOT_CONFIG = ("extends", "budget")  # a variant's keys that are not config overrides
@@ -202,17 +201,14 @@ def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data
         if (name, seed) in finished:
             log(f"ablate: [{i}/{len(runs)}] {name} seed {seed}: done before, {finished[name, seed]['seconds']} s")
             continue
-        why = " (its config changed since the earlier run)" if (run_dir / "ablation_result.json").exists() else ""
-        log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {run_dir}{why}")
+        changed = (run_dir / "ablation_result.json").exists()  # finished, with another config
+        log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {run_dir}"
+            + (" (its config changed since the earlier run)" if changed else ""))
         wanted = cfg.to_dict()  # as compared above (train() may rewrite cfg)
-        start = time.time()
-        try:
-            best = train(cfg, run_dir, data_dir, overwrite=True)  # this ablation's own run folder
-        except TrainingInterrupted as e:
-            e.hint = "rerun the same minbert ablate command to continue (finished runs are kept; this one starts over)"
-            raise
+        best, seconds = train_or_continue(cfg, run_dir, data_dir, log, "the same minbert ablate command",
+                                          may_continue=not changed)
         result = {"variant": name, "seed": seed, "metrics": {k: best[k] for k in COLUMNS if k in best},
-                  "epoch": best.get("epoch"), "seconds": round(time.time() - start), "config": wanted}
+                  "epoch": best.get("epoch"), "seconds": seconds, "config": wanted}
         (run_dir / "ablation_result.json").write_text(json.dumps(result, indent=2) + "\n")
         finished[name, seed] = result
         table()  # after every run: a stopped table still shows all that is done

@@ -4,22 +4,22 @@ The sweep file holds `base` (a config file, relative to the sweep file or the wo
 `grid` (dotted key -> list of values) and optionally `set` (overrides for every point). Every point's
 config is validated before the first run starts, so a typo costs nothing. A point that finished before
 with the same config (its `sweep_result.json`) is not trained again, so rerunning an interrupted sweep
-continues it; a point that changed or never finished is trained again from the start (the sweep's own
-run folder). The output folder and each run are locked while written.
+continues it: a point that never finished continues from its last checkpoint, one that changed is trained
+again from the start (the sweep's own run folder; see `run_once`). The output folder and each run are
+locked while written.
 """
 from __future__ import annotations
 
 import itertools
 import json
-import time
+import sys
 from pathlib import Path
 
 from ..config import Config, ConfigError, load_config, read_yaml
 from ..run_folder import RunFolder
 from ..tasks import TASKS
-from ..training.interrupts import TrainingInterrupted
 from ..evaluate import selection_score
-from ..training.trainer import train
+from .run_once import train_or_continue
 
 
 def read_sweep(path: Path) -> tuple[Path | None, dict[str, list], list[str]]:
@@ -72,14 +72,11 @@ def run_points(path: Path, grid: dict[str, list], runs: list[tuple[str, Config]]
         if earlier is not None and same_config(earlier.get("config"), wanted):
             results.append({k: v for k, v in earlier.items() if k != "config"})
             continue
-        start = time.time()
-        try:
-            best = train(cfg, out_dir / name, data_dir, overwrite=True)  # this sweep's own run folder
-        except TrainingInterrupted as e:
-            e.hint = "rerun the same minbert sweep command to continue (finished points are kept; this one starts over)"
-            raise
+        best, seconds = train_or_continue(cfg, out_dir / name, data_dir,
+                                          lambda line: print(line, file=sys.stderr, flush=True),
+                                          "the same minbert sweep command", may_continue=earlier is None)
         results.append({"run": name, **{k: v for k, v in best.items()},
-                        "score": selection_score(best, cfg.tasks), "seconds": round(time.time() - start)})
+                        "score": selection_score(best, cfg.tasks), "seconds": seconds})
         done.write_text(json.dumps({**results[-1], "config": wanted}, indent=2) + "\n")
     results.sort(key=lambda r: -r["score"])
     (out_dir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
