@@ -17,6 +17,7 @@ from pathlib import Path
 from ..backbone import CheckpointError
 from ..config import Config
 from ..training.interrupts import TrainingInterrupted
+from ..training.state import recover_interrupted_swap
 from ..training.trainer import resume, train
 
 
@@ -35,16 +36,18 @@ def train_or_continue(cfg: Config, run_dir: Path, data_dir: str | None, log, aga
     """Train `cfg` in `run_dir`, continuing an unfinished earlier attempt when `may_continue` (the caller
     knows the folder holds no finished run); returns the best dev metrics and the run's seconds. `again` is
     the command to rerun, named in the line of a paused run."""
-    start, before = time.time(), 0.0
+    start = time.time()
     try:
-        if may_continue and (run_dir / "config.yaml").is_file() and (run_dir / "last").is_dir():
-            before = checkpointed_seconds(run_dir / "last")
-            log(f"  continuing it from {run_dir / 'last'} ({before:.0f} s of it done before)")
-            try:
-                return resume(run_dir, copy.deepcopy(cfg), data_dir=data_dir), round(before + time.time() - start)
-            except CheckpointError as e:  # changed config, unreadable checkpoint: nothing was written
-                log(f"  cannot continue it ({e}); training it from the start")
-                start, before = time.time(), 0.0
+        if may_continue and (run_dir / "config.yaml").is_file():
+            recover_interrupted_swap(run_dir / "last")  # a kill between the two renames of a checkpoint save
+            if (run_dir / "last").is_dir():
+                before = checkpointed_seconds(run_dir / "last")
+                log(f"  continuing it from {run_dir / 'last'} ({before:.0f} s of it done before)")
+                try:
+                    return resume(run_dir, copy.deepcopy(cfg), data_dir=data_dir), round(before + time.time() - start)
+                except CheckpointError as e:  # changed config, unreadable checkpoint: nothing was written
+                    log(f"  cannot continue it ({e}); training it from the start")
+                    start = time.time()
         return train(cfg, run_dir, data_dir, overwrite=True), round(time.time() - start)
     except TrainingInterrupted as e:
         e.hint = f"rerun {again} to continue (finished runs are kept; this one continues from its last checkpoint)"
