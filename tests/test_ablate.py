@@ -2,28 +2,22 @@
 the runs' own best_metrics.json, finished runs reused, a killed run continued from its checkpoint (against an
 uninterrupted one), bad variants refused before any run."""
 import json
-import os
 import random
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from minbert.tools.ablate import plan
 from minbert.cli import main
+from test_resume import progress, signal_when, weights
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def weights(folder: Path) -> dict[str, torch.Tensor]:
-    return {**load_file(str(folder / "model.safetensors")), **load_file(str(folder / "heads.safetensors"))}
 
 ABLATION = """
 title: tiny table
@@ -155,16 +149,7 @@ def killed_ablation(path: Path, out: Path, data: Path, run: Path, target: int) -
     """Start `minbert ablate` in a real process and SIGKILL it once its run has checkpointed step `target`."""
     proc = subprocess.Popen([sys.executable, "-m", "minbert", "ablate", str(path), "--out", str(out),
                              "--data-dir", str(data)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while proc.poll() is None and time.time() < deadline:
-        try:
-            if json.loads((run / "last" / "trainer_state.json").read_text())["step"] >= target:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.005)
-    assert proc.poll() is None, "the ablation ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
+    signal_when(proc, lambda: progress(run)[1] >= target)  # one epoch
     proc.wait()
     assert not (run / "ablation_result.json").exists()
 

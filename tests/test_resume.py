@@ -36,6 +36,15 @@ def run_minbert(args: list[str], **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def signal_when(proc: subprocess.Popen, reached, signum: int = signal.SIGKILL, timeout: float = 300) -> None:
+    """Send `signum` to a running process as soon as `reached()` holds (polled), failing if the process ended first."""
+    deadline = time.time() + timeout
+    while proc.poll() is None and not reached() and time.time() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the process ended before it could be signalled"
+    os.kill(proc.pid, signum)
+
+
 def progress(run: Path) -> tuple[int, int]:
     try:
         state = json.loads((run / "last" / "trainer_state.json").read_text())
@@ -70,14 +79,7 @@ def test_sigkill_then_resume_is_bit_identical(reference_run, tmp_path, tiny_back
     run = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "minbert", *train_args(run, tiny_backbone, small_data_dir)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while proc.poll() is None and time.time() < deadline:
-        epoch, step = progress(run)
-        if (epoch - 1) * 16 + step >= target:
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
+    signal_when(proc, lambda: (progress(run)[0] - 1) * 16 + progress(run)[1] >= target)
     proc.wait()
     assert not (run / "best_metrics.json").exists(), "killed mid-run"
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from minbert.cli import main
-from test_resume import REPO, dev_metrics, weights
+from test_resume import REPO, dev_metrics, signal_when, weights
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}  # the children run this tree's minbert
 STEPS = 16  # per epoch: long enough that a signal sent after the third update lands mid-training
@@ -164,11 +164,7 @@ def test_a_signal_pauses_training_and_resume_is_bit_identical(uninterrupted, tmp
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "minbert", *signal_args(run, tiny_backbone, small_data_dir)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.time() + 300
-    while proc.poll() is None and updates_logged(run) < 3 and time.time() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before the signal"
-    os.kill(proc.pid, signum)
+    signal_when(proc, lambda: updates_logged(run) >= 3, signum)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == code, err
     assert "Traceback" not in err
