@@ -3,7 +3,8 @@
 # rows, the full dev sets), two seeds each: every table's first seed first, then the second, two tables side by
 # side with one thread each. `minbert ablate` reuses finished runs and rewrites its table after every run, so
 # rerunning continues where an interrupted run stopped (from the run's last checkpoint). After each pass the
-# tables are copied to results/ablations/NAME/ (ablation.json, ablation.md) and put into the doc by
+# tables are copied to results/ablations/NAME/ (ablation.json, ablation.md, and ROW/seed-N/metrics.jsonl:
+# each finished run's per-epoch dev scores and losses) and put into the doc by
 # benchmarks/ablations_doc.py. Table 001's MLM rows need two encoders from `minbert pretrain-mlm` first
 # (docs/results/mlm.md): trained here when missing, before the tables. Many hours on 2 CPU cores.
 # Usage: bash benchmarks/ablations.sh [NAME ...] > logs/ablations.log 2>&1
@@ -58,6 +59,12 @@ table() {  # table NAME [--seeds 1]: train what is missing of it, copy its table
   if [ -f "$RUNS/$name/ablation.md" ]; then
     mkdir -p "$RESULTS/$name"
     cp "$RUNS/$name/ablation.json" "$RUNS/$name/ablation.md" "$RESULTS/$name/"
+    local run  # and each finished run's per-epoch dev scores and losses (NAME/ROW/seed-N/metrics.jsonl)
+    for run in "$RUNS/$name"/*/seed-*; do
+      [ -f "$run/ablation_result.json" ] || continue
+      mkdir -p "$RESULTS/$name/${run#"$RUNS/$name/"}"
+      cp "$run/metrics.jsonl" "$RESULTS/$name/${run#"$RUNS/$name/"}/"
+    done
   fi
   [ "$rc" = 0 ] && echo "$name $*: done" || echo "$name $*: exit $rc, see $RUNS/$name.log" >&2
   return "$rc"
