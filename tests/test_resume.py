@@ -53,6 +53,12 @@ def progress(run: Path) -> tuple[int, int]:
         return 0, 0
 
 
+def steps_done(run: Path) -> int:
+    """Steps of the 2 x 16 checkpointed so far (one read of the checkpoint state)."""
+    epoch, step = progress(run)
+    return (epoch - 1) * 16 + step
+
+
 def weights(folder: Path) -> dict[str, torch.Tensor]:
     return {**load_file(str(folder / "model.safetensors")), **load_file(str(folder / "heads.safetensors"))}
 
@@ -79,7 +85,7 @@ def test_sigkill_then_resume_is_bit_identical(reference_run, tmp_path, tiny_back
     run = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "minbert", *train_args(run, tiny_backbone, small_data_dir)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    signal_when(proc, lambda: (progress(run)[0] - 1) * 16 + progress(run)[1] >= target)
+    signal_when(proc, lambda: steps_done(run) >= target)
     proc.wait()
     assert not (run / "best_metrics.json").exists(), "killed mid-run"
 
