@@ -5,8 +5,11 @@
 # rerunning continues where an interrupted run stopped (from the run's last checkpoint). After each pass the
 # tables are copied to results/ablations/NAME/ (ablation.json, ablation.md, and ROW/seed-N/metrics.jsonl:
 # each finished run's per-epoch dev scores and losses) and put into the doc by
-# benchmarks/ablations_doc.py. Table 001's MLM rows need two encoders from `minbert pretrain-mlm` first
-# (docs/results/mlm.md): trained here when missing, before the tables. Many hours on 2 CPU cores.
+# benchmarks/ablations_doc.py. A table whose copy in results/ablations/NAME/ already holds every run of the
+# pass (benchmarks/ablation_complete.py: as in a fresh clone, where runs/ is empty) is skipped, not trained
+# again: move that folder away, or set ABL_RESULTS, to retrain it. Table 001's MLM rows need two encoders from
+# `minbert pretrain-mlm` first (docs/results/mlm.md): trained here when missing and table 001 is to be
+# trained, before the tables. Many hours on 2 CPU cores.
 # Usage: bash benchmarks/ablations.sh [NAME ...] > logs/ablations.log 2>&1
 #   NAME: configs/ablations/NAME.yaml (default: the five seed tables 000-004)
 # Environment: MINBERT [.venv/bin/minbert], PYTHON [.venv/bin/python], ABL_RUNS [runs/ablations],
@@ -42,7 +45,14 @@ mlm() {  # mlm OUT [--set ...]: further MLM pre-training for table 001's MLM row
   echo "pretraining $out"
   $MINBERT pretrain-mlm --out "$out" --set max_steps=400 --set heldout=0.02 "$@" --overwrite >> "$out.log" 2>&1
 }
-if printf '%s\n' "${names[@]}" | grep -q '^001-'; then
+complete() {  # complete NAME [--seeds 1]: its copied table already holds every run of this pass
+  "$PYTHON" benchmarks/ablation_complete.py "configs/ablations/$1.yaml" "$RESULTS/$1" "${@:2}" "${sets[@]}"
+}
+needs_mlm=0
+for name in "${names[@]}"; do
+  case $name in 001-*) complete "$name" > /dev/null || needs_mlm=1 ;; esac
+done
+if [ "$needs_mlm" = 1 ]; then
   mkdir -p runs
   mlm runs/mlm-course || exit 1
   # v2, as the report's second version: the same passages (100 updates of 4 x 32 = 12,800), a 4x larger batch
@@ -53,6 +63,7 @@ failed=0
 table() {  # table NAME [--seeds 1]: train what is missing of it, copy its table to the results
   local name=$1
   shift
+  complete "$name" "$@" && return 0
   mkdir -p "$RUNS"
   $MINBERT ablate "configs/ablations/$name.yaml" --out "$RUNS/$name" --budget "${sets[@]}" "$@" >> "$RUNS/$name.log" 2>&1
   local rc=$?

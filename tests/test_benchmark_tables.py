@@ -1,6 +1,7 @@
 """The scripts that write the README's results table, the recipe-sweep table and the seed systems' table, on
 hand-made run folders and logs, checked against figures computed here (numpy's sample std, the logs' own
-numbers) and, for the seed reports' figures, against the reports' own lines."""
+numbers) and, for the seed reports' figures, against the reports' own lines; and benchmarks/ablations.sh's choice of
+what to train, with a stub in place of minbert."""
 import json
 import re
 import subprocess
@@ -190,3 +191,40 @@ def test_ablations_doc_replaces_each_tables_block_and_keeps_the_prose(tmp_path):
     assert "Command: `minbert ablate 000-a`." in a and "| x | 0.5 |" in a and "Table 000-a" not in a
     assert text.index("Reading of A.") < text.index("## Table 003-b")  # a new table goes at the end, with its title
     assert "| y | 0.6 |\n| z | 0.7 |\n<!-- /ablation 003-b -->" in text
+
+
+def test_ablations_sh_skips_a_published_table_and_trains_only_what_it_lacks(tmp_path):
+    """benchmarks/ablations.sh in a fresh clone (published tables, no runs): nothing trained, no table rewritten;
+    a table that lacks a run gets the ablate call of the pass that plans it. minbert is a stub that logs its calls."""
+    repo = BENCH.parent
+    names = ["001-gradient-surgery-mlm", "002-adapt-bert"]
+    results = tmp_path / "results"
+    for name in names:
+        (results / name).mkdir(parents=True)
+        for f in ("ablation.json", "ablation.md"):
+            (results / name / f).write_bytes((repo / "results/ablations" / name / f).read_bytes())
+    doc = tmp_path / "ABLATIONS.md"
+    doc.write_text((repo / "docs/results/ablations.md").read_text())
+    calls = tmp_path / "calls"
+    stub = tmp_path / "minbert"
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 1\n')
+    stub.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "MINBERT": str(stub), "PYTHON": sys.executable, "ABL_RUNS": str(tmp_path / "runs"),
+           "ABL_RESULTS": str(results), "ABL_DOC": str(doc)}
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} | {doc: doc.read_bytes()}
+
+    done = subprocess.run(["bash", str(BENCH / "ablations.sh"), *names], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not calls.exists()  # neither the MLM encoders of table 001 nor any run
+    assert {p: p.read_bytes() for p in before} == before
+
+    table = json.loads((results / names[1] / "ablation.json").read_text())
+    dropped = table["runs"].pop()  # the table's last run: the last row's second seed
+    assert dropped["seed"] == table["seeds"][1]
+    (results / names[1] / "ablation.json").write_text(json.dumps(table))
+    done = subprocess.run(["bash", str(BENCH / "ablations.sh"), names[1]], env=env, capture_output=True, text=True)
+    assert done.returncode != 0  # the stub's failure is reported
+    # the first pass (first seed) is complete; the second lacks a run, so only its ablate call is made
+    assert calls.read_text() == (f"ablate configs/ablations/{names[1]}.yaml --out {tmp_path / 'runs'}/{names[1]} "
+                                 "--budget --set train.threads=1\n")
+    assert (results / names[1] / "ablation.md").read_bytes() == before[results / names[1] / "ablation.md"]
