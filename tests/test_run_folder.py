@@ -99,6 +99,30 @@ def test_a_refused_rerun_leaves_every_file_byte_identical(finished_run, tmp_path
     assert folder_digest(run)["best/heads.safetensors"] != before["best/heads.safetensors"]
 
 
+def test_a_folder_with_a_users_files_of_a_runs_names_is_refused_and_replaced_only_on_overwrite(
+        tmp_path, tiny_backbone, small_data_dir, capsys):
+    """No run there (no config.yaml), but a log.txt, a tensorboard/ and a steps.jsonl that a new run would
+    truncate or delete: refused, byte-identical, naming them; --overwrite replaces them; other files stay."""
+    run = tmp_path / "mine"
+    (run / "tensorboard").mkdir(parents=True)
+    (run / "tensorboard" / "events.out").write_bytes(b"someone's events")
+    (run / "log.txt").write_text("my own notes\n")
+    (run / "steps.jsonl").write_text('{"mine": 1}\n')
+    (run / "notes.txt").write_text("not minbert's\n")
+    before = folder_digest(run)
+
+    assert main(quick_args(run, tiny_backbone, small_data_dir)) == 2
+    err = one_error_line(capsys)
+    assert f"{run} has log.txt, steps.jsonl, tensorboard, which a new run would replace" in err, err
+    assert folder_digest(run) == before
+
+    assert main(quick_args(run, tiny_backbone, small_data_dir, "--overwrite")) == 0
+    assert (run / "log.txt").read_text().startswith("minbert train:")
+    assert not (run / "tensorboard").exists() and not (run / "steps.jsonl").exists()  # 2 steps: none logged
+    assert (run / "notes.txt").read_text() == "not minbert's\n" and (run / "config.yaml").is_file()
+    assert not [p for p in run.iterdir() if p.name.startswith(".write-test")]
+
+
 def test_ensemble_into_a_run_folder_is_refused(finished_run, tmp_path, small_data_dir, capsys):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)

@@ -2,13 +2,15 @@
 
 - A folder *holds a run* when it has any of a run's own entries (config.yaml, metrics.jsonl,
   best_metrics.json, best/, last/ or an interrupted swap of them). An empty folder, or one with
-  unrelated files only, holds none and can be trained into.
+  unrelated files only, holds none and can be trained into; one that holds no run but has a file a run
+  writes (log.txt, steps.jsonl, tensorboard/, predictions/, ...) is refused like a run, since the new run
+  would replace that file.
 - Every command that writes into a folder takes an OS lock on FOLDER/.lock (`fcntl.flock`, exclusive,
   non-blocking) and writes its process id and command line into it. The kernel releases the lock when
   the process ends, however it ends (a SIGKILL never leaves it stuck). A second writer gets a
   `RunFolderError` naming the holder. The lock is re-entrant within one process.
-- `RunFolder.new_run(DIR, overwrite)` refuses a folder that holds a run unless `overwrite`; the earlier
-  run's files are deleted only by `clear_for_new_run()`, which the caller runs once the new run has
+- `RunFolder.new_run(DIR, overwrite)` refuses a folder that holds a run (or a run's files) unless
+  `overwrite`; the earlier run's files are deleted only by `clear_for_new_run()`, which the caller runs once the new run has
   validated (config, backbone, data) and is about to write.
 """
 from __future__ import annotations
@@ -38,6 +40,11 @@ class RunFolderError(ValueError):
 def holds_run(folder: Path) -> bool:
     """Whether `folder` holds a (finished or unfinished) minbert run."""
     return any((folder / name).exists() for name in RUN_MARKERS)
+
+
+def run_files(folder: Path) -> list[str]:
+    """The entries of `folder` that a new run writes or replaces (a run's, or a user's of the same name)."""
+    return [name for name in RUN_ENTRIES if (folder / name).exists() or (folder / name).is_symlink()]
 
 
 def _key(folder: Path) -> Path:
@@ -140,21 +147,21 @@ class RunFolder:
 
     @classmethod
     def new_run(cls, path: Path, overwrite: bool = False) -> "RunFolder":
-        """Lock `path` for a new training run. A folder that holds a run is refused unless `overwrite`; nothing
-        is written into a refused folder (not even the lock file)."""
-        if holds_run(path) and not overwrite:
+        """Lock `path` for a new training run. A folder that holds a run, or any file a run writes, is refused
+        unless `overwrite`; nothing is written into a refused folder (not even the lock file)."""
+        if run_files(path) and not overwrite:
             who = holder(path)
             if who is not None:
                 raise _busy(path, who)
             raise cls.refusal(path)
         acquire(path)
         try:
-            if holds_run(path) and not overwrite:  # another process started a run in between
+            if run_files(path) and not overwrite:  # another process started a run in between
                 raise cls.refusal(path)
         except BaseException:
             release(path)
             raise
-        return cls(path, earlier_run=holds_run(path))
+        return cls(path, earlier_run=bool(run_files(path)))
 
     @classmethod
     def output(cls, path: Path, command: str) -> "RunFolder":
@@ -169,15 +176,16 @@ class RunFolder:
 
     @staticmethod
     def refusal(path: Path) -> RunFolderError:
-        return RunFolderError(f"{path} holds a run: continue it with --resume {path}, "
-                              f"or replace it with --overwrite")
+        if holds_run(path):
+            return RunFolderError(f"{path} holds a run: continue it with --resume {path}, "
+                                  f"or replace it with --overwrite")
+        return RunFolderError(f"{path} has {', '.join(run_files(path))}, which a new run would replace: "
+                              "move them away, train into another folder, or replace them with --overwrite")
 
     def clear_for_new_run(self) -> None:
-        """Delete the earlier run's files (opened with overwrite; call it only once the new run has validated),
-        or, in a folder that held no run, stale step and gradient-cosine logs the new run would add to.
+        """Delete the earlier run's files (opened with overwrite; call it only once the new run has validated).
         Files a run does not write stay."""
-        names = RUN_ENTRIES if self.earlier_run else ("grad_cosine.jsonl", "steps.jsonl", "tensorboard")
-        for name in names:
+        for name in RUN_ENTRIES if self.earlier_run else ():
             entry = self.path / name
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,8 @@ def pick_device(name: str) -> torch.device:
 def check_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-") as probe:  # a new name: replaces nothing
+            probe.write(b"ok")
+            probe.flush()
     except OSError as e:
         raise DiskError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from e
