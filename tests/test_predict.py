@@ -137,6 +137,20 @@ def test_rows_without_an_id_are_numbered_by_line(run, tmp_path, capsys):
     assert "extra column(s) ['stars']" in captured.err
 
 
+def test_output_onto_the_input_is_refused_and_an_output_is_written_whole(run, tmp_path, capsys):
+    path = tmp_path / "mine.csv"
+    path.write_text('sentence\n"Witty, warm and wise."\nDull.\n')
+    before = path.read_bytes()
+    same = tmp_path / "sub" / ".." / "mine.csv"  # the same file by another spelling
+    assert main(["predict", str(run), "--task", "sst", "--input", str(path), "--output", str(same)]) == 2
+    assert "is the --input file; write the predictions to another file" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", str(run), "--task", "sst", "--input", str(path), "--output", str(out)]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["2", "3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.csv", "out.jsonl"]  # no .part left
+
+
 def test_bad_rows_are_counted_and_named(run, tmp_path, capsys):
     tsv = tmp_path / "pairs.tsv"
     tsv.write_text("id\tsentence1\tsentence2\na\tOne.\tTwo.\nb\t\tTwo.\nc\tOne.\nd\tOne.\tTwo.\n")

@@ -126,6 +126,27 @@ def test_export_sentence_transformers_embeds_as_the_heads_pool(runs, tmp_path, w
     assert emb.shape == want.shape and torch.allclose(emb.cpu(), want, atol=1e-4)
 
 
+def test_export_refuses_a_folder_with_files_it_would_replace_unless_overwrite(runs, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}')
+    (out / "vocab.txt").write_text("my vocabulary\n")
+    (out / "notes.txt").write_text("not minbert's\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["export", str(runs[0]), "--format", "hf", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} has config.json, vocab.txt, which export would replace" in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # not even a lock file
+
+    # --overwrite replaces them; an earlier sentence-transformers export's own files do not outlive an hf one
+    assert main(["export", str(runs[0]), "--format", "sentence-transformers", "--out", str(out), "--overwrite"]) == 0
+    assert (out / "modules.json").is_file() and json.loads((out / "config.json").read_text()).get("mine") is None
+    assert main(["export", str(runs[0]), "--format", "hf", "--out", str(out)]) == 2  # an earlier export is refused too
+    assert main(["export", str(runs[0]), "--format", "hf", "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "modules.json").exists() and not (out / "1_Pooling").exists()
+    assert (out / "notes.txt").read_text() == "not minbert's\n"
+
+
 def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys):
     assert main(["ensemble", str(runs[0]), "--out", str(tmp_path)]) == 2
     assert "at least two run directories" in capsys.readouterr().err

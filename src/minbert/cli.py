@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -108,6 +109,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 round(float(probs), 4) if probs.ndim == 0 else [round(float(p), 4) for p in probs])
         print(json.dumps(result))
         return 0
+    if args.output and args.input != "-" and Path(args.output).resolve() == Path(args.input).resolve():
+        raise ConfigError(f"--output {args.output} is the --input file; write the predictions to another file")
     examples, report = read_inputs(args.input, task.text_columns, args.strict)  # bad input fails before loading
     print(report.summary(), file=sys.stderr)
     require_rows(examples, report)
@@ -118,8 +121,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8", newline="") as f:
+    part = out.with_name(out.name + ".part")  # renamed into place whole: a stopped run leaves no half file
+    with part.open("w", encoding="utf-8", newline="") as f:
         rows = write_results(res, f, jsonl)
+    os.replace(part, out)
     print(json.dumps({"output": str(out), "task": args.task, "rows": rows, "skipped": len(report.bad),
                       "input": report.file}))
     return 0
@@ -173,7 +178,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .tools.export import export
 
-    out = export(Path(args.run_dir), Path(args.out), args.format)
+    out = export(Path(args.run_dir), Path(args.out), args.format, overwrite=args.overwrite)
     print(json.dumps({"exported": str(out), "format": args.format}))
     return 0
 
@@ -285,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir", metavar="RUN_DIR")
     ex.add_argument("--format", choices=["hf", "sentence-transformers"], default="hf")
     ex.add_argument("--out", required=True, metavar="DIR")
+    ex.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in DIR")
     ex.set_defaults(func=cmd_export)
     return p
 
