@@ -137,7 +137,7 @@ def test_rows_without_an_id_are_numbered_by_line(run, tmp_path, capsys):
     assert "extra column(s) ['stars']" in captured.err
 
 
-def test_output_onto_the_input_is_refused_and_an_output_is_written_whole(run, tmp_path, capsys):
+def test_output_onto_the_input_is_refused_and_no_partial_file_is_left(run, tmp_path, capsys):
     path = tmp_path / "mine.csv"
     path.write_text('sentence\n"Witty, warm and wise."\nDull.\n')
     before = path.read_bytes()

@@ -42,9 +42,24 @@ def holds_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in RUN_MARKERS)
 
 
+def present(folder: Path, names: tuple[str, ...]) -> list[str]:
+    """Which of `names` exist in `folder` (a broken symlink counts)."""
+    return [name for name in names if (folder / name).exists() or (folder / name).is_symlink()]
+
+
 def run_files(folder: Path) -> list[str]:
     """The entries of `folder` that a new run writes or replaces (a run's, or a user's of the same name)."""
-    return [name for name in RUN_ENTRIES if (folder / name).exists() or (folder / name).is_symlink()]
+    return present(folder, RUN_ENTRIES)
+
+
+def remove(folder: Path, names: tuple[str, ...]) -> None:
+    """Delete these entries of `folder` (a folder whole, a symlink itself, not what it points to)."""
+    for name in present(folder, names):
+        entry = folder / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _key(folder: Path) -> Path:
@@ -164,14 +179,24 @@ class RunFolder:
         return cls(path, earlier_run=bool(run_files(path)))
 
     @classmethod
-    def output(cls, path: Path, command: str) -> "RunFolder":
-        """Lock an output folder (ensemble, export) that must not be a training run's folder."""
-        if holds_run(path):
-            raise RunFolderError(f"{path} holds a training run; {command} writes into another folder (--out)")
+    def output(cls, path: Path, command: str, writes: tuple[str, ...] = (), overwrite: bool = False) -> "RunFolder":
+        """Lock an output folder (ensemble, export) that must not be a training run's folder. When it already has
+        any of the entries `writes` names, it is refused unless `overwrite`, which deletes them all (so that
+        nothing of an earlier output outlives the new one). A refused folder gets nothing, not the lock file."""
+        def check() -> None:
+            if holds_run(path):
+                raise RunFolderError(f"{path} holds a training run; {command} writes into another folder (--out)")
+            if present(path, writes) and not overwrite:
+                raise RunFolderError(f"{path} has {', '.join(present(path, writes))}, which {command} would replace: "
+                                     "write to another folder (--out), or replace them with --overwrite")
+        check()
         acquire(path)
-        if holds_run(path):
+        try:
+            check()  # another writer may have been there in between
+            remove(path, writes)
+        except BaseException:
             release(path)
-            raise RunFolderError(f"{path} holds a training run; {command} writes into another folder (--out)")
+            raise
         return cls(path)
 
     @staticmethod
@@ -185,12 +210,8 @@ class RunFolder:
     def clear_for_new_run(self) -> None:
         """Delete the earlier run's files (opened with overwrite; call it only once the new run has validated).
         Files a run does not write stay."""
-        for name in RUN_ENTRIES if self.earlier_run else ():
-            entry = self.path / name
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            elif entry.exists() or entry.is_symlink():
-                entry.unlink()
+        if self.earlier_run:
+            remove(self.path, RUN_ENTRIES)
         self.earlier_run = False
 
     def close(self) -> None:

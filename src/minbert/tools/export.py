@@ -15,13 +15,12 @@ a folder that holds a training run is refused, and so is one that already has an
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from ..backbone import CheckpointError
 from ..config import ConfigError, save_config
 from ..model import MultitaskModel
-from ..run_folder import RunFolder, RunFolderError
+from ..run_folder import RunFolder
 from ..model import build_model
 from ..runs import check_saved_model, load_run, load_run_config
 
@@ -31,27 +30,12 @@ EXPORT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt
 POOLING_MODES = {"cls": ["cls_token"], "mean": ["mean_tokens"], "max": ["max_tokens"], "cls+mean": ["cls_token", "mean_tokens"]}
 
 
-def existing_files(out_dir: Path) -> list[str]:
-    """The files of `out_dir` that an export writes or removes."""
-    return [name for name in EXPORT_FILES if (out_dir / name).exists() or (out_dir / name).is_symlink()]
-
-
-def refuse_existing(out_dir: Path, overwrite: bool) -> None:
-    if existing_files(out_dir) and not overwrite:
-        raise RunFolderError(f"{out_dir} has {', '.join(existing_files(out_dir))}, which export would replace: "
-                             "write to another folder (--out), or replace them with --overwrite")
-
-
 def export(run_dir: Path, out_dir: Path, fmt: str, overwrite: bool = False) -> Path:
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose from {list(FORMATS)}")
     cfg, model, tokenizer = load_run(run_dir)
-    refuse_existing(out_dir, overwrite)  # before the lock file is written
-    with RunFolder.output(out_dir, "export"):  # one writer; never into a training run's folder
-        refuse_existing(out_dir, overwrite)  # another export may have written it in between
-        for name in existing_files(out_dir):  # overwrite: none of an earlier export's files outlives it
-            entry = out_dir / name
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    # one writer; never into a training run's folder, nor over an earlier export's files unless overwrite
+    with RunFolder.output(out_dir, "export", writes=EXPORT_FILES, overwrite=overwrite):
         model.cpu().save(out_dir)
         tokenizer.save_pretrained(out_dir)
         save_config(cfg, out_dir / "minbert_heads.yaml")
