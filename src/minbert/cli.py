@@ -3,9 +3,12 @@ result line that each command prints last is alone on standard output. Errors ar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -13,6 +16,7 @@ from .tools.bench import PARTS as BENCH_PARTS, bench
 from .backbone import CheckpointError
 from .config import ConfigError, load_config
 from .data.readers import DataError
+from .data.batching import CHUNK_ROWS
 from .run_folder import RunFolderError
 from .tasks import TASKS
 from .training.interrupts import TrainingInterrupted
@@ -86,8 +90,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data.inputs import STDIN, read_inputs, require_rows
-    from .predict import Predictor, write_results
+    from .data.inputs import STDIN, no_rows_error, open_inputs
+    from .predict import Predictor, ResultWriter, whole_file
     from .tasks import get_task
 
     texts = args.text
@@ -97,6 +101,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ConfigError("predict takes either TEXT (one sentence or a pair) or --input FILE (or - for standard input)")
     if texts and args.output:
         raise ConfigError("--output goes with --input FILE; TEXT prints one JSON line")
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise ConfigError(f"--chunk-size {args.chunk_size}: expected a positive number of rows")
     task = get_task(args.task)
     if texts:  # the one-text form: one JSON line
         if len(texts) != len(task.text_columns):
@@ -109,25 +115,65 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 round(float(probs), 4) if probs.ndim == 0 else [round(float(p), 4) for p in probs])
         print(json.dumps(result))
         return 0
-    if args.output and args.input != "-" and Path(args.output).resolve() == Path(args.input).resolve():
+    out = Path(args.output) if args.output else None
+    if out is not None and args.input != STDIN and out.resolve() == Path(args.input).resolve():
         raise ConfigError(f"--output {args.output} is the --input file; write the predictions to another file")
-    examples, report = read_inputs(args.input, task.text_columns, args.strict)  # bad input fails before loading
-    print(report.summary(), file=sys.stderr)
-    require_rows(examples, report)
-    res = Predictor.load(args.run_dir, args.batch_size).predict_examples(args.task, examples, progress=True)
-    jsonl = bool(args.output) and args.output.endswith(".jsonl")
-    if args.output is None:
-        write_results(res, sys.stdout, jsonl=False)
-        return 0
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(out.name + ".part")  # renamed into place whole: a stopped run leaves no half file
-    with part.open("w", encoding="utf-8", newline="") as f:
-        rows = write_results(res, f, jsonl)
-    os.replace(part, out)
-    print(json.dumps({"output": str(out), "task": args.task, "rows": rows, "skipped": len(report.bad),
-                      "input": report.file}))
+    if out is not None and out.is_dir():
+        raise ConfigError(f"--output {args.output} is a folder; name the file to write (e.g. {out / 'predictions.csv'})")
+    if args.strict and args.input != STDIN:  # a first pass, so that a bad row stops the run before any output
+        for _ in open_inputs(args.input, task.text_columns, strict=True):
+            pass
+    inputs = open_inputs(args.input, task.text_columns, args.strict)  # the header is checked before loading
+    report = inputs.report
+    for note in report.notes:
+        print(f"{report.file}: note: {note}", file=sys.stderr)
+    report.on_bad = lambda bad: tqdm_write(f"  skipped {bad}")
+    predictor = Predictor.load(args.run_dir, args.batch_size)
+    total = inputs.size_hint() if sys.stderr.isatty() else None
+    with stop_on_signals(), (whole_file(out) if out else contextlib.nullcontext(sys.stdout)) as sink:
+        writer = ResultWriter(sink, jsonl=out is not None and out.suffix == ".jsonl")
+        try:
+            for res in predictor.predict_examples_iter(args.task, inputs, args.chunk_size or CHUNK_ROWS,
+                                                       ready=inputs.ready, progress=True, total=total):
+                writer.write(res)
+        except BrokenPipeError:  # the reader of standard output has gone (`| head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        print(report.counts(), file=sys.stderr)
+        if not writer.rows:
+            raise no_rows_error(report)
+    if out is not None:
+        print(json.dumps({"output": str(out), "task": args.task, "rows": writer.rows, "skipped": report.skipped,
+                          "input": report.file}))
     return 0
+
+
+class Stopped(KeyboardInterrupt):
+    """A SIGTERM turned into a KeyboardInterrupt, so that a command cleans up as on Ctrl-C (exit 143)."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGTERM raises `Stopped` inside the block (SIGINT raises KeyboardInterrupt already); the old handler after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped()
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def tqdm_write(line: str) -> None:
+    """A line on standard error that does not break a progress bar."""
+    from tqdm import tqdm
+    tqdm.write(line, file=sys.stderr)
 
 
 def cmd_pretrain_mlm(args: argparse.Namespace) -> int:
@@ -234,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "id optional), JSONL with the same keys, or - for standard input (a text or a tab-separated pair a line)")
     r.add_argument("--output", metavar="FILE", help="CSV, or JSONL when it ends in .jsonl (default: CSV on standard output)")
     r.add_argument("--batch-size", type=int, metavar="N", help="rows per batch (default: the run's eval.batch_size)")
-    r.add_argument("--strict", action="store_true", help="a bad input row is an error instead of a counted skip")
+    r.add_argument("--strict", action="store_true", help="a bad input row is an error instead of a counted skip "
+                   "(a file is checked whole before any output)")
+    r.add_argument("--chunk-size", type=int, metavar="N", help=f"rows read and scored at a time (default {CHUNK_ROWS}; "
+                   "memory grows with it, not with the file)")
     r.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("pretrain-mlm", help="further masked-language-model pre-training of the encoder on in-domain text")
@@ -321,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as e:  # SIGINT / SIGTERM: the run paused with last/ saved
         print(f"minbert: {e.message()}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or a signal turned into one (`stop_on_signals`)
         print("minbert: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
 
 
 if __name__ == "__main__":

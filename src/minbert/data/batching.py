@@ -6,7 +6,7 @@ while the order of batches stays random, so training is not biased by length.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 
@@ -58,6 +58,24 @@ def encode_examples(examples: list[Example], tokenizer: Tokenizer, joint: bool) 
     if examples and examples[0].label is not None:
         labels = torch.tensor([ex.label for ex in examples], dtype=torch.float32)
     return EncodedSet([ex.id for ex in examples], inputs, labels)
+
+
+T = TypeVar("T")
+CHUNK_ROWS = 4096  # rows of a stream read, tokenised and scored together (length-sorted inside): memory is bounded by it
+
+
+def chunks(items: Iterable[T], size: int, ready: Callable[[], bool] | None = None) -> Iterator[list[T]]:
+    """Consecutive lists of up to `size` items, for scoring a stream in bounded memory. With `ready`, a list is
+    also cut short when the next item is not there yet (`ready()` False), so a slow stream's items go on
+    without waiting for a full list."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size or (ready is not None and not ready()):
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,

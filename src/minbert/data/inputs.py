@@ -1,4 +1,5 @@
-"""Texts to predict on, from a user's file or standard input, with the training readers' bad-row report.
+"""Texts to predict on, from a user's file or standard input, read as a stream with the training readers'
+bad-row report.
 
 - CSV / TSV: the delimiter from the extension (.tsv tab, .csv comma) unless the header line says
   otherwise (a header with a tab is tab-separated, so the course's tab-separated .csv files read too);
@@ -7,35 +8,70 @@
 - JSONL (`.jsonl`): one object a line with the same keys (the line number is the id when `id` is absent).
 - `-`: standard input, one text (or one tab-separated pair) a line, its line number as the id.
 A bad row (missing column or key, empty text, wrong number of fields, a line that is not a JSON object)
-is listed as `file:line: reason` and skipped, or is a `DataError` with `strict`.
+is recorded in the report as `file:line: reason` and skipped, or is a `DataError` with `strict`.
+
+`open_inputs` reads and checks the header at once (a wrong file fails before a model is loaded) and the
+rows only as they are consumed, so memory does not grow with the file. `Inputs.ready()` says whether the
+next line can be had without waiting: a chunk of a pipe's rows is scored as soon as the writer pauses.
 """
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import select
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Callable, Iterable, Iterator
 
-from .readers import DataError, Example, ReadReport, read_table, read_text
+from .readers import DataError, Example, ReadReport, table_rows
 
 STDIN = "-"
+STDIN_NAME = "<stdin>"
+
+
+@dataclass
+class Inputs:
+    """A user's rows as a stream of unlabeled examples (iterate once), and the report filled as they are read."""
+
+    rows: Iterator[Example]
+    report: ReadReport
+    ready: Callable[[], bool]  # whether the next line is there without waiting (always, for a regular file)
+    size_hint: Callable[[], int | None]  # the rows to expect, counted cheaply (a file's lines), or None
+
+    def __iter__(self) -> Iterator[Example]:
+        return self.rows
+
+
+def open_inputs(source: str | Path, text_columns: tuple[str, ...], strict: bool = False,
+                stdin: IO | None = None) -> Inputs:
+    """The rows of `source` (a path, or `-` for standard input: `stdin`, default `sys.stdin`). The header
+    (CSV / TSV) is read and checked here; rows are read as the result is iterated."""
+    if str(source) == STDIN:
+        lines = LineReader.of_stream(stdin if stdin is not None else sys.stdin, STDIN_NAME)
+        report = ReadReport(file=STDIN_NAME)
+        return Inputs(_line_rows(lines, report, text_columns, strict), report, lines.ready, lambda: None)
+    path = Path(source)
+    lines = LineReader.of_file(path)
+    if path.suffix.lower() == ".jsonl":
+        report = ReadReport(file=str(path))
+        return Inputs(_jsonl_rows(lines, report, text_columns, strict), report, lines.ready,
+                      lambda: count_lines(path))
+    header = next(iter(lines), "")  # the same pass goes on below
+    rows, report = table_rows(itertools.chain([header], lines), str(path), delimiter_of(path, header), text_columns,
+                              None, strict=strict, id_required=False)
+    return Inputs(rows, report, lines.ready, lambda: max(count_lines(path) - 1, 0))
 
 
 def read_inputs(source: str | Path, text_columns: tuple[str, ...], strict: bool = False,
-                stdin_text: str | None = None) -> tuple[list[Example], ReadReport]:
-    """The rows of `source` (a path, or `-` for standard input) as unlabeled examples, and the report."""
-    if str(source) == STDIN:
-        text = sys.stdin.read() if stdin_text is None else stdin_text
-        return read_lines(text, "<stdin>", text_columns, strict)
-    path = Path(source)
-    text = read_text(path)
-    if path.suffix.lower() == ".jsonl":
-        return read_jsonl(text, str(path), text_columns, strict)
-    return read_table(text, str(path), delimiter_of(path, text), text_columns, None, strict=strict,
-                      id_required=False)
+                stdin: IO | None = None) -> tuple[list[Example], ReadReport]:
+    """All the rows of `source` at once (a list), and the report."""
+    inputs = open_inputs(source, text_columns, strict, stdin)
+    return list(inputs), inputs.report
 
 
-def delimiter_of(path: Path, text: str) -> str:
-    header = text.removeprefix("\ufeff").partition("\n")[0]
+def delimiter_of(path: Path, header: str) -> str:
     if "\t" in header:
         return "\t"
     if "," in header:
@@ -43,11 +79,99 @@ def delimiter_of(path: Path, text: str) -> str:
     return "\t" if path.suffix.lower() == ".tsv" else ","
 
 
-def read_lines(text: str, name: str, text_columns: tuple[str, ...], strict: bool) -> tuple[list[Example], ReadReport]:
+def count_lines(path: Path) -> int:
+    """Lines in a file (a last line without its newline counts), read in blocks: a cheap size for a progress bar."""
+    n, last = 0, b"\n"
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            n, last = n + block.count(b"\n"), block[-1:]
+    return n + (last != b"\n")
+
+
+class LineReader:
+    """The lines of a file or of standard input, decoded as UTF-8 one at a time (a byte that is not UTF-8 is a
+    `DataError` naming its line and offset; a byte-order mark at the start is dropped). Read straight from the
+    file descriptor in blocks, so that `ready()` can ask whether a whole line is there without blocking.
+    A stream with no descriptor (a `StringIO`) is read as it is, always ready."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, fd: int | None, name: str, text: Iterable[str] | None = None, close: bool = False):
+        self.fd, self.name, self.text, self.close_fd = fd, name, text, close
+        self.buffer, self.pos, self.eof = b"", 0, False
+        self._lines = self._decoded()  # one pass: iterating again goes on where the last one stopped
+
+    @classmethod
+    def of_file(cls, path: Path) -> "LineReader":
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+        try:
+            return cls(os.open(path, os.O_RDONLY), str(path), close=True)
+        except OSError as e:
+            raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+
+    @classmethod
+    def of_stream(cls, stream: IO, name: str) -> "LineReader":
+        try:
+            return cls(stream.fileno(), name)
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+            return cls(None, name, text=stream)
+
+    def _fill(self, wait: bool) -> None:
+        """Append what the descriptor has (waiting for it when `wait`) to the unread part of the buffer."""
+        if self.eof or (not wait and not select.select([self.fd], [], [], 0)[0]):
+            return
+        data = os.read(self.fd, self.BLOCK)
+        self.buffer, self.pos = self.buffer[self.pos:] + data, 0
+        if not data:
+            self.eof = True
+            if self.close_fd:
+                os.close(self.fd)
+
+    def ready(self) -> bool:
+        """Whether the next line (or the end of input) can be read without waiting."""
+        if self.fd is None or self.eof or self.buffer.find(b"\n", self.pos) >= 0:
+            return True
+        self._fill(wait=False)
+        return self.eof or self.buffer.find(b"\n", self.pos) >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self._lines
+
+    def _decoded(self) -> Iterator[str]:
+        if self.fd is None:
+            for line, text in enumerate(self.text, 1):
+                yield text.removeprefix("\ufeff") if line == 1 else text
+            return
+        line, offset = 0, 0  # the line's number and its first byte's offset in the input
+        while True:
+            end = self.buffer.find(b"\n", self.pos)
+            if end < 0 and not self.eof:
+                self._fill(wait=True)
+                continue
+            if end < 0 and self.pos == len(self.buffer):
+                return
+            end = len(self.buffer) if end < 0 else end + 1
+            raw, start, self.pos = self.buffer[self.pos:end], self.pos, end
+            line += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{self.name}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset "
+                                f"{offset + e.start})") from e
+            offset += end - start
+            yield text.removeprefix("\ufeff") if line == 1 else text
+
+    def __del__(self) -> None:
+        if self.close_fd and not self.eof and self.fd is not None:
+            os.close(self.fd)
+
+
+def _line_rows(lines: Iterable[str], report: ReadReport, text_columns: tuple[str, ...],
+               strict: bool) -> Iterator[Example]:
     """One example a line (its id the line number): a text, or a pair separated by a tab; blank lines are no rows."""
-    report = ReadReport(file=name)
-    examples = []
-    for line, raw in enumerate(text.splitlines(), 1):
+    for line, raw in enumerate(lines, 1):
+        raw = raw.rstrip("\r\n")
         if not raw.strip():
             continue
         report.rows += 1
@@ -59,16 +183,14 @@ def read_lines(text: str, name: str, text_columns: tuple[str, ...], strict: bool
         else:
             reason = _empty_text(dict(zip(text_columns, fields)), text_columns)
         if report.add(line, reason, strict):
-            examples.append(Example(str(line), tuple(f.strip() for f in fields), None))
-    return examples, report
+            yield Example(str(line), tuple(f.strip() for f in fields), None)
 
 
-def read_jsonl(text: str, name: str, text_columns: tuple[str, ...], strict: bool) -> tuple[list[Example], ReadReport]:
+def _jsonl_rows(lines: Iterable[str], report: ReadReport, text_columns: tuple[str, ...],
+                strict: bool) -> Iterator[Example]:
     """One JSON object a line with the task's text keys and, optionally, `id`."""
-    report = ReadReport(file=name)
-    examples = []
     seen: set[str] = set()
-    for line, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+    for line, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
         report.rows += 1
@@ -92,9 +214,8 @@ def read_jsonl(text: str, name: str, text_columns: tuple[str, ...], strict: bool
             ex_id = str(obj["id"]).strip()
             reason = "empty id" if not ex_id else f"duplicate id {ex_id!r}" if ex_id in seen else None
         if report.add(line, reason, strict):
-            seen.add(ex_id)
-            examples.append(Example(ex_id, tuple(obj[c].strip() for c in text_columns), None))
-    return examples, report
+            seen.add(ex_id)  # a line number too: a later row may give it as its id
+            yield Example(ex_id, tuple(obj[c].strip() for c in text_columns), None)
 
 
 def _empty_text(row: dict, text_columns: tuple[str, ...]) -> str | None:
@@ -104,6 +225,5 @@ def _empty_text(row: dict, text_columns: tuple[str, ...]) -> str | None:
     return None
 
 
-def require_rows(examples: list[Example], report: ReadReport) -> None:
-    if not examples:
-        raise DataError(f"{report.file}: no usable rows" + (f" ({len(report.bad)} skipped)" if report.bad else ""))
+def no_rows_error(report: ReadReport) -> DataError:
+    return DataError(f"{report.file}: no usable rows" + (f" ({report.skipped} skipped)" if report.skipped else ""))

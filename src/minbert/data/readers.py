@@ -12,7 +12,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 csv.field_size_limit(1 << 26)  # a 100,000-character sentence is long text, not a broken file
 
@@ -42,12 +42,14 @@ class BadRow:
 class ReadReport:
     file: str
     rows: int = 0  # data rows in the file, bad ones included
-    bad: list[BadRow] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)  # the skipped rows (handed to `on_bad` instead, when set)
     notes: list[str] = field(default_factory=list)
+    skipped: int = 0
+    on_bad: Callable[[BadRow], None] | None = None  # a stream's reader: told of each bad row, which is not kept
 
     @property
     def kept(self) -> int:
-        return self.rows - len(self.bad)
+        return self.rows - self.skipped
 
     def add(self, line: int, reason: str | None, strict: bool) -> bool:
         """Record row `line`'s problem, if any: a `DataError` in strict mode, else a counted skip.
@@ -57,12 +59,18 @@ class ReadReport:
         bad = BadRow(self.file, line, reason)
         if strict:
             raise DataError(str(bad))
-        self.bad.append(bad)
+        self.skipped += 1
+        if self.on_bad is None:
+            self.bad.append(bad)
+        else:
+            self.on_bad(bad)
         return False
 
+    def counts(self) -> str:
+        return f"{self.file}: {self.rows} rows, {self.kept} kept, {self.skipped} skipped"
+
     def summary(self) -> str:
-        s = f"{self.file}: {self.rows} rows, {self.kept} kept, {len(self.bad)} skipped"
-        return "\n".join([s, *(f"  note: {n}" for n in self.notes), *(f"  skipped {b}" for b in self.bad)])
+        return "\n".join([self.counts(), *(f"  note: {n}" for n in self.notes), *(f"  skipped {b}" for b in self.bad)])
 
 
 LabelParser = Callable[[str], "int | float"]
@@ -99,8 +107,18 @@ def read_table(text: str, name: str, delimiter: str, text_columns: tuple[str, ..
                id_required: bool = True) -> tuple[list[Example], ReadReport]:
     """Rows of a delimited text with a header, columns found by name. With `id_required=False` an absent
     `id` column is allowed and a row's id is its line number."""
-    report = ReadReport(file=name)
-    reader = csv.reader(text.removeprefix("\ufeff").splitlines(keepends=True), delimiter=delimiter)
+    rows, report = table_rows(text.removeprefix("\ufeff").splitlines(keepends=True), name, delimiter, text_columns,
+                              label_column, parse_label, strict, id_required)
+    return list(rows), report
+
+
+def table_rows(lines: Iterable[str], name: str, delimiter: str, text_columns: tuple[str, ...],
+               label_column: str | None, parse_label: LabelParser | None = None, strict: bool = False,
+               id_required: bool = True, report: ReadReport | None = None) -> tuple[Iterator[Example], ReadReport]:
+    """`read_table` as a stream: the header is read and checked now (a `DataError` here), the rows as the
+    returned iterator is consumed, each bad one recorded in `report` as it is met. `lines` keep their endings."""
+    report = report or ReadReport(file=name)
+    reader = csv.reader(lines, delimiter=delimiter)
     header = next(reader, None)
     if header is None:
         raise DataError(f"{name}: empty file (no header row)")
@@ -114,34 +132,38 @@ def read_table(text: str, name: str, delimiter: str, text_columns: tuple[str, ..
     if extra:
         report.notes.append(f"extra column(s) {extra} besides {list(needed)}: ignored")
     col = {c: header.index(c) for c in needed}
-    examples: list[Example] = []
-    seen_ids: set[str] = set()
-    end = reader.line_num
-    for row in reader:
-        line, end = end + 1, reader.line_num  # a row may span several physical lines
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # a blank line is no row
-        report.rows += 1
-        if not has_id:
-            row = [*row, str(line)]
-            col["id"] = len(header)
-        reason = _row_problem(row, header, col, text_columns, label_column, seen_ids, extra_fields=int(not has_id))
-        if reason is not None and end > line:
-            reason += f" (an unbalanced quote joined lines {line}-{end})"
-        label = None
-        if reason is None and label_column:
-            try:
-                label = parse_label(row[col[label_column]].strip())
-            except ValueError as e:
-                raw_label = row[col[label_column]].strip()
-                why = str(e) if "range" in str(e) else "not a number"
-                reason = f"{label_column} {raw_label!r}: {why}"
-        if not report.add(line, reason, strict):
-            continue
-        ex_id = row[col["id"]].strip()
-        seen_ids.add(ex_id)
-        examples.append(Example(ex_id, tuple(row[col[c]].strip() for c in text_columns), label))
-    return examples, report
+
+    def rows() -> Iterator[Example]:
+        seen_ids: set[str] = set()
+        end = reader.line_num
+        for row in reader:
+            line, end = end + 1, reader.line_num  # a row may span several physical lines
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line is no row
+            report.rows += 1
+            if not has_id:
+                row = [*row, str(line)]
+                col["id"] = len(header)
+            reason = _row_problem(row, header, col, text_columns, label_column, seen_ids if has_id else None,
+                                  extra_fields=int(not has_id))
+            if reason is not None and end > line:
+                reason += f" (an unbalanced quote joined lines {line}-{end})"
+            label = None
+            if reason is None and label_column:
+                try:
+                    label = parse_label(row[col[label_column]].strip())
+                except ValueError as e:
+                    raw_label = row[col[label_column]].strip()
+                    why = str(e) if "range" in str(e) else "not a number"
+                    reason = f"{label_column} {raw_label!r}: {why}"
+            if not report.add(line, reason, strict):
+                continue
+            ex_id = row[col["id"]].strip()
+            if has_id:
+                seen_ids.add(ex_id)
+            yield Example(ex_id, tuple(row[col[c]].strip() for c in text_columns), label)
+
+    return rows(), report
 
 
 DATA_DIR_HINT = " (set the data directory with --data-dir or MINBERT_DATA_DIR)"
@@ -183,13 +205,14 @@ def check_file(path: str | Path, text_columns: tuple[str, ...], label_column: st
 
 
 def _row_problem(row: list[str], header: list[str], col: dict[str, int], text_columns: tuple[str, ...],
-                 label_column: str | None, seen_ids: set[str], extra_fields: int = 0) -> str | None:
+                 label_column: str | None, seen_ids: set[str] | None, extra_fields: int = 0) -> str | None:
+    """Why a row cannot be used, or None; `seen_ids` None: ids are line numbers, unique without a check."""
     if len(row) - extra_fields != len(header):
         return f"expected {len(header)} columns, found {len(row) - extra_fields}"
     ex_id = row[col["id"]].strip()
     if not ex_id:
         return "empty id"
-    if ex_id in seen_ids:
+    if seen_ids is not None and ex_id in seen_ids:
         return f"duplicate id {ex_id!r}"
     for c in text_columns:
         if not row[col[c]].strip():
