@@ -81,6 +81,8 @@ def main() -> None:
     p.add_argument("--pipeline-rows", type=int, nargs="*", help="sizes the pipeline runs at (default: --rows)")
     p.add_argument("--baseline-src", help="another checkout's src/ (the code before streaming), run at --baseline-rows")
     p.add_argument("--baseline-rows", type=int, nargs="*", default=[5000, 150000])
+    p.add_argument("--sides", nargs="+", default=["minbert", "minbert before", "pipeline"],
+                   help="which to run (\"minbert before\" needs --baseline-src)")
     p.add_argument("--reps", type=int, default=1, help="turns at each size")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
@@ -113,6 +115,7 @@ def main() -> None:
         sides["minbert before"] = (args.baseline_rows, {**env, "PYTHONPATH": args.baseline_src}, sides["minbert"][2])
     pipe_rows = args.rows if args.pipeline_rows is None else args.pipeline_rows
     sides["pipeline"] = (pipe_rows, env, [sys.executable, "-c", PIPELINE, str(hf)])
+    sides = {name: side for name, side in sides.items() if name in args.sides}
     results = []
     for n in sorted({n for rows, _, _ in sides.values() for n in rows}):
         src = make_file(work / f"short-{n}.csv", n, sentences)
