@@ -5,7 +5,6 @@ csv reader and real subprocesses stopped with real signals."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import select
 import signal

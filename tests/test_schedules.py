@@ -84,6 +84,17 @@ def test_sampled_schedules_follow_size_to_the_alpha(name, cfg, alpha):
     assert schedule.plan(1) == p  # seeded by (seed, epoch): a resumed run replans the same epoch
 
 
+@pytest.mark.parametrize("temperature", [0.001, 1e-12])
+def test_a_temperature_near_zero_samples_the_largest_task(temperature):
+    """size^(1/T) overflows a float for T = 0.001 (55814^1000); the limit T -> 0 is the largest task alone."""
+    with pytest.raises(OverflowError):
+        SIZES.examples["para"] ** (1 / temperature)
+    schedule = build_schedule(ScheduleConfig(name="temperature", temperature=temperature, steps_per_epoch=50),
+                              SIZES, 1, seed=7)
+    assert schedule.probabilities(1) == pytest.approx({"sst": 0.0, "para": 1.0, "sts": 0.0})
+    assert schedule.plan(1) == [["para"]] * 50
+
+
 def test_annealed_moves_from_sqrt_size_to_uniform():
     schedule = build_schedule(ScheduleConfig(name="annealed"), SIZES, 3, seed=0)
     assert [schedule.alpha(e) for e in (1, 2, 3)] == pytest.approx([0.5, 0.25, 0.0])

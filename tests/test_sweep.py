@@ -5,7 +5,7 @@ import json
 from minbert.cli import main
 
 
-def test_sweep_ranks_every_point(tmp_path, tiny_backbone, small_data_dir):
+def test_sweep_ranks_every_point(tmp_path, tiny_backbone, small_data_dir, capsys):
     sweep = tmp_path / "s.yaml"
     sweep.write_text(f"""
 grid:
@@ -32,6 +32,18 @@ set:
     assert main(["sweep", str(sweep), "--out", str(tmp_path / "out"), "--data-dir", str(small_data_dir)]) == 0
     assert json.loads((tmp_path / "out" / "sweep.json").read_text()) == results
     assert stamps == {r: (tmp_path / "out" / r / "best" / "heads.safetensors").stat().st_mtime_ns for r in stamps}
+    # a result cut short, and one without its score: a warning each, those two trained again, no traceback
+    cut, partial = (tmp_path / "out" / r["run"] / "sweep_result.json" for r in results[:2])
+    cut.write_text(cut.read_text()[:40])
+    partial.write_text(json.dumps({k: v for k, v in json.loads(partial.read_text()).items() if k != "score"}))
+    capsys.readouterr()
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "out"), "--data-dir", str(small_data_dir)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {cut}: unreadable (JSONDecodeError); training that run again" in err
+    assert f"warning: {partial}: not a whole result" in err and "Traceback" not in err
+    again = {r: (tmp_path / "out" / r / "best" / "heads.safetensors").stat().st_mtime_ns for r in stamps}
+    assert [r for r in stamps if again[r] != stamps[r]] == [r["run"] for r in results[:2]]
+    assert all(json.loads(p.read_text())["score"] is not None for p in (cut, partial))
 
 
 def test_a_bad_point_fails_before_any_run(tmp_path, capsys):

@@ -14,10 +14,8 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be used: the message names the file and the reason."""
+from .errors import CheckpointError  # noqa: F401  (re-exported: raised here)
+from .hub import fetch_snapshot, parse_hub_id
 
 
 def default_backbone_dir() -> Path:
@@ -43,8 +41,6 @@ def locate_backbone(spec: str | Path | None) -> Backbone:
     folder = Path(spec)
     if folder.is_dir():
         return Backbone(folder, str(spec))
-    from .hub import fetch_snapshot, parse_hub_id  # hub.py needs CheckpointError from here
-
     hub_id = parse_hub_id(str(spec))
     if hub_id is None:
         raise CheckpointError(f"{folder}: checkpoint folder not found")

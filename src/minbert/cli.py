@@ -13,16 +13,11 @@ from pathlib import Path
 
 from . import __version__
 from .tools.bench import PARTS as BENCH_PARTS, bench
-from .backbone import CheckpointError
-from .config import ConfigError, load_config
-from .data.readers import DataError
+from .errors import EXPECTED_ERRORS, ConfigError, TrainingError
+from .config import load_config
 from .data.batching import CHUNK_ROWS
-from .run_folder import RunFolderError
 from .tasks import TASKS
 from .training.interrupts import TrainingInterrupted
-from .training.state import DiskError
-
-EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, DiskError, RunFolderError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -361,10 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED_ERRORS as e:
         print(f"minbert: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
-        from .training.trainer import TrainingError
-        if not isinstance(e, TrainingError):
-            raise
+    except TrainingError as e:
         print(f"minbert: error: {one_line(e)}", file=sys.stderr)
         return 1
     except TrainingInterrupted as e:  # SIGINT / SIGTERM: the run paused with last/ saved

@@ -25,12 +25,9 @@ from typing import Any, Literal
 
 import yaml
 
-from .data.readers import DataError, read_text
+from .errors import ConfigError, DataError  # noqa: F401  (re-exported where raised)
+from .data.readers import read_text
 from .tasks import TASKS
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message names the offending key."""
 
 
 # ---- the names a key may take: the task table's names, and each component's registry (see tests/test_config.py) ----

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from .backbone import CheckpointError, read_state_dict, resolve_backbone
+from .errors import CheckpointError
+from .backbone import read_state_dict, resolve_backbone
 
 
 @dataclass

@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from .backbone import CheckpointError, read_safetensors, read_state_dict, resolve_backbone
+from .errors import CheckpointError
+from .backbone import read_safetensors, read_state_dict, resolve_backbone
 from .config import Config, HeadConfig
 from .encoder import BertModel
 from .heads import HeadOutput, TaskHead

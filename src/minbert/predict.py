@@ -23,7 +23,8 @@ from typing import IO, Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from .config import Config, ConfigError
+from .errors import ConfigError
+from .config import Config
 from .data.batching import CHUNK_ROWS, chunks, encode_examples
 from .data.readers import Example
 from .evaluate import batched_outputs, predict_set

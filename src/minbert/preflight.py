@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from .backbone import CheckpointError, locate_backbone, resolve_backbone, safetensors_shapes
-from .config import MIN_MAX_LENGTH, Config, ConfigError, MlmConfig
+from .errors import ConfigError, DataError, CheckpointError
+from .backbone import locate_backbone, resolve_backbone, safetensors_shapes
+from .config import MIN_MAX_LENGTH, Config, MlmConfig
 from .data.loading import resolve_data_dir
-from .data.readers import DataError, read_text
+from .data.readers import read_text
 from .encoder import BertConfig, BertModel
 from .tasks import get_task
 from .tokenizer import Tokenizer

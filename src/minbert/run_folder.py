@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from .training.state import DiskError
+from .errors import RunFolderError, DiskError  # noqa: F401  (re-exported where raised)
 
 LOCK_NAME = ".lock"
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "best_metrics.json", "best", "last", "best.old", "last.old")
@@ -31,10 +31,6 @@ RUN_ENTRIES = RUN_MARKERS + ("log.txt", "grad_cosine.jsonl", "predictions", "eva
                              "last.tmp", "ablation_result.json", "sweep_result.json", "steps.jsonl", "tensorboard")
 
 _held: dict[Path, list] = {}  # folder -> [file descriptor, depth]: locks this process holds
-
-
-class RunFolderError(ValueError):
-    """A folder that cannot be written now: it holds a run, or another process writes it."""
 
 
 def holds_run(folder: Path) -> bool:

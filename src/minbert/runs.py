@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backbone import CheckpointError
-from .config import Config, ConfigError, load_config
+from .errors import ConfigError, CheckpointError
+from .config import Config, load_config
 from .model import MultitaskModel, build_model
 from .tokenizer import Tokenizer
 
@@ -16,7 +16,7 @@ from .tokenizer import Tokenizer
 def check_saved_model(cfg: Config, config_file: Path, folder: Path) -> None:
     """A saved model folder fits its config: encoder weights, vocabulary and heads by their headers, and
     `model.max_length` within the folder's position embeddings; a `CheckpointError` naming the file if not."""
-    from .config import ConfigError
+    from .errors import ConfigError
     from .preflight import check_backbone, check_model_folder
 
     try:
@@ -28,7 +28,7 @@ def check_saved_model(cfg: Config, config_file: Path, folder: Path) -> None:
 
 def usable_device(name: str):
     """The run's device if this machine has it, else what `auto` picks (a GPU run evaluated on a laptop)."""
-    from .config import ConfigError
+    from .errors import ConfigError
     from .preflight import check_device
 
     try:
@@ -68,7 +68,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
 
 def tasks_with_files(tasks: list[str], data_path: Path, split: str, log=lambda line: None) -> list[str]:
     """The tasks whose `split` file is in `data_path`; the others are logged as skipped. None: a `DataError`."""
-    from .data.readers import DataError
+    from .errors import DataError
     from .tasks import get_task
 
     present = [t for t in tasks if get_task(t).path(data_path, split).is_file()]

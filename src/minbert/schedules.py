@@ -22,6 +22,7 @@ draws a fresh random subset.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -117,8 +118,12 @@ class Sampled(Schedule):
         return 1.0
 
     def probabilities(self, epoch: int) -> dict[str, float]:
+        """size^alpha, normalised; computed as a softmax of alpha * log(size), so that any alpha (a temperature
+        near 0: alpha in the thousands) gives finite probabilities, the largest task's tending to 1."""
         a = self.alpha(epoch)
-        w = {t: n ** a for t, n in self.sizes.examples.items()}
+        logs = {t: a * math.log(n) if n > 0 else -math.inf for t, n in self.sizes.examples.items()}
+        top = max(logs.values())
+        w = {t: math.exp(v - top) for t, v in logs.items()}
         return {t: v / sum(w.values()) for t, v in w.items()}
 
     def plan(self, epoch: int) -> list[list[str]]:

@@ -16,7 +16,8 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from .backbone import CheckpointError, resolve_backbone
+from .errors import CheckpointError
+from .backbone import resolve_backbone
 
 Encoded = tuple[list[int], list[int]]  # (input_ids, token_type_ids) of one example, unpadded
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")

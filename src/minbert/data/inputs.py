@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
-from .readers import DataError, Example, ReadReport, table_rows
+from ..errors import DataError
+from .readers import Example, ReadReport, table_rows
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"

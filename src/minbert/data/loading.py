@@ -10,7 +10,8 @@ import torch
 from ..tasks import Task
 from ..tokenizer import Tokenizer
 from .batching import EncodedSet, encode_examples
-from .readers import DataError, Example
+from ..errors import DataError
+from .readers import Example
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

@@ -13,12 +13,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+from ..errors import DataError  # noqa: F401  (re-exported: raised here)
 
 csv.field_size_limit(1 << 26)  # a 100,000-character sentence is long text, not a broken file
-
-
-class DataError(ValueError):
-    """A data file that cannot be used; the message names the file (and line)."""
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from ..config import Config, ConfigError, _build, load_config, read_yaml
+from ..errors import ConfigError
+from ..config import Config, load_config, read_yaml
 from ..run_folder import RunFolder
-from .sweep import resolve_base
 from ..tasks import TASKS
-from .run_once import train_or_continue
+from .experiments import finished_result, resolve_base, train_or_continue
 
 KEYS = {"title", "base", "set", "budget", "seeds", "variants", "report"}
 NOT_CONFIG = ("extends", "budget")  # a variant's keys that are not config overrides
@@ -148,25 +148,15 @@ def plan(path: Path, use_budget: bool, n_seeds: int | None, only: list[str] | No
             "reports": {n: reports.get(n) for n in deltas}, "report": source}, runs
 
 
-def same_config(earlier: dict | None, wanted: dict) -> bool:
-    """Whether a finished run used this config; settings added to minbert since then count at their defaults."""
-    try:
-        return earlier is not None and _build(Config, earlier).to_dict() == wanted
-    except ConfigError:  # a setting that no longer exists
-        return False
+RESULT_FIELDS = {"variant": str, "seed": int, "metrics": dict, "seconds": (int, float), "config": dict}
 
 
-def read_result(path: Path) -> dict | None:
-    """A finished run's ablation_result.json, or None when there is none or it cannot be used (it is rerun)."""
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    keys = {"variant": str, "seed": int, "metrics": dict, "seconds": (int, float), "config": dict}
-    if not isinstance(result, dict) or not all(isinstance(result.get(k), t) for k, t in keys.items()) \
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in result["metrics"].values()):
+def done_before(path: Path, wanted: dict, log) -> dict | None:
+    """A run's ablation_result.json when it is whole (every metric a number) and records the config `wanted`."""
+    result = finished_result(path, RESULT_FIELDS, wanted, log)
+    if result is not None and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      for v in result["metrics"].values()):
+        log(f"warning: {path}: a metric that is not a number; training that run again")
         return None
     return result
 
@@ -190,8 +180,8 @@ def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data
             extra: list[str], log) -> dict:
     finished: dict[tuple[str, int], dict] = {}  # (variant, seed) -> result, for every run done with its config
     for name, seed, cfg in runs:
-        earlier = read_result(out_dir / slug(name) / f"seed-{seed}" / "ablation_result.json")
-        if earlier is not None and same_config(earlier.get("config"), cfg.to_dict()):
+        earlier = done_before(out_dir / slug(name) / f"seed-{seed}" / "ablation_result.json", cfg.to_dict(), log)
+        if earlier is not None:
             finished[name, seed] = earlier
     def table() -> dict:  # from every finished run, in the plan's order
         return write_tables(meta, [finished[n, s] for n, s, _ in runs if (n, s) in finished], out_dir, extra)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..data.loading import resolve_data_dir
 from ..evaluate import prediction_path, write_predictions
 from ..run_folder import RunFolder

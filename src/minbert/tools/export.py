@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..backbone import CheckpointError
-from ..config import ConfigError, save_config
+from ..errors import ConfigError, CheckpointError
+from ..config import save_config
 from ..model import MultitaskModel
 from ..run_folder import RunFolder
 from ..model import build_model

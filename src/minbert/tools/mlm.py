@@ -22,13 +22,13 @@ from ..backbone import locate_backbone
 from ..config import MlmConfig
 from ..data.batching import bucketed_batches, sorted_batches
 from ..data.loading import resolve_data_dir
-from ..data.readers import DataError
+from ..errors import DataError, RunFolderError
 from ..encoder import BertModel
 from ..optim import build_optimizer
 from ..tasks import get_task
 from ..tokenizer import Tokenizer
 from ..optim import lr_lambda
-from ..run_folder import RunFolder, RunFolderError
+from ..run_folder import RunFolder
 from ..training.setup import RunLog, check_writable, seed_everything
 from ..training.step import optimizer_update
 

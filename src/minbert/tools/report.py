@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..backbone import CheckpointError  # noqa: E402
+from ..errors import CheckpointError
 from ..data.loading import resolve_data_dir  # noqa: E402
 from ..run_folder import RunFolder  # noqa: E402
 from ..runs import TaskOutputs, load_run, run_outputs  # noqa: E402

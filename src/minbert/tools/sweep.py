@@ -5,7 +5,7 @@ The sweep file holds `base` (a config file, relative to the sweep file or the wo
 config is validated before the first run starts, so a typo costs nothing. A point that finished before
 with the same config (its `sweep_result.json`) is not trained again, so rerunning an interrupted sweep
 continues it: a point that never finished continues from its last checkpoint, one that changed is trained
-again from the start (the sweep's own run folder; see `run_once`). The output folder and each run are
+again from the start (the sweep's own run folder; see `experiments`). The output folder and each run are
 locked while written.
 """
 from __future__ import annotations
@@ -15,11 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import Config, ConfigError, load_config, read_yaml
+from ..errors import ConfigError
+from ..config import Config, load_config, read_yaml
 from ..run_folder import RunFolder
 from ..tasks import TASKS
 from ..evaluate import selection_score
-from .run_once import train_or_continue
+from .experiments import finished_result, resolve_base, train_or_continue
+
+RESULT_FIELDS = {"run": str, "score": (int, float), "seconds": (int, float), "config": dict}
 
 
 def read_sweep(path: Path) -> tuple[Path | None, dict[str, list], list[str]]:
@@ -31,13 +34,6 @@ def read_sweep(path: Path) -> tuple[Path | None, dict[str, list], list[str]]:
     if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{path}: grid must map each key to a non-empty list of values")
     return resolve_base(path, raw.get("base")), grid, list(raw.get("set") or [])
-
-
-def resolve_base(path: Path, base: str | None) -> Path | None:
-    """A base config named in a sweep or ablation file: relative to that file, else to the working directory."""
-    if base is None:
-        return None
-    return path.parent / base if (path.parent / base).is_file() else Path(base)
 
 
 def points(base: Path | None, grid: dict[str, list], common: list[str]) -> list[tuple[str, Config]]:
@@ -62,19 +58,19 @@ def sweep(path: Path, out_dir: Path, data_dir: str | None, extra: list[str]) -> 
 
 def run_points(path: Path, grid: dict[str, list], runs: list[tuple[str, Config]], out_dir: Path,
                data_dir: str | None) -> list[dict]:
-    from .ablate import same_config
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
     results = []
     for name, cfg in runs:
         done = out_dir / name / "sweep_result.json"
         wanted = cfg.to_dict()
-        earlier = json.loads(done.read_text()) if done.is_file() else None
-        if earlier is not None and same_config(earlier.get("config"), wanted):
+        earlier = finished_result(done, RESULT_FIELDS, wanted, log)
+        if earlier is not None:
             results.append({k: v for k, v in earlier.items() if k != "config"})
             continue
-        best, seconds = train_or_continue(cfg, out_dir / name, data_dir,
-                                          lambda line: print(line, file=sys.stderr, flush=True),
-                                          "the same minbert sweep command", may_continue=earlier is None)
+        best, seconds = train_or_continue(cfg, out_dir / name, data_dir, log, "the same minbert sweep command",
+                                          may_continue=not done.exists())
         results.append({"run": name, **{k: v for k, v in best.items()},
                         "score": selection_score(best, cfg.tasks), "seconds": seconds})
         done.write_text(json.dumps({**results[-1], "config": wanted}, indent=2) + "\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .state import DiskError
+from ..errors import DiskError
 
 
 class RunLog:

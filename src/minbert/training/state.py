@@ -26,7 +26,8 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import save_file
 
-from ..backbone import CheckpointError, read_safetensors
+from ..errors import CheckpointError, DiskError  # noqa: F401  (re-exported where raised)
+from ..backbone import read_safetensors
 
 
 @dataclass
@@ -59,10 +60,6 @@ class TrainState:
         self.loss_sums = {n: 0.0 for n in tasks}
         self.loss_counts = {n: 0 for n in tasks}
         self.examples, self.train_seconds = 0, 0.0
-
-
-class DiskError(OSError):
-    """The run directory cannot be written (not writable, or the disk is full)."""
 
 
 def atomic_folder(folder: Path, write: Callable[[Path], None]) -> None:

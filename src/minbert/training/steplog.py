@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 STEPS_FILE = "steps.jsonl"
 TENSORBOARD_DIR = "tensorboard"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..backbone import CheckpointError
+from ..errors import CheckpointError, TrainingError  # noqa: F401  (re-exported where raised)
 from ..preflight import pin_backbone, preflight, preflight_resume
 from ..config import Config, config_differences, save_config
 from ..data.batching import BatchStream, EncodedSet, to_device
@@ -45,10 +45,6 @@ from .state import (TrainState, atomic_folder, load_optimizer_state, read_traine
 from .setup import RunLog, check_writable, pick_device, seed_everything
 from .step import optimizer_update
 from .steplog import StepLog, keep_until, require_tensorboard
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (too many non-finite steps, out of memory); the message says what to do."""
 
 
 def encoder_trainable(cfg: Config, epoch: int) -> bool:

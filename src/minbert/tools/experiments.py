@@ -1,6 +1,9 @@
-"""One run of `minbert ablate` or `minbert sweep`, in the tool's own run folder.
+"""The experiments layer under `minbert ablate` and `minbert sweep`: where a table's base config is, whether one of
+its runs is already done, and training (or continuing) one run in the tool's own run folder.
 
-A run that an earlier attempt left unfinished (killed, or paused by a signal) continues from its `last/`
+A run is done when its result file (`ablation_result.json`, `sweep_result.json`) parses, has the fields the tool
+needs and records the config wanted now; a result that cannot be read is named in a warning line and the run
+is trained again, never a traceback. A run that an earlier attempt left unfinished (killed, or paused by a signal) continues from its `last/`
 checkpoint when its config is unchanged, as `minbert train --resume` would; otherwise (no checkpoint, a
 changed config, a checkpoint that cannot be read) it is trained again from the start, replacing the folder.
 Its time counts the earlier attempts' work up to their checkpoint (training and evaluation, from the
@@ -14,11 +17,49 @@ import json
 import time
 from pathlib import Path
 
-from ..backbone import CheckpointError
-from ..config import Config
+from ..errors import ConfigError, CheckpointError
+from ..config import Config, _build
 from ..training.interrupts import TrainingInterrupted
 from ..training.state import recover_interrupted_swap
 from ..training.trainer import resume, train
+
+
+def resolve_base(path: Path, base: str | None) -> Path | None:
+    """A base config named in a sweep or ablation file: relative to that file, else to the working directory."""
+    if base is None:
+        return None
+    return path.parent / base if (path.parent / base).is_file() else Path(base)
+
+
+def same_config(earlier: dict | None, wanted: dict) -> bool:
+    """Whether a finished run used this config; settings added to minbert since then count at their defaults."""
+    try:
+        return earlier is not None and _build(Config, earlier).to_dict() == wanted
+    except ConfigError:  # a setting that no longer exists
+        return False
+
+
+def read_result(path: Path, fields: dict[str, type | tuple[type, ...]], log) -> dict | None:
+    """A run's result file as a mapping with `fields` of their types, or None when there is none, or when it
+    cannot be used (then a warning line through `log`: the run is trained again)."""
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        log(f"warning: {path}: unreadable ({type(e).__name__}); training that run again")
+        return None
+    if not isinstance(result, dict) or not all(isinstance(result.get(k), t) and not isinstance(result.get(k), bool)
+                                               for k, t in fields.items()):
+        log(f"warning: {path}: not a whole result (expected the fields {', '.join(fields)}); training that run again")
+        return None
+    return result
+
+
+def finished_result(path: Path, fields: dict[str, type | tuple[type, ...]], wanted: dict, log) -> dict | None:
+    """The result of a run done before with the config `wanted`, or None when it is to be trained."""
+    result = read_result(path, fields, log)
+    return result if result is not None and same_config(result.get("config"), wanted) else None
 
 
 def checkpointed_seconds(last: Path) -> float:

@@ -1,0 +1,87 @@
+"""The claims docs/design/architecture.md makes about imports, checked on the source's syntax trees: every
+`import` and `from ... import`, at module level or inside a function, counts."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "minbert"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """minbert module -> the minbert modules it imports (a name imported from a package counts as its module)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([node.module] if node.module else []))
+                targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+GRAPH = import_graph()
+
+
+def short(names) -> list[str]:
+    return sorted(n.removeprefix("minbert.") for n in names)
+
+
+def test_there_are_no_import_cycles():
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(m: str) -> None:
+        if m in path:
+            pytest.fail("import cycle: " + " -> ".join(short(path[path.index(m):]) + short([m])))
+        if m in done:
+            return
+        path.append(m)
+        for n in sorted(GRAPH[m]):
+            visit(n)
+        path.pop()
+        done.add(m)
+
+    for m in sorted(GRAPH):
+        visit(m)
+
+
+def test_errors_is_a_leaf_and_holds_every_error_class():
+    assert GRAPH["minbert.errors"] == set()
+    elsewhere = [f"{module_name(p)}.{node.name}" for p in PACKAGE.rglob("*.py") if p.name != "errors.py"
+                 for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.ClassDef)
+                 and any(isinstance(b, ast.Name) and b.id.endswith("Error") for b in node.bases)
+                 and not node.name.startswith("Duplicate")]  # config's YAML duplicate-key marker is PyYAML's
+    assert elsewhere == []
+
+
+def test_only_the_command_line_imports_the_tools():
+    users = {m for m, edges in GRAPH.items() if any(e.startswith("minbert.tools") for e in edges)}
+    assert short(users - {m for m in users if m.startswith("minbert.tools")}) == ["cli"]
+
+
+def test_no_component_imports_the_trainer():
+    users = {m for m, edges in GRAPH.items() if "minbert.training.trainer" in edges}
+    assert short(u for u in users if not u.startswith("minbert.tools")) == ["api", "cli"]
+
+
+def test_the_config_imports_no_component():
+    assert short(GRAPH["minbert.config"]) == ["data.readers", "errors", "tasks"]
