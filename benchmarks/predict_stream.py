@@ -117,7 +117,8 @@ def main() -> None:
     sides["pipeline"] = (pipe_rows, env, [sys.executable, "-c", PIPELINE, str(hf)])
     sides = {name: side for name, side in sides.items() if name in args.sides}
     results = []
-    for n in sorted({n for rows, _, _ in sides.values() for n in rows}):
+    sizes = list(dict.fromkeys([*args.rows, *sorted({n for rows, _, _ in sides.values() for n in rows})]))
+    for n in sizes:  # --rows in the order given (the largest first, if it matters most), then the other sides' sizes
         src = make_file(work / f"short-{n}.csv", n, sentences)
         for rep in range(args.reps):
             for name, (rows, side_env, cmd) in sides.items():

@@ -192,3 +192,32 @@ def test_a_reader_that_stops_early_ends_the_run_quietly(run, small_data_dir, tmp
     proc.stdout.close()  # as `| head -1` does
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_seen_ids_answer_as_a_set_of_strings_does():
+    from minbert.data.readers import SeenIds
+    rng = np.random.default_rng(0)
+    seen, reference = SeenIds(), set()
+    for ex_id in (str(v) for v in rng.integers(0, 50_000, 60_000)):  # about a third repeats
+        assert (ex_id in seen) == (ex_id in reference)
+        seen.add(ex_id)
+        reference.add(ex_id)
+    assert seen.count == len(reference) and len(seen.table) >= 2 * len(reference)
+
+
+def test_reading_a_file_grows_by_a_few_bytes_a_row_not_by_its_rows(tmp_path):
+    """tracemalloc's peak while streaming 20,000 and 200,000 rows with ids (the duplicate check's memory is all that
+    may grow, its table doubling): under 50 bytes a row more, where a set of the id strings would take over 100."""
+    import tracemalloc
+
+    from minbert.data.inputs import open_inputs
+    peaks = {}
+    for n in (20_000, 200_000):
+        path = tmp_path / f"{n}.csv"
+        path.write_text("id,sentence\n" + "".join(f"row-{i},a short sentence {i % 97}\n" for i in range(n)))
+        tracemalloc.start()
+        rows = sum(1 for _ in open_inputs(path, ("sentence",)))
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert rows == n
+    assert (peaks[200_000] - peaks[20_000]) / 180_000 < 50, peaks

@@ -45,7 +45,7 @@ def predict_outputs(model: MultitaskModel, task: str, data: EncodedSet, tokenize
     head = model.head(task)
     if not len(data):
         return HeadOutput(torch.zeros((0,)))
-    if head.similarity != "cosine" or head.task.name != task:
+    if not head.gives_cosine or head.task.name != task:
         return HeadOutput(batched_outputs(model, lambda x: model(task, x), data, tokenizer, batch_size, device, progress))
     both = batched_outputs(model, lambda x: torch.stack(model.outputs(task, x)[::2], -1),  # (value, cosine)
                            data, tokenizer, batch_size, device, progress)

@@ -17,7 +17,7 @@ from .errors import CheckpointError
 from .backbone import read_safetensors, read_state_dict, resolve_backbone
 from .config import Config, HeadConfig
 from .encoder import BertModel
-from .heads import HeadOutput, TaskHead
+from .heads import HeadOutput, TaskHead, build_head
 from .losses import LOSSES
 from .tasks import Task, get_task
 from .tokenizer import Tokenizer
@@ -33,7 +33,7 @@ def build_heads(hidden_size: int, task_names: list[str], settings: dict[str, Hea
                 shared: list[str] | None) -> nn.ModuleDict:
     """One head per owning task (see `head_owners`), sized for an encoder of `hidden_size`."""
     owners = head_owners(task_names, shared)
-    return nn.ModuleDict({n: TaskHead(hidden_size, get_task(n), settings[n]) for n in task_names if owners[n] == n})
+    return nn.ModuleDict({n: build_head(hidden_size, get_task(n), settings[n]) for n in task_names if owners[n] == n})
 
 
 class MultitaskModel(nn.Module):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 from ..errors import DataError
-from .readers import Example, ReadReport, table_rows
+from .readers import Example, ReadReport, SeenIds, table_rows
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -190,7 +190,7 @@ def _line_rows(lines: Iterable[str], report: ReadReport, text_columns: tuple[str
 def _jsonl_rows(lines: Iterable[str], report: ReadReport, text_columns: tuple[str, ...],
                 strict: bool) -> Iterator[Example]:
     """One JSON object a line with the task's text keys and, optionally, `id`."""
-    seen: set[str] = set()
+    seen = SeenIds()
     for line, raw in enumerate(lines, 1):
         if not raw.strip():
             continue

@@ -3,7 +3,7 @@ from ..losses import LOSSES
 from .blocks import ConvBlock, mlp
 from .pairs import PAIR_ENCODINGS, PAIR_FEATURES, pair_features
 from .pooling import POOLED_WIDTH, POOLING
-from .task_head import COSINE_SCALES, SIMILARITIES, HeadOutput, TaskHead
+from .task_head import COSINE_SCALES, SIMILARITIES, CosineHead, HeadOutput, LinearHead, TaskHead, build_head
 
 __all__ = ["COSINE_SCALES", "LOSSES", "PAIR_ENCODINGS", "PAIR_FEATURES", "POOLED_WIDTH", "POOLING", "SIMILARITIES",
-           "ConvBlock", "HeadOutput", "TaskHead", "mlp", "pair_features"]
+           "ConvBlock", "CosineHead", "HeadOutput", "LinearHead", "TaskHead", "build_head", "mlp", "pair_features"]

@@ -23,40 +23,27 @@ from .blocks import ConvBlock, mlp
 from .pairs import pair_features
 from .pooling import POOLED_WIDTH, POOLING
 
-SIMILARITIES = ("linear", "cosine")
-
 
 class HeadOutput(NamedTuple):
     value: torch.Tensor  # in the task's units
     raw: torch.Tensor | None = None  # the last linear layer's output (linear heads), before the task's activation
     cosine: torch.Tensor | None = None  # cosine heads: the cosine behind `value` (max(cos, 0) under cosine_scale relu)
-COSINE_SCALES = ("relu", "shift")
 
 
 class TaskHead(nn.Module):
+    """What every head shares: the CNN block and pooling that make a sentence vector, and whether a pair is one
+    joint input. `build_head` picks the variant once; nothing downstream asks which it is by name."""
+
+    gives_cosine = False  # whether `forward` reports the cosine (what the cosine-embedding loss reads)
+
     def __init__(self, hidden_size: int, task: Task, cfg: HeadConfig):
         super().__init__()
         assert head_problem(task.name, cfg) is None, f"config validation: head for {task.name}: {head_problem(task.name, cfg)}"
         self.task, self.cfg = task, cfg
-        self.pair_encoding = cfg.pair_encoding if task.is_pair else None
-        self.similarity = cfg.similarity if task.is_pair else "linear"
+        self.joint_input = not (task.is_pair and cfg.pair_encoding == "siamese")  # else two sentence vectors
         self.cnn = ConvBlock(hidden_size, cfg.cnn_kernel, cfg.cnn_residual) if cfg.cnn_kernel else None
         self.pool = POOLING[cfg.pooling]
-        pooled = POOLED_WIDTH[cfg.pooling] * hidden_size
-        if self.similarity == "cosine":
-            self.projection = nn.Linear(pooled, cfg.projection) if cfg.projection else nn.Identity()
-            if isinstance(task.kind, Binary):  # calibrate the cosine into a logit
-                self.scale = nn.Parameter(torch.tensor(10.0))
-                self.offset = nn.Parameter(torch.tensor(-5.0))
-            return
-        width = pooled * (len(cfg.features) if self.pair_encoding == "siamese" else 1)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.mlp, width = mlp(width, cfg.mlp_hidden or hidden_size, cfg.mlp_layers, cfg.dropout)
-        self.out = nn.Linear(width, task.num_outputs)
-
-    @property
-    def joint_input(self) -> bool:
-        return self.pair_encoding != "siamese"
+        self.pooled_width = POOLED_WIDTH[cfg.pooling] * hidden_size
 
     def sentence_vector(self, encoder: BertModel, x: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = encoder(x["input_ids"], x["attention_mask"], x["token_type_ids"]).last_hidden_state
@@ -64,24 +51,68 @@ class TaskHead(nn.Module):
             hidden = self.cnn(hidden, x["attention_mask"])
         return self.pool(hidden, x["attention_mask"])
 
+
+class LinearHead(TaskHead):
+    """Pooled vector (or a Siamese pair's features) -> dropout -> [MLP] -> output layer -> the task's activation."""
+
+    def __init__(self, hidden_size: int, task: Task, cfg: HeadConfig):
+        super().__init__(hidden_size, task, cfg)
+        width = self.pooled_width * (1 if self.joint_input else len(cfg.features))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.mlp, width = mlp(width, cfg.mlp_hidden or hidden_size, cfg.mlp_layers, cfg.dropout)
+        self.out = nn.Linear(width, task.num_outputs)
+
     def features(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         vectors = [self.sentence_vector(encoder, x) for x in inputs]
         if len(vectors) == 1:
             return vectors[0]
         return pair_features(*vectors, self.cfg.features)
 
+    def forward(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> HeadOutput:
+        raw = self.out(self.mlp(self.dropout(self.features(encoder, inputs))))
+        return HeadOutput(self.task.kind.output(raw), raw)
+
+
+class CosineHead(TaskHead):
+    """The cosine of a Siamese pair's (projected) sentence vectors, put into the task's units by a calibration
+    chosen once: a learned logit a * cos + b (paraphrase), max(cos, 0) * 5 (`cosine_scale: relu`) or
+    (cos + 1) * 2.5 (`shift`)."""
+
+    gives_cosine = True
+
+    def __init__(self, hidden_size: int, task: Task, cfg: HeadConfig):
+        super().__init__(hidden_size, task, cfg)
+        self.projection = nn.Linear(self.pooled_width, cfg.projection) if cfg.projection else nn.Identity()
+        if isinstance(task.kind, Binary):  # calibrate the cosine into a logit (parameters named as in checkpoints)
+            self.scale = nn.Parameter(torch.tensor(10.0))
+            self.offset = nn.Parameter(torch.tensor(-5.0))
+            self.calibration = CosineHead.logit
+        else:
+            self.calibration = COSINE_SCALES[cfg.cosine_scale]
+
     def cosine(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         u, v = (self.projection(self.sentence_vector(encoder, x)) for x in inputs)
         return F.cosine_similarity(u.float(), v.float(), dim=-1, eps=1e-8)
 
     def forward(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> HeadOutput:
-        if self.similarity == "cosine":
-            cos = self.cosine(encoder, inputs)
-            if isinstance(self.task.kind, Binary):
-                return HeadOutput(self.scale * cos + self.offset, None, cos)
-            if self.cfg.cosine_scale == "relu":  # the value sees max(cos, 0): so does the cosine it reports
-                cos = cos.clamp(min=0.0)
-                return HeadOutput(cos * self.task.kind.max_score, None, cos)
-            return HeadOutput((cos + 1) / 2 * self.task.kind.max_score, None, cos)
-        raw = self.out(self.mlp(self.dropout(self.features(encoder, inputs))))
-        return HeadOutput(self.task.kind.output(raw), raw)
+        value, cos = self.calibration(self, self.cosine(encoder, inputs))
+        return HeadOutput(value, None, cos)
+
+    def logit(self, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.scale * cos + self.offset, cos
+
+    def relu_score(self, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos = cos.clamp(min=0.0)  # the value sees max(cos, 0): so does the cosine it reports
+        return cos * self.task.kind.max_score, cos
+
+    def shift_score(self, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (cos + 1) / 2 * self.task.kind.max_score, cos
+
+
+SIMILARITIES: dict[str, type[TaskHead]] = {"linear": LinearHead, "cosine": CosineHead}
+COSINE_SCALES = {"relu": CosineHead.relu_score, "shift": CosineHead.shift_score}  # a score task's calibration
+
+
+def build_head(hidden_size: int, task: Task, cfg: HeadConfig) -> TaskHead:
+    """The head variant that `cfg` names for `task` (a single-sentence task always has a linear head)."""
+    return SIMILARITIES[cfg.similarity if task.is_pair else "linear"](hidden_size, task, cfg)
