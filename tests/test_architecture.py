@@ -16,7 +16,8 @@ def module_name(path: Path) -> str:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """minbert module -> the minbert modules it imports (a name imported from a package counts as its module)."""
+    """minbert module -> the minbert modules it imports (a name imported from a package counts as its module; the
+    module's own parent packages do not count)."""
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -33,7 +34,9 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [a.name for a in node.names]
             else:
                 continue
-            edges |= {t for t in targets if t in modules and t != name}
+            ancestors = {".".join(name.split(".")[:k]) for k in range(1, name.count(".") + 1)}
+            edges |= {t for t in targets if t in modules and t != name and t not in ancestors}  # a parent package
+            # is imported before any module in it: `from . import hub` depends on hub, not on minbert/__init__
         graph[name] = edges
     return graph
 

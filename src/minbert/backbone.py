@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from .errors import CheckpointError  # noqa: F401  (re-exported: raised here)
-from .hub import fetch_snapshot, parse_hub_id
+from . import hub  # as a module: hub.fetch_snapshot is looked up at each call (tests replace it)
 
 
 def default_backbone_dir() -> Path:
@@ -41,10 +41,10 @@ def locate_backbone(spec: str | Path | None) -> Backbone:
     folder = Path(spec)
     if folder.is_dir():
         return Backbone(folder, str(spec))
-    hub_id = parse_hub_id(str(spec))
+    hub_id = hub.parse_hub_id(str(spec))
     if hub_id is None:
         raise CheckpointError(f"{folder}: checkpoint folder not found")
-    snapshot = fetch_snapshot(hub_id)
+    snapshot = hub.fetch_snapshot(hub_id)
     return Backbone(snapshot.folder, snapshot.pinned)
 
 
