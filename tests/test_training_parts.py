@@ -95,6 +95,23 @@ def test_train_fraction_keeps_each_tasks_share(small_data_dir, tiny_backbone):
     tok = Tokenizer.from_pretrained(tiny_backbone)
     lines = []
     part = load_split(TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
-    assert len(part) == 16 and lines[-1].strip() == "using 16 of its rows (data.train_fraction 0.25)"
+    assert len(part) == 16 and lines[-1].strip() == "using a random 16 of its rows (data.train_fraction 0.25)"
     again = load_split(TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
     assert part.ids == again.ids  # seeded
+
+
+def test_dev_limit_is_one_random_draw_the_same_for_every_seed(data_dir):
+    """The course's SST dev file is ordered (its first 500 rows hold 6 of the 139 class-0 sentences): dev_limit
+    takes a random 500 instead, in file order, whatever train.seed; the class-0 count is then near the file's
+    share (139 / 1101 * 500 = 63; the hypergeometric std is about 6)."""
+    from minbert.data.loading import read_split
+    from minbert.tasks import TASKS
+
+    full = read_split(TASKS["sst"], "dev", data_dir, False, lambda line: None)
+    first = full[:500]
+    assert sum(e.label == 0 for e in full) == 139 and sum(e.label == 0 for e in first) == 6
+    subsets = [read_split(TASKS["sst"], "dev", data_dir, False, lambda line: None, 500, seed) for seed in (1, 11711)]
+    assert [e.id for e in subsets[0]] == [e.id for e in subsets[1]]
+    order = {e.id: i for i, e in enumerate(full)}
+    assert [order[e.id] for e in subsets[0]] == sorted(order[e.id] for e in subsets[0])
+    assert abs(sum(e.label == 0 for e in subsets[0]) - 63) < 4 * 6.2

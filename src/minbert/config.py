@@ -97,7 +97,7 @@ class DataConfig:
     strict: bool = False  # a bad row is an error instead of a counted skip
     train_limit: int | None = None  # use a random subset of this many training rows per task (quick runs)
     train_fraction: float | None = None  # or a random share of each task's rows, keeping the tasks' imbalance
-    dev_limit: int | None = None  # evaluate on the first N dev rows per task (quick runs)
+    dev_limit: int | None = None  # evaluate on a fixed random N dev rows per task, the same in every run (quick runs)
 
 
 @dataclass

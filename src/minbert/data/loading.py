@@ -14,6 +14,7 @@ from ..errors import DataError
 from .readers import Example
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+EVAL_SUBSET_SEED = 0  # data.dev_limit's rows: one random subset of each file, the same for every run and train.seed
 
 
 def resolve_data_dir(cli_value: str | None = None, config_value: str | None = None) -> Path:
@@ -31,8 +32,10 @@ def resolve_data_dir(cli_value: str | None = None, config_value: str | None = No
 
 def read_split(task: Task, split: str, data_dir: Path, strict: bool, log: Callable[[str], None],
                limit: int | None = None, seed: int = 0, fraction: float | None = None) -> list[Example]:
-    """Read and report one split; `limit` (or `fraction` of the rows) keeps a seeded random subset of a
-    training split, or the first rows of another."""
+    """Read and report one split; `limit` (or `fraction` of the rows) keeps a random subset in file order: of a
+    training split drawn with `seed` (train.seed), of another split always the same rows (`EVAL_SUBSET_SEED`),
+    so every run is scored on the same dev rows. Not the first rows: the course's dev files are ordered (SST
+    dev's first 500 rows hold 6 of its 139 class-0 sentences)."""
     examples, report = task.read(data_dir, split, strict)
     log(report.summary())
     setting = f"data.{split}_limit"
@@ -40,12 +43,10 @@ def read_split(task: Task, split: str, data_dir: Path, strict: bool, log: Callab
         limit = max(1, round(fraction * len(examples)))
         setting = f"data.{split}_fraction {fraction:g}"
     if limit is not None and limit < len(examples):
-        if split == "train":
-            keep = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-            examples = [examples[i] for i in keep.tolist()]
-        else:
-            examples = examples[:limit]
-        log(f"  using {limit} of its rows ({setting})")
+        draw = torch.Generator().manual_seed(seed if split == "train" else EVAL_SUBSET_SEED)
+        keep = torch.randperm(len(examples), generator=draw)[:limit].sort().values
+        examples = [examples[i] for i in keep.tolist()]
+        log(f"  using a random {limit} of its rows ({setting}{'' if split == 'train' else ', the same rows in every run'})")
     if not examples:
         raise DataError(f"{report.file}: no usable rows")
     return examples

@@ -254,7 +254,7 @@ def write_report(run_dir: Path, loaded: tuple, data_dir: str | None, top_k: int)
     folder.mkdir(exist_ok=True)
     metrics = {n: float(model.tasks[n].metric(o.preds, o.labels)) for n, o in outputs.items()}
     overall = overall_score(metrics)
-    lines = [f"# Report: {run_dir}", "", "Dev split" + (f" (first {cfg.data.dev_limit} rows per task)" if cfg.data.dev_limit else "")
+    lines = [f"# Report: {run_dir}", "", "Dev split" + (f" (a fixed random {cfg.data.dev_limit} rows per task: data.dev_limit)" if cfg.data.dev_limit else "")
              + f"; backbone {cfg.model.backbone or 'all-MiniLM-L6-v2'}; tasks {', '.join(cfg.tasks)}.", "",
              "| task | metric | dev |", "|---|---|---|"]
     lines += [f"| {n} | {model.tasks[n].metric_name} | {v:.4f} |" for n, v in metrics.items()]
