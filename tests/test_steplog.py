@@ -143,7 +143,7 @@ def test_missing_tensorboard_is_one_line_before_the_run_folder(monkeypatch, tmp_
     err = capsys.readouterr().err
     assert code == 2 and not run.exists()
     assert err.count("\n") == 1 and err.startswith("minbert: error: train.tensorboard:")
-    assert "pip install 'minbert[tensorboard]'" in err and "Traceback" not in err
+    assert "pip install 'tensorboard>=2.10'" in err and "Traceback" not in err
 
 
 def test_report_draws_its_curves_from_steps_jsonl(every_step, small_data_dir, tmp_path):

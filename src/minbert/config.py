@@ -176,7 +176,7 @@ class TrainConfig:
     checkpoint_every: int | None = 200  # optimizer steps between RUN_DIR/last checkpoints; None: epoch ends only
     max_bad_steps: int = 10  # non-finite steps in a row before the run stops
     log_every: int | None = 50  # optimizer steps per line of RUN_DIR/steps.jsonl (None: no step log)
-    tensorboard: bool = False  # also write the step log and dev metrics to RUN_DIR/tensorboard (pip install 'minbert[tensorboard]')
+    tensorboard: bool = False  # also write the step log and dev metrics to RUN_DIR/tensorboard (pip install 'tensorboard>=2.10')
 
 
 @dataclass

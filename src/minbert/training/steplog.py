@@ -45,7 +45,7 @@ def require_tensorboard() -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
         raise ConfigError("train.tensorboard: the tensorboard package is not installed; "
-                          "pip install 'minbert[tensorboard]' (or set train.tensorboard=false)") from None
+                          "pip install 'tensorboard>=2.10' (or set train.tensorboard=false)") from None
 
 
 def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
