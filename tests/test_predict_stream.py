@@ -118,6 +118,9 @@ def test_strict_stops_before_any_output_even_in_a_late_chunk(run, tmp_path, caps
     folder.mkdir()
     assert main(["predict", str(run), "--task", "sst", "--input", str(path), "--output", str(folder)]) == 2
     assert capsys.readouterr().err.strip().startswith(f"minbert: error: --output {folder} is a folder; name the file")
+    nested = tmp_path / "new" / "folder" / "out.jsonl"  # folders that do not exist yet are made
+    assert main(["predict", str(run), "--task", "sst", "--input", str(path), "--output", str(nested)]) == 0
+    assert len(nested.read_text().splitlines()) == 20 and f"{path}:22: expected 1 columns" in capsys.readouterr().err
 
 
 def test_bytes_that_are_not_utf8_name_their_line_and_offset(run, tmp_path, capsys):

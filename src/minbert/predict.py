@@ -214,6 +214,7 @@ def whole_file(path: Path) -> Iterator[IO[str]]:
     """A text file written as `PATH.part` and renamed to `path` when the block ends normally; on any error or
     interrupt (KeyboardInterrupt included) the part is removed, so a stopped run leaves no file at all."""
     part = path.with_name(path.name + ".part")
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with part.open("w", encoding="utf-8", newline="") as f:
             yield f
