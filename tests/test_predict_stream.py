@@ -139,25 +139,38 @@ def minbert_process(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "minbert", *args], cwd=REPO, env=env, text=True, **kw)
 
 
-def read_line(stream, timeout: float = 120) -> str:
-    """One line from a process's pipe, failing (not hanging) if none comes within `timeout` seconds."""
-    ready, _, _ = select.select([stream], [], [], timeout)
-    assert ready, f"no output within {timeout} s"
-    return stream.readline()
+class PipeLines:
+    """Lines from a process's pipe, read straight from its descriptor (a buffered reader may hold a line that
+    select() no longer sees), failing (not hanging) when none comes within `timeout` seconds."""
+
+    def __init__(self, stream):
+        self.fd, self.buffer = stream.fileno(), b""
+
+    def read_line(self, timeout: float = 120) -> str:
+        deadline = time.time() + timeout
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.time()))
+            assert ready, f"no output within {timeout} s"
+            data = os.read(self.fd, 1 << 16)
+            assert data, "the output ended"
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode() + "\n"
 
 
 def test_standard_input_is_answered_line_by_line_before_it_closes(run):
     proc = minbert_process("predict", str(run), "--task", "sts", "-", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)
+    out = PipeLines(proc.stdout)
     try:
         proc.stdin.write("A man sings.\tA man is singing.\n")
         proc.stdin.flush()
-        assert read_line(proc.stdout) == "id,prediction\n"
-        first = read_line(proc.stdout).strip().split(",")
+        assert out.read_line() == "id,prediction\n"
+        first = out.read_line().strip().split(",")
         assert first[0] == "1" and 0 <= float(first[1]) <= 5  # answered while standard input is still open
         proc.stdin.write("not a pair\nA dog runs.\tA dog is running.\n")
         proc.stdin.flush()
-        assert read_line(proc.stdout).startswith("3,")
+        assert out.read_line().startswith("3,")
         assert proc.poll() is None
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
@@ -191,7 +204,7 @@ def test_a_reader_that_stops_early_ends_the_run_quietly(run, small_data_dir, tmp
     path.write_text("sentence\n" + "".join(f"{t}\n" for t in sentences(small_data_dir, 20_000)))
     proc = minbert_process("predict", str(run), "--task", "sst", "--input", str(path), "--chunk-size", "16",
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert read_line(proc.stdout).startswith("id,prediction")
+    assert PipeLines(proc.stdout).read_line().startswith("id,prediction")
     proc.stdout.close()  # as `| head -1` does
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in proc.stderr.read()
