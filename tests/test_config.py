@@ -68,11 +68,13 @@ def test_each_literal_equals_its_registry():
     from minbert.losses import LOSSES
     from minbert.optim import LR_DECAYS, OPTIMIZERS
     from minbert.schedules import SCHEDULES, UNTIL
+    from minbert.training.distill import ANNEALS
 
     pairs = [(config.Pooling, POOLING), (config.PairEncoding, PAIR_ENCODINGS),
              (config.PairFeature, PAIR_FEATURES), (config.Similarity, SIMILARITIES), (config.CosineScale, COSINE_SCALES),
              (config.LossName, LOSSES), (config.ScheduleName, SCHEDULES), (config.Until, UNTIL),
-             (config.CombineName, COMBINERS), (config.OptimizerName, OPTIMIZERS), (config.LrDecay, LR_DECAYS)]
+             (config.CombineName, COMBINERS), (config.OptimizerName, OPTIMIZERS), (config.LrDecay, LR_DECAYS),
+             (config.Anneal, ANNEALS)]
     for literal, registry in pairs:
         assert list(typing.get_args(literal)) == list(registry)
     assert config.LOSS_RULES == {n: (loss.kinds, loss.needs_cosine) for n, loss in LOSSES.items()}

@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.check:
             from .preflight import preflight_resume
             cfg, data_dir = resume_config(out, new_cfg, args.force, args.data_dir)
-            print(json.dumps(preflight_resume(cfg, out, data_dir)))
+            print(json.dumps(with_teachers(preflight_resume(cfg, out, data_dir), cfg, data_dir)))
             return 0
         metrics = resume(out, new_cfg, args.force, args.data_dir)
     else:
@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.set)
         if args.check:
             from .preflight import preflight
-            print(json.dumps(preflight(cfg, args.data_dir)))
+            print(json.dumps(with_teachers(preflight(cfg, args.data_dir), cfg, args.data_dir)))
             return 0
         from .api import default_run_dir
 
@@ -56,6 +56,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
     print(json.dumps({"run_dir": str(out), "best_dev": metrics}))
     return 0
+
+
+def with_teachers(summary: dict, cfg, data_dir: str | None) -> dict:
+    """`train --check`: the distillation teachers checked too (and listed), as a run checks them."""
+    from .training.trainer import check_inputs
+
+    _, _, teachers = check_inputs(cfg, data_dir)
+    if teachers:
+        summary["teachers"] = {task: [str(t.folder) for t in ts] for task, ts in teachers.items()}
+    return summary
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ Until = Literal["longest", "shortest", "fixed_steps"]  # schedules.UNTIL
 CombineName = Literal["sum", "weighted", "pcgrad"]  # combine.COMBINERS
 OptimizerName = Literal["adamw", "torch_adamw"]  # optim.OPTIMIZERS
 LrDecay = Literal["linear", "cosine", "constant"]  # optim.LR_DECAYS
+Anneal = Literal["linear", "constant"]  # training/distill.py ANNEALS
 Precision = Literal["fp32", "bf16", "fp16"]
 StageTrain = Literal["heads", "all"]
 
@@ -98,6 +99,8 @@ class DataConfig:
     train_limit: int | None = None  # use a random subset of this many training rows per task (quick runs)
     train_fraction: float | None = None  # or a random share of each task's rows, keeping the tasks' imbalance
     dev_limit: int | None = None  # evaluate on a fixed random N dev rows per task, the same in every run (quick runs)
+    folds: int | None = None  # cut each training set into this many fixed random folds (the same in every run) ...
+    fold: int | None = None  # ... and train without this one (0-based): out-of-fold distillation teachers
 
 
 @dataclass
@@ -139,6 +142,18 @@ class SmartConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Distillation from finished runs (training/distill.py; BAM!, Clark et al. 2019); off without teachers."""
+
+    teachers: dict[TaskName, list[str]] | None = None  # task -> run folders; several: their averaged targets
+    temperature: float = 1.0  # softmax / sigmoid temperature of the classifiers' targets (losses scaled by T^2)
+    anneal: Anneal = "linear"  # weight of the gold label: linear (0 -> 1 over training, BAM!) | constant
+    gold_weight: float = 0.0  # anneal constant: the gold label's weight (0: the teachers' targets alone)
+    out_of_fold: bool = False  # each row's target from the teachers that did not train on it (data.folds)
+    identities: dict[TaskName, list[str]] | None = None  # filled in by the run: each teacher's weights' sha256
+
+
+@dataclass
 class FreezeStage:
     """`epochs` epochs during which `train` is `heads` (encoder frozen) or `all`."""
 
@@ -152,6 +167,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     combine: CombineConfig = field(default_factory=CombineConfig)
     smart: SmartConfig = field(default_factory=SmartConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     batch_size: dict[TaskName, int] = field(default_factory=lambda: {"sst": 32, "para": 32, "sts": 32, "cfimdb": 8})
     optimizer: OptimizerName = "adamw"  # adamw (minbert's own) | torch_adamw
     lr: float = 5e-5  # encoder learning rate
@@ -223,12 +239,14 @@ POSITIVE = {"model.projection", "model.cnn_kernel", "model.mlp_hidden", "train.e
             "train.schedule.epochs_per_task", "train.schedule.subset_size", "train.schedule.temperature",
             "train.combine.log_cosine_every",
             "data.train_limit", "data.dev_limit", "train.batch_size", "train.accumulate", "train.checkpoint_every",
-            "train.max_bad_steps", "train.log_every", "train.early_stop_patience", "train.freeze_stages.epochs", "train.milestones"}
+            "train.max_bad_steps", "train.log_every", "train.early_stop_patience", "train.freeze_stages.epochs", "train.milestones",
+            "train.distill.temperature"}
 NON_NEGATIVE = {"model.mlp_layers", "train.smart.lambda_s", "train.smart.sigma", "train.smart.step_size", "train.smart.epsilon",
                 "train.smart.steps", "train.smart.mu", "train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
-                "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs"}
+                "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs", "data.fold"}
 UNIT_INTERVAL = {"model.dropout", "train.warmup", "train.smart.momentum"}
 FRACTION = {"data.train_fraction"}
+CLOSED_UNIT = {"train.distill.gold_weight"}
 
 
 def _show(value: Any) -> str:
@@ -300,7 +318,8 @@ def _build(cls: type, raw: Any, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-PER_TASK = ("train.batch_size.", "train.schedule.subset_size.", "train.combine.weights.", "train.head_lrs.")
+PER_TASK = ("train.batch_size.", "train.schedule.subset_size.", "train.combine.weights.", "train.head_lrs.",
+            "train.distill.teachers.", "train.distill.identities.")
 
 
 def _validate(cfg: Config) -> None:
@@ -331,11 +350,13 @@ def _validate(cfg: Config) -> None:
     for key, names in (("train.schedule.order", cfg.train.schedule.order), ("train.head_lrs", cfg.train.head_lrs),
                        ("model.heads", cfg.model.heads), ("model.shared_heads", cfg.model.shared_heads),
                        ("train.schedule.subset_size", cfg.train.schedule.subset_size),
-                       ("train.combine.weights", cfg.train.combine.weights)):
+                       ("train.combine.weights", cfg.train.combine.weights),
+                       ("train.distill.teachers", cfg.train.distill.teachers)):
         for name in names or []:
             if name not in cfg.tasks:
                 raise ConfigError(f"{key}: {name!r} is not an enabled task ({', '.join(cfg.tasks)})")
     _validate_heads(cfg)
+    _validate_distill(cfg)
     if cfg.data.train_limit is not None and cfg.data.train_fraction is not None:
         raise ConfigError("data.train_fraction: set either data.train_limit or data.train_fraction, not both")
     if not DEVICE_PATTERN.fullmatch(cfg.train.device):
@@ -347,6 +368,22 @@ def _validate(cfg: Config) -> None:
     if cfg.model.max_length < MIN_MAX_LENGTH:
         raise ConfigError(f"model.max_length: must be at least {MIN_MAX_LENGTH} ([CLS], a token, [SEP]), "
                           f"got {cfg.model.max_length}")
+
+
+def _validate_distill(cfg: Config) -> None:
+    """Teachers listed for enabled tasks (checked above), at least one each; folds: a count and a fold within it."""
+    distill, data = cfg.train.distill, cfg.data
+    for task, folders in (distill.teachers or {}).items():
+        if not folders:
+            raise ConfigError(f"train.distill.teachers.{task}: name at least one teacher run folder")
+    if distill.out_of_fold and not distill.teachers:
+        raise ConfigError("train.distill.out_of_fold: needs train.distill.teachers")
+    if (data.folds is None) != (data.fold is None):
+        raise ConfigError(f"data.{'fold' if data.fold is None else 'folds'}: set data.folds and data.fold together")
+    if data.folds is not None and data.folds < 2:
+        raise ConfigError(f"data.folds: must be at least 2, got {data.folds}")
+    if data.folds is not None and data.fold >= data.folds:
+        raise ConfigError(f"data.fold: must be below data.folds ({data.folds}), got {data.fold}")
 
 
 def _check_seed(key: str, seed: int) -> None:
@@ -422,6 +459,8 @@ def _check_value(base: str, key: str, value: Any) -> None:
         raise ConfigError(f"{key}: must be in [0, 1), got {value}")
     if base in FRACTION and not 0 < value <= 1:
         raise ConfigError(f"{key}: must be in (0, 1], got {value}")
+    if base in CLOSED_UNIT and not 0 <= value <= 1:
+        raise ConfigError(f"{key}: must be in [0, 1], got {value}")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -7,6 +7,13 @@ what kind it is.
 - `Classify`: class logits; prediction = argmax, probabilities = softmax, cross-entropy.
 - `Binary`: one logit; prediction = logit > 0, probability = sigmoid, binary cross-entropy.
 - `Regress`: a score in [0, max_score] (sigmoid of the raw output, scaled); mean squared error.
+
+For distillation a kind also says what a teacher's output teaches (`soft_target`: class probabilities or a
+probability at temperature T, or the score itself) and how far a student is from it (`soft_loss`: the
+cross-entropy against those probabilities at the same T, times T^2 so its gradients keep their size as T
+grows (Hinton et al. 2015), or the squared error to the score). At T = 1 the soft loss is the task's own
+loss with the teacher's target in place of the gold label, so mixing the two losses with weights lambda and
+1 - lambda has the gradient of the one loss against the mixed target (BAM!'s teacher annealing).
 """
 from __future__ import annotations
 
@@ -47,6 +54,14 @@ class TaskKind(ABC):
     def divergence(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """A symmetric distance between two batches of outputs in task units, averaged over the batch."""
 
+    @abstractmethod
+    def soft_target(self, out: torch.Tensor, temperature: float) -> torch.Tensor:
+        """A teacher's outputs (task units) as the target a student learns from, averageable over teachers."""
+
+    @abstractmethod
+    def soft_loss(self, out: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+        """The student's outputs (task units) against `soft_target`s, averaged over the batch."""
+
     def format_value(self, value: float | int) -> str:
         return str(int(value))
 
@@ -78,6 +93,12 @@ class Classify(TaskKind):
     def divergence(self, p, q):
         return _symmetric_kl(F.log_softmax(p.float(), -1), F.log_softmax(q.float(), -1))
 
+    def soft_target(self, out, temperature):
+        return torch.softmax(out.float() / temperature, -1)
+
+    def soft_loss(self, out, target, temperature):
+        return -(target * F.log_softmax(out.float() / temperature, -1)).sum(-1).mean() * temperature ** 2
+
 
 @dataclass(frozen=True)
 class Binary(TaskKind):
@@ -104,6 +125,12 @@ class Binary(TaskKind):
             return torch.stack([F.logsigmoid(-x.float()), F.logsigmoid(x.float())], -1)
         return _symmetric_kl(bernoulli(p), bernoulli(q))
 
+    def soft_target(self, out, temperature):
+        return torch.sigmoid(out.float() / temperature)
+
+    def soft_loss(self, out, target, temperature):
+        return F.binary_cross_entropy_with_logits(out.float() / temperature, target) * temperature ** 2
+
     def similar(self, labels):
         """Which gold labels count as a similar pair (the cosine-embedding loss, pair kinds only)."""
         return labels.float() >= 0.5
@@ -129,6 +156,12 @@ class Regress(TaskKind):
 
     def divergence(self, p, q):
         return F.mse_loss(p.float(), q.float())
+
+    def soft_target(self, out, temperature):
+        return out.float()  # a score has no temperature
+
+    def soft_loss(self, out, target, temperature):
+        return F.mse_loss(out.float(), target)
 
     def similar(self, labels):
         """Which gold labels count as a similar pair: at least half the scale (the cosine-embedding loss)."""

@@ -28,7 +28,8 @@ from .errors import RunFolderError, DiskError  # noqa: F401  (re-exported where 
 LOCK_NAME = ".lock"
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "best_metrics.json", "best", "last", "best.old", "last.old")
 RUN_ENTRIES = RUN_MARKERS + ("log.txt", "grad_cosine.jsonl", "predictions", "evaluate.log", "report", "best.tmp",
-                             "last.tmp", "ablation_result.json", "sweep_result.json", "steps.jsonl", "tensorboard")
+                             "last.tmp", "ablation_result.json", "sweep_result.json", "steps.jsonl", "tensorboard",
+                             "teacher_outputs.safetensors", "teacher_outputs.safetensors.tmp")
 
 _held: dict[Path, list] = {}  # folder -> [file descriptor, depth]: locks this process holds
 

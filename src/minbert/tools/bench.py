@@ -148,8 +148,8 @@ def make_trainers(variants: dict[str, list[str]], base: list[str], run_root: Pat
     for i, (name, extra) in enumerate(variants.items()):
         cfg = load_config(None, base + extra)
         run = run_root / f"variant-{i}"
-        data_path, backbone = check_inputs(cfg, None)
-        trainer = Trainer(cfg, run, data_path, lambda line: None, backbone=backbone)
+        data_path, backbone, teachers = check_inputs(cfg, None)
+        trainer = Trainer(cfg, run, data_path, lambda line: None, backbone=backbone, teachers=teachers)
         trainer.begin_epoch()
         trainers[name] = trainer
     return trainers

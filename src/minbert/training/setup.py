@@ -1,4 +1,4 @@
-"""Setting up a run: the run log, seeds, the device, a writable folder.
+"""Setting up a run: the run log, seeds, the device, a writable folder, the training rows.
 
 Used by the trainer and by the other commands that write a run (MLM pre-training).
 """
@@ -8,11 +8,16 @@ import random
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from ..config import Config
+from ..data.loading import read_split
+from ..data.readers import Example
 from ..errors import DiskError
+from ..tasks import Task
 
 
 class RunLog:
@@ -59,3 +64,11 @@ def check_writable(run_dir: Path) -> None:
             probe.flush()
     except OSError as e:
         raise DiskError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from e
+
+
+def training_examples(cfg: Config, task: Task, data_path: Path, log: Callable[[str], None]) -> list[Example]:
+    """The training rows a run of `cfg` learns `task` from: the file, less a held-out fold (data.folds / data.fold),
+    then a random subset (data.train_limit / train_fraction, drawn with train.seed)."""
+    held_out = (cfg.data.folds, cfg.data.fold) if cfg.data.folds is not None else None
+    return read_split(task, "train", data_path, cfg.data.strict, log, cfg.data.train_limit, cfg.train.seed,
+                      cfg.data.train_fraction, held_out)

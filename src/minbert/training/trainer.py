@@ -16,7 +16,6 @@ step ends, `last/` is saved, and `TrainingInterrupted` is raised (the CLI exits 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -28,8 +27,8 @@ import torch
 from ..errors import CheckpointError, TrainingError  # noqa: F401  (re-exported where raised)
 from ..preflight import pin_backbone, preflight, preflight_resume
 from ..config import Config, config_differences, save_config
-from ..data.batching import BatchStream, EncodedSet, to_device
-from ..data.loading import load_split, resolve_data_dir
+from ..data.batching import BatchStream, EncodedSet, encode_examples, to_device
+from ..data.loading import load_split, resolve_data_dir, rows_fingerprint
 from ..evaluate import evaluate, format_metrics, selection_score, write_split_predictions
 from ..model import build_model
 from ..optim import build_optimizer, lr_lambda, parameter_groups
@@ -39,10 +38,11 @@ from ..run_folder import RunFolder
 from ..runs import load_run_config
 from ..schedules import TaskSizes, build_schedule, expected_examples
 from ..smart import build_regulariser
+from .distill import Teacher, TeacherOutputs, check_teachers, reuse_identities
 from .interrupts import StopSignals, TrainingInterrupted
 from .state import (TrainState, atomic_folder, load_optimizer_state, read_trainer_state,
                     recover_interrupted_swap, write_trainer_state)
-from .setup import RunLog, check_writable, pick_device, seed_everything
+from .setup import RunLog, check_writable, pick_device, seed_everything, training_examples
 from .step import optimizer_update
 from .steplog import StepLog, keep_until, require_tensorboard
 
@@ -65,8 +65,10 @@ class Trainer:
     AMP_DEVICES = ("cuda",)  # where train.precision bf16 / fp16 autocasts (CPU autocast is slow without AMX)
 
     def __init__(self, cfg: Config, run_dir: Path, data_path: Path, log: RunLog, parallel: Parallel | None = None,
-                 stop: StopSignals | None = None, backbone: Path | None = None):
-        """`backbone`: the folder cfg.model.backbone was resolved to (None: resolve it here)."""
+                 stop: StopSignals | None = None, backbone: Path | None = None,
+                 teachers: dict[str, list[Teacher]] | None = None):
+        """`backbone`: the folder cfg.model.backbone was resolved to (None: resolve it here); `teachers`: what
+        `check_teachers` found (None: check them here)."""
         self.cfg, self.run_dir, self.data_path, self.log = cfg, run_dir, data_path, log
         self.par = parallel or Parallel()
         self.stop = stop
@@ -79,12 +81,17 @@ class Trainer:
         log(f"backbone: {cfg.model.backbone or 'all-MiniLM-L6-v2 (default)'}"
             + (f" ({backbone})" if backbone is not None and str(backbone) != cfg.model.backbone else "") + "; "
             f"{model.encoder.num_parameters():,} encoder parameters; device {self.device}")
+        if teachers is None:
+            teachers = check_teachers(cfg, data_path)
         self.train_sets: dict[str, EncodedSet] = {}
         self.dev_sets: dict[str, EncodedSet] = {}
+        taught: dict[str, list] = {}  # the training rows of the tasks with teachers
         for name, task in model.tasks.items():
             joint = model.joint_input(name)
-            self.train_sets[name] = load_split(task, "train", data_path, self.tokenizer, joint, cfg.data.strict, log,
-                                               cfg.data.train_limit, cfg.train.seed, cfg.data.train_fraction)
+            rows = training_examples(cfg, task, data_path, log)
+            self.train_sets[name] = encode_examples(rows, self.tokenizer, joint)
+            if name in teachers:
+                taught[name] = rows
             self.dev_sets[name] = load_split(task, "dev", data_path, self.tokenizer, joint, cfg.data.strict, log,
                                              cfg.data.dev_limit)
         self.model = model.to(self.device)
@@ -110,6 +117,8 @@ class Trainer:
                                        model.encoder.embeddings.word_embeddings,
                                        self.par.sum_gradients if self.par.world > 1 else None)
         self.regulariser = build_regulariser(cfg.train.smart, self.model)
+        self.teacher_outputs = TeacherOutputs(cfg, teachers, taught, run_dir, self.device, log)
+        self.distiller = self.teacher_outputs.distiller(cfg.train.distill, model.tasks, total_updates)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
         if self.amp_dtype is not None and self.device.type not in self.AMP_DEVICES:
             log(f"train.precision {cfg.train.precision}: mixed precision runs on CUDA only; this run is fp32 on {self.device}")
@@ -203,6 +212,7 @@ class Trainer:
                     inputs = to_device(batch["inputs"], self.device)
                     out = self.model.outputs(name, inputs)
                     loss = self.model.loss(name, out, batch["labels"].to(self.device))
+                    loss = self.distiller.loss(name, out.value, batch["index"], loss, self.progress.updates)
                     extra = self.regulariser.extra_loss(self.model, name, inputs, out.value)
                 total = loss if extra is None else loss + extra
                 scaled = total * batch["weight"] / self.cfg.train.accumulate
@@ -346,8 +356,7 @@ class Trainer:
 
     def data_fingerprint(self) -> dict[str, str]:
         """Rows and a hash of the ids of each training set: a resume must see the same data."""
-        return {n: f"{len(d)} rows, ids {hashlib.sha1(' '.join(d.ids).encode()).hexdigest()[:12]}"
-                for n, d in self.train_sets.items()}
+        return {n: rows_fingerprint(d.ids) for n, d in self.train_sets.items()}
 
     def save_last(self) -> None:
         self.saved_at = (self.progress.epoch, self.progress.step)
@@ -400,17 +409,18 @@ class Trainer:
         keep_until(self.run_dir / "grad_cosine.jsonl", self.progress.updates)
 
 
-def check_inputs(cfg: Config, data_dir: str | None) -> tuple[Path, Path]:
+def check_inputs(cfg: Config, data_dir: str | None) -> tuple[Path, Path, dict[str, list[Teacher]]]:
     """What a run settles before its folder is touched, once `preflight` has checked the device, the backbone
     and the data files: TensorBoard when asked for, the data folder (recorded in `cfg.data.dir`, as the saved
-    config names it) and the backbone folder (a Hub id pinned to its commit in `cfg`, so the saved
-    config.yaml, a resume and a re-run use exactly these weights). Writes nothing."""
+    config names it), the backbone folder (a Hub id pinned to its commit in `cfg`, so the saved
+    config.yaml, a resume and a re-run use exactly these weights) and the distillation teachers (their
+    identities recorded in `cfg`). Writes nothing."""
     if cfg.train.tensorboard:
         require_tensorboard()
     data_path = resolve_data_dir(data_dir, cfg.data.dir)
     folder = pin_backbone(cfg)
     cfg.data.dir = str(data_path.resolve())
-    return data_path, folder
+    return data_path, folder, check_teachers(cfg, data_path)
 
 
 def begin_run(folder: RunFolder, cfg: Config, log: RunLog, fresh: bool) -> None:
@@ -431,7 +441,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
 
     preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
     par = parallel or Parallel()
-    data_path, backbone = check_inputs(cfg, data_dir)  # every rank pins the same cached commit
+    data_path, backbone, teachers = check_inputs(cfg, data_dir)  # every rank pins the same cached commit
     with ExitStack() as stack:
         log = lambda line: None  # noqa: E731 -- rank 0 logs
         if par.main:
@@ -440,9 +450,10 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
             log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}"
                 + (f", {par.world} processes" if par.world > 1 else ""))
         stop = stack.enter_context(StopSignals(second_sigint_stops=par.world == 1))
-        trainer = Trainer(cfg, run_dir, data_path, log, par, stop, backbone)
+        trainer = Trainer(cfg, run_dir, data_path, log, par, stop, backbone, teachers)
         if par.main:
             begin_run(folder, cfg, log, fresh=True)
+            trainer.teacher_outputs.keep(run_dir)
         par.barrier()
         return trainer.run()
 
@@ -456,6 +467,7 @@ def resume_config(run_dir: Path, new_cfg: Config | None = None, force: bool = Fa
     cfg = saved
     if new_cfg is not None:
         pin_backbone(new_cfg)  # a Hub id compares by the commit it names now
+        reuse_identities(saved, new_cfg)
         if new_cfg.data.dir is None:  # a config file rarely names the data dir; the run recorded it
             new_cfg.data.dir = saved.data.dir if data_dir is None else str(Path(data_dir).resolve())
         changed = config_differences(saved, new_cfg)
@@ -474,17 +486,18 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
 
     cfg, data_dir = resume_config(run_dir, new_cfg, force, data_dir)
     preflight_resume(cfg, run_dir, data_dir)  # config, device, backbone, data, last/: before anything changes
-    data_path, backbone = check_inputs(cfg, data_dir)
+    data_path, backbone, teachers = check_inputs(cfg, data_dir)
     with RunFolder.lock(run_dir) as folder, StopSignals() as stop:
         recover_interrupted_swap(run_dir / "last")
         recover_interrupted_swap(run_dir / "best")
         log = RunLog(run_dir / "log.txt", hold=True)
-        trainer = Trainer(cfg, run_dir, data_path, log, stop=stop, backbone=backbone)
+        trainer = Trainer(cfg, run_dir, data_path, log, stop=stop, backbone=backbone, teachers=teachers)
         if (run_dir / "last").is_dir():
             trainer.restore(run_dir / "last")
         else:
             log(f"no checkpoint in {run_dir / 'last'} yet: starting the run from the beginning")
         begin_run(folder, cfg, log, fresh=False)
+        trainer.teacher_outputs.keep(run_dir)
         trainer.rewind_logs()
         return trainer.run()
 

@@ -1,0 +1,236 @@
+"""Distillation from finished runs: born-again multi-task networks (Clark et al. 2019, "BAM!").
+
+    train:
+      distill:
+        teachers: {sst: [runs/single/sst]}  # per task, finished runs (several: their averaged targets)
+        temperature: 1.0    # the classifiers' targets softened at T (their loss scaled by T^2)
+        anneal: linear      # the gold label's weight lambda: linear, 0 -> 1 over training (BAM!), or constant
+        gold_weight: 0.0    # anneal constant: lambda
+        out_of_fold: false  # each row's target only from the teachers that did not train on it (data.folds)
+
+A task with teachers learns from lambda * its gold loss + (1 - lambda) * the soft loss against the teachers'
+averaged target (kinds.py: class probabilities at T for SST, a probability for Quora, a score for STS); the other
+tasks learn as before. Linear annealing sets lambda = optimizer updates done / all updates of the run.
+
+The teachers' outputs on the run's training rows are computed once, before the first step (each teacher with its
+own tokenizer and pair encoding), and kept in RUN_DIR/teacher_outputs.safetensors with their key (the teachers'
+weight hashes, the rows' fingerprint), so a step costs what a plain step costs and a resume or a re-run reuses
+them. The hashes are recorded in the run's config (`train.distill.identities`): a teacher retrained since is
+refused on resume.
+
+`check_teachers` runs before the run folder is touched: a teacher that is not a finished run, was not trained on
+its task, or was trained on other rows of it than the same settings draw from the student's data files (its
+recorded training-set fingerprint), and, with out_of_fold, rows that every teacher trained on, are each a
+one-line error naming the key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from ..config import Config, DistillConfig
+from ..data.batching import encode_examples
+from ..data.loading import rows_fingerprint
+from ..data.readers import Example
+from ..errors import CheckpointError, ConfigError
+from ..evaluate import predict_outputs
+from ..runs import check_run, load_run
+from ..tasks import Task, get_task
+from .setup import training_examples
+
+ANNEALS: dict[str, Callable[[int, int, float], float]] = {  # (updates done, all updates, gold_weight) -> lambda
+    "linear": lambda done, total, weight: min(1.0, done / max(1, total)),  # BAM!'s teacher annealing
+    "constant": lambda done, total, weight: weight,
+}
+CACHE = "teacher_outputs.safetensors"
+
+
+@dataclass(frozen=True)
+class Teacher:
+    task: str
+    folder: Path
+    identity: str  # sha256 of its best weights and heads (first 16 hex digits)
+    trained_ids: frozenset[str] | None  # out_of_fold: the rows it trained on
+
+
+def weights_identity(best: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("model.safetensors", "heads.safetensors"):
+        with (best / name).open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def pin_teachers(cfg: Config) -> None:
+    """Teacher folders as absolute paths in `cfg` (the saved config names them wherever a resume runs from)."""
+    d = cfg.train.distill
+    if d.teachers:
+        d.teachers = {t: [str(Path(f).expanduser().resolve()) for f in fs] for t, fs in d.teachers.items()}
+
+
+def recorded_rows(folder: Path, task: str) -> str:
+    """The fingerprint of the rows a run trained `task` on, as its last checkpoint recorded it."""
+    path = folder / "last" / "trainer_state.json"
+    try:
+        return json.loads(path.read_bytes())["data"][task]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path}: unreadable or without the {task} training rows' fingerprint, so the rows "
+                              "this teacher was trained on cannot be checked") from None
+
+
+def check_teachers(cfg: Config, data_path: Path) -> dict[str, list[Teacher]]:
+    """Each teacher of `cfg` checked against the student's data (see the module's doc); records their identities in
+    `cfg.train.distill.identities` (refusing ones that differ from identities the config already names)."""
+    d = cfg.train.distill
+    pin_teachers(cfg)
+    teachers: dict[str, list[Teacher]] = {}
+    for name, folders in (d.teachers or {}).items():
+        task = get_task(name)
+        for i, folder in enumerate(folders):
+            teachers.setdefault(name, []).append(check_teacher(task, Path(folder), f"train.distill.teachers.{name}[{i}]",
+                                                               data_path, d.out_of_fold))
+        if d.out_of_fold:
+            rows = training_examples(cfg, task, data_path, lambda line: None)
+            seen = [r.id for r in rows if all(r.id in t.trained_ids for t in teachers[name])]
+            if seen:
+                raise ConfigError(f"train.distill.teachers.{name}: with out_of_fold, {len(seen)} of the run's "
+                                  f"{len(rows)} training rows (e.g. id {seen[0]}) were in every teacher's training data, "
+                                  "so no teacher has an output for them; give teachers that each hold out a fold "
+                                  "(data.folds, data.fold), all folds covered")
+    identities = {n: [t.identity for t in ts] for n, ts in teachers.items()} or None
+    if d.identities is not None and d.identities != identities:
+        raise ConfigError(f"train.distill.identities: the teachers' weights are not the ones this config names "
+                          f"({d.identities} named, {identities} now): a teacher was retrained or replaced")
+    d.identities = identities
+    return teachers
+
+
+def check_teacher(task: Task, folder: Path, key: str, data_path: Path, out_of_fold: bool) -> Teacher:
+    try:
+        tcfg = check_run(folder)
+        if task.name not in tcfg.tasks:
+            raise ConfigError(f"{folder} was trained on {', '.join(tcfg.tasks)}, not {task.name}")
+        recorded = recorded_rows(folder, task.name)
+        ids = [r.id for r in training_examples(tcfg, task, data_path, lambda line: None)]
+    except (CheckpointError, ConfigError) as e:
+        raise ConfigError(f"{key}: {e}") from None
+    if recorded != rows_fingerprint(ids):
+        raise ConfigError(f"{key}: {folder} was trained on other {task.name} rows ({recorded}) than its settings draw "
+                          f"from {data_path} ({rows_fingerprint(ids)}): train the teacher on the student's data files")
+    return Teacher(task.name, folder, weights_identity(folder / "best"), frozenset(ids) if out_of_fold else None)
+
+
+class Distiller:
+    """The tasks' teacher targets (one per training row), mixed with the gold loss as the anneal schedule says."""
+
+    def __init__(self, cfg: DistillConfig, tasks: dict[str, Task], outputs: dict[str, torch.Tensor],
+                 masks: dict[str, torch.Tensor], total_updates: int):
+        """`outputs[task]`: (teachers, rows, ...) in task units; `masks[task]`: (teachers, rows), which teacher's
+        output counts for which row."""
+        self.cfg, self.tasks, self.total_updates = cfg, tasks, total_updates
+        self.targets: dict[str, torch.Tensor] = {}
+        for name, out in outputs.items():
+            target = tasks[name].kind.soft_target(out, cfg.temperature)
+            weight = masks[name].float().reshape(*masks[name].shape, *[1] * (target.dim() - 2))
+            self.targets[name] = (target * weight).sum(0) / weight.sum(0)
+
+    def gold_weight(self, updates: int) -> float:
+        """lambda after `updates` optimizer updates: the gold loss's share."""
+        return ANNEALS[self.cfg.anneal](updates, self.total_updates, self.cfg.gold_weight)
+
+    def loss(self, task: str, out: torch.Tensor, index: list[int], gold_loss: torch.Tensor,
+             updates: int) -> torch.Tensor:
+        """The loss of a batch of `task` (rows `index` of its training set): the gold loss, mixed with the soft loss."""
+        target = self.targets.get(task)
+        if target is None:
+            return gold_loss
+        lam = self.gold_weight(updates)
+        if lam >= 1.0:
+            return gold_loss
+        soft = self.tasks[task].kind.soft_loss(out, target[index].to(out.device), self.cfg.temperature)
+        return lam * gold_loss + (1 - lam) * soft
+
+
+def cache_key(teachers: dict[str, list[Teacher]], rows: dict[str, list[Example]], out_of_fold: bool) -> str:
+    return json.dumps({n: {"teachers": [t.identity for t in ts], "rows": rows_fingerprint([r.id for r in rows[n]]),
+                           "out_of_fold": out_of_fold} for n, ts in sorted(teachers.items())}, sort_keys=True)
+
+
+def read_cache(path: Path, key: str) -> dict[str, torch.Tensor] | None:
+    """The cached tensors when the file holds outputs of this key (anything else: None, they are computed again)."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            if (f.metadata() or {}).get("key") != key:
+                return None
+        return load_file(str(path))
+    except (OSError, SafetensorError, ValueError):
+        return None
+
+
+def teacher_outputs(teacher: Teacher, rows: list[Example], device: torch.device, batch_size: int,
+                    log: Callable[[str], None]) -> torch.Tensor:
+    """One teacher's outputs (task units) on `rows`, encoded as the teacher's own tokenizer and head want them."""
+    t0 = time.time()
+    _, model, tokenizer = load_run(teacher.folder)
+    model.to(device)
+    data = encode_examples(rows, tokenizer, model.joint_input(teacher.task))
+    out = predict_outputs(model, teacher.task, data, tokenizer, batch_size, device, progress=True).value
+    log(f"distill: teacher {teacher.folder} ({teacher.identity}) scored {len(rows)} {teacher.task} training rows "
+        f"in {time.time() - t0:.0f} s")
+    if not torch.isfinite(out).all():
+        raise CheckpointError(f"{teacher.folder}: non-finite outputs on {int((~torch.isfinite(out)).sum())} "
+                              f"{teacher.task} training rows; it cannot teach")
+    return out
+
+
+class TeacherOutputs:
+    """The teachers' outputs on the run's training rows: read from RUN_DIR/teacher_outputs.safetensors when it
+    holds them for these teachers and rows, else computed (and written by `keep` once the run folder is open)."""
+
+    def __init__(self, cfg: Config, teachers: dict[str, list[Teacher]], rows: dict[str, list[Example]],
+                 run_dir: Path, device: torch.device, log: Callable[[str], None]):
+        self.key = cache_key(teachers, rows, cfg.train.distill.out_of_fold)
+        cached = read_cache(run_dir / CACHE, self.key)
+        self.fresh = cached is None and bool(teachers)
+        if cached is not None:
+            log(f"distill: teacher outputs read from {run_dir / CACHE}")
+            self.tensors = cached
+            return
+        self.tensors = {}
+        for name, ts in teachers.items():
+            self.tensors[f"{name}.outputs"] = torch.stack(
+                [teacher_outputs(t, rows[name], device, cfg.eval.batch_size, log) for t in ts]).cpu()
+            self.tensors[f"{name}.mask"] = torch.tensor(
+                [[t.trained_ids is None or r.id not in t.trained_ids for r in rows[name]] for t in ts], dtype=torch.uint8)
+
+    def keep(self, run_dir: Path) -> None:
+        """Write the outputs into the run folder (for a resume or a re-run) unless it holds them already."""
+        if self.tensors and (self.fresh or not (run_dir / CACHE).is_file()):
+            tmp = run_dir / (CACHE + ".tmp")
+            save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(tmp), metadata={"key": self.key})
+            tmp.replace(run_dir / CACHE)
+            self.fresh = False
+
+    def distiller(self, cfg: DistillConfig, tasks: dict[str, Task], total_updates: int) -> Distiller:
+        names = [k.removesuffix(".outputs") for k in self.tensors if k.endswith(".outputs")]
+        return Distiller(cfg, tasks, {n: self.tensors[f"{n}.outputs"] for n in names},
+                         {n: self.tensors[f"{n}.mask"].bool() for n in names}, total_updates)
+
+
+def reuse_identities(saved: Config, new: Config) -> None:
+    """A resume with a config file: the teachers' identities the run recorded (a config file rarely names them)."""
+    if new.train.distill.identities is None:
+        new.train.distill.identities = saved.train.distill.identities
+    pin_teachers(new)
+
