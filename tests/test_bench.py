@@ -38,7 +38,8 @@ def test_bench_runs_every_part(tmp_path, tiny_backbone, capsys):
     result = json.loads(out.read_text())
     assert set(result) == {"encoder", "matmul", "padding", "combine", "optimizer", "predict", "predict_file", "train"}
     assert result["encoder"][0]["fwd+bwd ratio"] > 0 and result["matmul"][0]["fp32 matmul FLOP/s (2048^3)"] > 0
-    assert [r["variant"] for r in result["combine"]] == ["sum", "pcgrad", "smart (T=1)", "smart steps=0 (R3F)"]
+    assert [r["variant"] for r in result["combine"]] == ["sum", "pcgrad", "smart (T=1)", "smart steps=0 (R3F)",
+                                                           "distilled (BAM!)"]
     assert 0 < result["combine"][0]["share of matmul FLOP/s"] < 1.5
     for row in result["padding"]:
         assert 0 <= row["bucketed pad share"] < row["random pad share"] < 1

@@ -199,6 +199,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from .tools.recipe import recipe
+
+    results = recipe(Path(args.file), Path(args.out), args.data_dir, args.set)
+    print(json.dumps({"out": args.out, "table": str(Path(args.out) / "recipe.md"),
+                      "runs": {r["run"]: r["metrics"] for r in results}}))
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .tools.ablate import ablate
 
@@ -305,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every point")
     w.add_argument("--data-dir", help="folder with the course CSV files")
     w.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("recipe", help="train runs that build on each other (teachers, then a student) in order")
+    r.add_argument("file", metavar="FILE", help="YAML with runs: NAME: {config, set, seeds}; {run:NAME} = an earlier run's folder")
+    r.add_argument("--out", required=True, metavar="DIR", help="folder for the runs, recipe.md and recipe.json")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    r.add_argument("--data-dir", help="folder with the course CSV files")
+    r.set_defaults(func=cmd_recipe)
 
     a = sub.add_parser("ablate", help="train named config variants over seeds; write ablation.md and ablation.json")
     a.add_argument("file", metavar="FILE", help="YAML with title, base, set, budget, seeds and variants")

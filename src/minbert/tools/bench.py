@@ -7,7 +7,7 @@ is reported with its ratio (timings on shared machines drift; ratios in one run 
 - matmul: the machine's fp32 matmul FLOP/s, and the share of it a multi-task training step reaches
   (model FLOPs of the step's real batch shapes / step time);
 - padding: pad tokens / all tokens of the training batches with and without length bucketing;
-- combine: step time of sum, pcgrad and smart on the same batches;
+- combine: step time of sum, pcgrad, smart and a distilled step (teachers' targets mixed in) on the same batches;
 - predict: examples/s of minbert's batched prediction vs a plain transformers model on the same rows;
 - predict_file: rows/s of file prediction (read, predict, write CSV; `minbert predict --input`) vs a
   transformers text-classification pipeline on the same exported encoder weights, rows and batch size;
@@ -165,13 +165,30 @@ STEP_BATCHES = "{sst: 16, para: 32, sts: 16}"  # configs/default.yaml's batch si
 STEP_BASE = ["data.train_limit=400", "data.dev_limit=32", f"train.batch_size={STEP_BATCHES}", "train.epochs=1",
              "eval.test_predictions=false"]
 STEP_VARIANTS = {"sum": [], "pcgrad": ["train.combine.name=pcgrad"], "smart (T=1)": ["train.smart.lambda_s=1.0"],
-                 "smart steps=0 (R3F)": ["train.smart.lambda_s=1.0", "train.smart.steps=0"]}
+                 "smart steps=0 (R3F)": ["train.smart.lambda_s=1.0", "train.smart.steps=0"],
+                 "distilled (BAM!)": []}  # given teachers' targets by `with_teacher_targets`
+
+
+def with_teacher_targets(trainer) -> None:
+    """Give every task of `trainer` a teacher target for each training row (random: a step's cost does not depend on
+    the values) mixed half and half with the gold loss: a distilled step without training teachers first."""
+    from ..config import DistillConfig
+    from ..training.distill import Distiller
+
+    g = torch.Generator().manual_seed(0)
+    tasks = trainer.model.tasks
+    outputs = {n: torch.randn(1, len(d), *([tasks[n].num_outputs] if tasks[n].num_outputs > 1 else []), generator=g)
+               for n, d in trainer.train_sets.items()}
+    cfg = DistillConfig(teachers={n: ["random"] for n in outputs}, anneal="constant", gold_weight=0.5)
+    trainer.distiller = Distiller(cfg, trainer.model.tasks, outputs,
+                                  {n: torch.ones(o.shape[:2], dtype=torch.bool) for n, o in outputs.items()}, 1)
 
 
 def step_rows(base: list[str], run_root: Path, reps: int, matmul: float | None) -> list[dict]:
     """Step time of each combiner / regulariser on the same batches; for `sum`, the share of the machine's
     matmul FLOP/s it reaches (encoder FLOPs of the batches' real padded shapes, x3 for the backward)."""
     trainers = make_trainers(STEP_VARIANTS, base, run_root)
+    with_teacher_targets(trainers["distilled (BAM!)"])
     shapes: list[tuple[int, int]] = []
     plain = trainers["sum"]
     plain.model.encoder.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))

@@ -77,6 +77,20 @@ def pin_teachers(cfg: Config) -> None:
         d.teachers = {t: [str(Path(f).expanduser().resolve()) for f in fs] for t, fs in d.teachers.items()}
 
 
+def name_identities(cfg: Config) -> None:
+    """Put the identities of the teachers as they are now into `cfg` (those with no `best/` yet are left out; the
+    run's own check names them)."""
+    d = cfg.train.distill
+    pin_teachers(cfg)
+    if d.teachers and d.identities is None:
+        try:
+            found = {t: [weights_identity(Path(f) / "best") for f in fs if (Path(f) / "best").is_dir()]
+                     for t, fs in d.teachers.items()}
+        except OSError:
+            return
+        d.identities = found if all(len(found[t]) == len(d.teachers[t]) for t in found) else None
+
+
 def recorded_rows(folder: Path, task: str) -> str:
     """The fingerprint of the rows a run trained `task` on, as its last checkpoint recorded it."""
     path = folder / "last" / "trainer_state.json"

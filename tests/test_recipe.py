@@ -1,0 +1,69 @@
+"""`minbert recipe`: a teacher then its students from one command; stopped by a real SIGINT and rerun, it continues
+where it stopped and trains nothing twice."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from minbert.cli import main
+from minbert.config import load_config
+from test_resume import progress, signal_when
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_recipe(folder: Path, backbone: Path) -> Path:
+    common = (f"model: {{backbone: {backbone}}}\ntrain:\n  epochs: 2\n  threads: 1\n  checkpoint_every: 1\n"
+              "  schedule: {until: fixed_steps, steps_per_epoch: 6}\n  batch_size: {sst: 4, para: 4, sts: 4}\n"
+              "eval: {test_predictions: false}\n")
+    (folder / "teacher.yaml").write_text("tasks: [sst]\n" + common)
+    (folder / "student.yaml").write_text("tasks: [sst, sts]\n" + common)
+    recipe = folder / "recipe.yaml"
+    recipe.write_text("runs:\n  teacher: {config: teacher.yaml}\n  student:\n    config: student.yaml\n"
+                      "    set: ['train.distill.teachers={sst: [{run:teacher}]}']\n    seeds: [1, 2]\n")
+    return recipe
+
+
+def stamp(run: Path) -> int:
+    return (run / "best" / "heads.safetensors").stat().st_mtime_ns
+
+
+def test_a_recipe_trains_the_teacher_then_its_students_and_continues_after_a_stop(tmp_path, tiny_backbone,
+                                                                                  small_data_dir):
+    recipe, out = write_recipe(tmp_path, tiny_backbone), tmp_path / "out"
+    args = [sys.executable, "-m", "minbert", "recipe", str(recipe), "--out", str(out), "--data-dir", str(small_data_dir)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    signal_when(proc, lambda: progress(out / "student-1")[1] >= 3, signal.SIGINT)  # in the first student
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "rerun the same minbert recipe command to continue" in err and "Traceback" not in err
+    teacher_done = stamp(out / "teacher")
+
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "recipe: teacher done before" in again.stderr and "continuing it from" in again.stderr
+    assert stamp(out / "teacher") == teacher_done  # not trained twice
+    results = json.loads((out / "recipe.json").read_text())
+    assert [r["run"] for r in results] == ["teacher", "student-1", "student-2"]
+    for r in results:
+        assert r["metrics"] == json.loads((out / r["run"] / "best_metrics.json").read_text())
+    student = load_config(out / "student-2" / "config.yaml")
+    assert student.train.seed == 2 and student.train.distill.teachers == {"sst": [str((out / "teacher").resolve())]}
+    assert (out / "student-1" / "teacher_outputs.safetensors").is_file()
+    assert (out / "recipe.md").read_text().count("\n| ") == 4
+
+    # once more: everything is done, nothing is trained
+    stamps = {r["run"]: stamp(out / r["run"]) for r in results}
+    assert main(["recipe", str(recipe), "--out", str(out), "--data-dir", str(small_data_dir)]) == 0
+    assert stamps == {r: stamp(out / r) for r in stamps}
+
+
+def test_a_reference_to_a_later_run_fails_before_any_run(tmp_path, tiny_backbone, capsys):
+    recipe = write_recipe(tmp_path, tiny_backbone)
+    recipe.write_text(recipe.read_text().replace("{run:teacher}", "{run:student}"))
+    assert main(["recipe", str(recipe), "--out", str(tmp_path / "out")]) == 2
+    assert "runs.student: {run:student} names no run before this one" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
