@@ -26,7 +26,8 @@ import torch
 
 from minbert.config import load_config
 from minbert.tools.bench import timed
-from minbert.training.trainer import Trainer, check_inputs, encoder_trainable
+from minbert.training.run import check_inputs
+from minbert.training.trainer import Trainer, encoder_trainable
 
 
 class Stepper:
@@ -49,7 +50,7 @@ class Stepper:
 
 def build(config: Path, sets: list[str], root: Path) -> Trainer:
     cfg = load_config(config, sets)
-    data_path, backbone = check_inputs(cfg, None)
+    data_path, backbone, _ = check_inputs(cfg, None)
     return Trainer(cfg, root / config.stem, data_path, lambda line: None, backbone=backbone)
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from minbert.tools.bench import STEP_BASE, step_rows  # noqa: E402
 from minbert.config import load_config  # noqa: E402
-from minbert.training.trainer import train  # noqa: E402
+from minbert.training.run import train  # noqa: E402
 
 RUNS = {  # name -> overrides of configs/default.yaml
     "round_robin until longest (over-sampling), combine sum": ["train.schedule.name=round_robin",

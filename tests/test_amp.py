@@ -7,7 +7,8 @@ import torch
 
 from minbert.config import load_config
 from minbert.training.setup import RunLog
-from minbert.training.trainer import Trainer, check_inputs
+from minbert.training.run import check_inputs
+from minbert.training.trainer import Trainer
 
 
 def make(tmp_path, backbone, data, precision, monkeypatch):
@@ -15,7 +16,7 @@ def make(tmp_path, backbone, data, precision, monkeypatch):
     cfg = load_config(None, [f"model.backbone={backbone}", f"train.precision={precision}", "train.device=cpu",
                              "train.epochs=1", "train.schedule.until=fixed_steps", "train.schedule.steps_per_epoch=4",
                              "train.batch_size={sst: 4, para: 4, sts: 4}", "eval.test_predictions=false"])
-    data_path, _ = check_inputs(cfg, str(data))
+    data_path, _, _ = check_inputs(cfg, str(data))
     trainer = Trainer(cfg, tmp_path, data_path, RunLog(tmp_path / "log.txt"))
     trainer.model.train()
     trainer.trainable = [p for p in trainer.model.parameters() if p.requires_grad]

@@ -5,13 +5,14 @@ from safetensors.torch import load_file
 
 from minbert.config import load_config
 from minbert.training.setup import RunLog
-from minbert.training.trainer import Trainer, check_inputs
+from minbert.training.run import check_inputs
+from minbert.training.trainer import Trainer
 
 
 def test_compiled_encoder_matches_eager_and_saves_plain_keys(tmp_path, tiny_backbone, small_data_dir):
     cfg = load_config(None, [f"model.backbone={tiny_backbone}", "train.compile=true", "model.dropout=0.0",
                              "train.threads=1", "eval.test_predictions=false"])
-    data_path, _ = check_inputs(cfg, str(small_data_dir))
+    data_path, _, _ = check_inputs(cfg, str(small_data_dir))
     trainer = Trainer(cfg, tmp_path, data_path, RunLog(tmp_path / "log.txt"))
     enc = trainer.model.encoder.eval()
     x = trainer.tokenizer(["A man plays a guitar.", "Cats sleep."])

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from minbert.config import load_config
-from minbert.training.trainer import train
+from minbert.training.run import train
 
 
 def tiny(backbone, *extra):

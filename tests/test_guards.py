@@ -12,7 +12,8 @@ from minbert.training import state as training_state
 from minbert.cli import main
 from minbert.config import load_config
 from minbert.model import MultitaskModel
-from minbert.training.trainer import TrainingError, train
+from minbert.errors import TrainingError
+from minbert.training.run import train
 
 
 def tiny_cfg(backbone, *extra):

@@ -15,7 +15,7 @@ from minbert.config import load_config
 from minbert.data.readers import read_examples
 from minbert.runs import load_run
 from minbert.tasks import TASKS
-from minbert.training.trainer import train
+from minbert.training.run import train
 
 
 def tiny_run(path: Path, backbone: Path, data: Path, *extra: str) -> Path:

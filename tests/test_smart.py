@@ -9,7 +9,7 @@ from minbert import BertModel, MultitaskModel, Tokenizer
 from minbert.config import HeadConfig, SmartConfig, load_config
 from minbert.kinds import Binary, Classify, Regress
 from minbert.smart import Smart
-from minbert.training.trainer import train
+from minbert.training.run import train
 
 
 def test_symmetric_kl_closed_form():

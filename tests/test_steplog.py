@@ -14,7 +14,7 @@ import pytest
 
 from minbert.cli import main
 from minbert.config import load_config
-from minbert.training.trainer import train
+from minbert.training.run import train
 
 REPO = Path(__file__).resolve().parents[1]
 LR, HEAD_LR, STS_LR = 1e-4, 1e-3, 3e-3

@@ -25,7 +25,7 @@ def train(config: str | os.PathLike | None = None, out: str | os.PathLike | None
     `**{"train.epochs": 1}`) into `out` (default runs/<config name>); returns the best dev metrics.
     An `out` that holds a run is refused (`RunFolderError`) unless `overwrite`, as `minbert train --overwrite`."""
     from .config import load_config
-    from .training.trainer import train as train_run
+    from .training.run import train as train_run
 
     cfg = load_config(config, values={k: _plain(v) for k, v in overrides.items()})
     run_dir = Path(out) if out is not None else default_run_dir(config)

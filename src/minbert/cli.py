@@ -21,7 +21,7 @@ from .training.interrupts import TrainingInterrupted
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training.trainer import resume, resume_config, train
+    from .training.run import resume, resume_config, train
 
     if args.resume:
         import os
@@ -60,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def with_teachers(summary: dict, cfg, data_dir: str | None) -> dict:
     """`train --check`: the distillation teachers checked too (and listed), as a run checks them."""
-    from .training.trainer import check_inputs
+    from .training.run import check_inputs
 
     _, _, teachers = check_inputs(cfg, data_dir)
     if teachers:

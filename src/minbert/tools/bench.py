@@ -143,7 +143,8 @@ def padding_rows(cfg, data_path: Path, tokenizer: Tokenizer) -> list[dict]:
 
 def make_trainers(variants: dict[str, list[str]], base: list[str], run_root: Path) -> dict:
     """A Trainer per variant, all reading the same batches (same seed and data); nothing is saved."""
-    from ..training.trainer import Trainer, check_inputs
+    from ..training.run import check_inputs
+    from ..training.trainer import Trainer
     trainers = {}
     for i, (name, extra) in enumerate(variants.items()):
         cfg = load_config(None, base + extra)

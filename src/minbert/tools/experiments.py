@@ -21,7 +21,7 @@ from ..errors import ConfigError, CheckpointError
 from ..config import Config, _build
 from ..training.interrupts import TrainingInterrupted
 from ..training.state import recover_interrupted_swap
-from ..training.trainer import resume, train
+from ..training.run import resume, train
 
 
 def resolve_base(path: Path, base: str | None) -> Path | None:
