@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from minbert.cli import main
 from minbert.config import load_config
+from minbert.tools.recipe import read_recipe
 from test_resume import progress, signal_when
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,3 +70,15 @@ def test_a_reference_to_a_later_run_fails_before_any_run(tmp_path, tiny_backbone
     assert main(["recipe", str(recipe), "--out", str(tmp_path / "out")]) == 2
     assert "runs.student: {run:student} names no run before this one" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_each_shipped_recipe_reads(path, tmp_path):
+    runs = read_recipe(path, tmp_path, [])
+    assert runs and len({name for name, _ in runs}) == len(runs)
+
+
+@pytest.mark.parametrize("path", sorted([*(REPO / "configs" / "single").glob("*.yaml"),
+                                         *(REPO / "configs" / "distill").glob("*.yaml")]), ids=lambda p: p.name)
+def test_each_single_task_and_student_config_loads(path):
+    assert load_config(path).tasks
