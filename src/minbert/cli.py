@@ -259,6 +259,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_experiments(sub, name: str, help: str, file_help: str, outputs: str, set_help: str, func):
+    """A command that trains several runs from a FILE into --out DIR (sweep, recipe, ablate)."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("file", metavar="FILE", help=file_help)
+    p.add_argument("--out", required=True, metavar="DIR", help=f"folder for the runs, {outputs}")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--data-dir", help="folder with the course CSV files")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
     p.add_argument("--version", action="version", version=f"minbert {__version__}")
@@ -308,29 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true", help="replace an encoder an earlier pretrain-mlm wrote into DIR")
     m.set_defaults(func=cmd_pretrain_mlm)
 
-    w = sub.add_parser("sweep", help="train a grid of config values and rank them by dev score")
-    w.add_argument("file", metavar="FILE", help="YAML with base (config file), grid (key: [values]) and set (overrides)")
-    w.add_argument("--out", required=True, metavar="DIR", help="folder for the runs, sweep.md and sweep.json")
-    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every point")
-    w.add_argument("--data-dir", help="folder with the course CSV files")
-    w.set_defaults(func=cmd_sweep)
-
-    r = sub.add_parser("recipe", help="train runs that build on each other (teachers, then a student) in order")
-    r.add_argument("file", metavar="FILE", help="YAML with runs: NAME: {config, set, seeds}; {run:NAME} = an earlier run's folder")
-    r.add_argument("--out", required=True, metavar="DIR", help="folder for the runs, recipe.md and recipe.json")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
-    r.add_argument("--data-dir", help="folder with the course CSV files")
-    r.set_defaults(func=cmd_recipe)
-
-    a = sub.add_parser("ablate", help="train named config variants over seeds; write ablation.md and ablation.json")
-    a.add_argument("file", metavar="FILE", help="YAML with title, base, set, budget, seeds and variants")
-    a.add_argument("--out", required=True, metavar="DIR", help="folder for the runs, ablation.md and ablation.json")
+    add_experiments(sub, "sweep", "train a grid of config values and rank them by dev score",
+                    "YAML with base (config file), grid (key: [values]) and set (overrides)", "sweep.md and sweep.json",
+                    "override for every point", cmd_sweep)
+    add_experiments(sub, "recipe", "train runs that build on each other (teachers, then a student) in order",
+                    "YAML with runs: NAME: {config, set, seeds}; {run:NAME} = an earlier run's folder",
+                    "recipe.md and recipe.json", "override for every run", cmd_recipe)
+    a = add_experiments(sub, "ablate", "train named config variants over seeds; write ablation.md and ablation.json",
+                        "YAML with title, base, set, budget, seeds and variants", "ablation.md and ablation.json",
+                        "override for every run", cmd_ablate)
     a.add_argument("--budget", action="store_true", help="apply the file's budget settings (a CPU-sized table)")
     a.add_argument("--seeds", type=int, metavar="N", help="use only the file's first N seeds")
     a.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
-    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
-    a.add_argument("--data-dir", help="folder with the course CSV files")
-    a.set_defaults(func=cmd_ablate)
 
     b = sub.add_parser("bench", help="speed against transformers and against the machine (ratios in one run)")
     b.add_argument("--only", nargs="+", default=list(BENCH_PARTS),
