@@ -125,7 +125,8 @@ def teacher(tmp_path_factory, tiny_backbone, small_data_dir) -> Path:
 
 def student_args(out, backbone, data, teacher, *extra):
     return tiny_args(out, backbone, data, "[sst, para, sts]", "--set", f"train.distill.teachers={{sst: [{teacher}], sts: [{teacher}]}}",
-                     "--set", "train.distill.temperature=2.0", *extra)
+                     "--set", "train.distill.temperature=2.0", "--set", "train.combine.name=pcgrad",  # per-task backward
+                     *extra)
 
 
 @pytest.fixture(scope="module")
