@@ -1,0 +1,35 @@
+"""The README's and distillation.md's rows of the distillation and single-task runs are the figures in the runs'
+own files under results/ (rounded to three places)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from minbert.tasks import overall_score
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def row_figures(doc: Path, marker: str) -> list[float]:
+    line = next(line for line in doc.read_text().splitlines() if line.startswith("|") and marker in line)
+    return [float(c) for c in (c.strip().strip("*") for c in line.split("|")[2:6])]
+
+
+def metrics(*folders: str) -> list[float]:
+    m: dict[str, float] = {}
+    for folder in folders:
+        m.update({k: v for k, v in json.loads((REPO / folder / "best_metrics.json").read_text()).items() if k != "epoch"})
+    return [round(m[k], 3) for k in ("sst", "para", "sts")] + [round(overall_score(m), 3)]
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/results/distillation.md"])
+def test_the_distilled_students_row_is_its_files(doc):
+    assert row_figures(REPO / doc, "results/distill/bam-sst/") == metrics("results/distill/bam-sst")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/results/distillation.md"])
+def test_the_single_task_row_is_the_three_runs_files(doc):
+    assert row_figures(REPO / doc, "(`results/single/") == metrics(*(f"results/single/{t}" for t in ("sst", "para", "sts")))
