@@ -223,10 +223,17 @@ class TeacherOutputs:
             return
         self.tensors = {}
         for name, ts in teachers.items():
-            self.tensors[f"{name}.outputs"] = torch.stack(
-                [teacher_outputs(t, rows[name], device, cfg.eval.batch_size, log) for t in ts]).cpu()
-            self.tensors[f"{name}.mask"] = torch.tensor(
-                [[t.trained_ids is None or r.id not in t.trained_ids for r in rows[name]] for t in ts], dtype=torch.uint8)
+            masks = torch.tensor([[t.trained_ids is None or r.id not in t.trained_ids for r in rows[name]] for t in ts])
+            outputs = []
+            for t, mask in zip(ts, masks):  # out of fold: a teacher scores only the rows it did not train on
+                scored = teacher_outputs(t, [r for r, m in zip(rows[name], mask.tolist()) if m], device,
+                                         cfg.eval.batch_size, log).cpu()
+                width = get_task(name).num_outputs
+                full = torch.zeros((len(rows[name]), *([width] if width > 1 else [])))
+                full[mask] = scored.reshape(-1, *full.shape[1:])
+                outputs.append(full)
+            self.tensors[f"{name}.outputs"] = torch.stack(outputs)
+            self.tensors[f"{name}.mask"] = masks.to(torch.uint8)
 
     def keep(self, run_dir: Path) -> None:
         """Write the outputs into the run folder (for a resume or a re-run) unless it holds them already."""
