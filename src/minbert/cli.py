@@ -161,18 +161,23 @@ class Stopped(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def stop_on_signals():
-    """SIGTERM raises `Stopped` inside the block (SIGINT raises KeyboardInterrupt already); the old handler after."""
+    """Inside the block SIGINT raises KeyboardInterrupt and SIGTERM `Stopped`, as training takes them: also when the
+    process started with SIGINT ignored (a job a shell put in the background); the old handlers after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt()
+
     def stop(signum, frame):
         raise Stopped()
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, interrupt), signal.SIGTERM: signal.signal(signal.SIGTERM, stop)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def tqdm_write(line: str) -> None:
