@@ -3,7 +3,6 @@ own files under results/ (rounded to three places)."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
