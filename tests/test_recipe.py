@@ -64,6 +64,39 @@ def test_a_recipe_trains_the_teacher_then_its_students_and_continues_after_a_sto
     assert stamps == {r: stamp(out / r) for r in stamps}
 
 
+def test_lanes_train_independent_runs_side_by_side_and_pause_on_one_sigint(tmp_path, tiny_backbone, small_data_dir):
+    """Two teachers at once, then their student; SIGINT while both teachers train pauses both (one signal to
+    the recipe, passed on to each); the rerun ends with the metrics that one lane gives."""
+    recipe, out = write_recipe(tmp_path, tiny_backbone), tmp_path / "out"
+    (tmp_path / "teacher-sts.yaml").write_text((tmp_path / "teacher.yaml").read_text().replace("[sst]", "[sts]"))
+    recipe.write_text("runs:\n  teacher: {config: teacher.yaml}\n  teacher-sts: {config: teacher-sts.yaml}\n"
+                      "  student:\n    config: student.yaml\n"
+                      "    set: ['train.distill.teachers={sst: [{run:teacher}], sts: [{run:teacher-sts}]}']\n")
+    args = [sys.executable, "-m", "minbert", "recipe", str(recipe), "--data-dir", str(small_data_dir)]
+    lanes = [*args, "--out", str(out), "--lanes", "2"]
+    proc = subprocess.Popen(lanes, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    signal_when(proc, lambda: min(progress(out / "teacher")[1], progress(out / "teacher-sts")[1]) >= 2, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "teacher, teacher-sts paused" in err and "rerun the same minbert recipe command" in err, err
+    for name in ("teacher", "teacher-sts"):  # each child paused at a step with its checkpoint, not killed
+        assert "interrupted at epoch" in (out / f"{name}.log").read_text()
+        assert progress(out / name) < (2, 6)
+    assert not (out / "student").exists()
+
+    again = subprocess.run(lanes, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "continuing it from" in (out / "teacher.log").read_text()
+    teachers_done = max((out / n / "recipe_result.json").stat().st_mtime_ns for n in ("teacher", "teacher-sts"))
+    assert (out / "student" / "config.yaml").stat().st_mtime_ns > teachers_done  # the student waited for both
+
+    one = subprocess.run([*args, "--out", str(tmp_path / "one")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    assert json.loads((out / "recipe.json").read_text()) and [
+        r["metrics"] for r in json.loads((out / "recipe.json").read_text())] == [
+        r["metrics"] for r in json.loads((tmp_path / "one" / "recipe.json").read_text())]
+
+
 def test_a_reference_to_a_later_run_fails_before_any_run(tmp_path, tiny_backbone, capsys):
     recipe = write_recipe(tmp_path, tiny_backbone)
     recipe.write_text(recipe.read_text().replace("{run:teacher}", "{run:student}"))
@@ -75,7 +108,7 @@ def test_a_reference_to_a_later_run_fails_before_any_run(tmp_path, tiny_backbone
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_each_shipped_recipe_reads(path, tmp_path):
     runs = read_recipe(path, tmp_path, [])
-    assert runs and len({name for name, _ in runs}) == len(runs)
+    assert runs and len({run.name for run in runs}) == len(runs)
 
 
 @pytest.mark.parametrize("path", sorted([*(REPO / "configs" / "single").glob("*.yaml"),

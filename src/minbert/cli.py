@@ -207,7 +207,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_recipe(args: argparse.Namespace) -> int:
     from .tools.recipe import recipe
 
-    results = recipe(Path(args.file), Path(args.out), args.data_dir, args.set)
+    results = recipe(Path(args.file), Path(args.out), args.data_dir, args.set, args.lanes, args.lane)
     print(json.dumps({"out": args.out, "table": str(Path(args.out) / "recipe.md"),
                       "runs": {r["run"]: r["metrics"] for r in results}}))
     return 0
@@ -262,6 +262,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out))
     return 0
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def add_experiments(sub, name: str, help: str, file_help: str, outputs: str, set_help: str, func):
@@ -327,9 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiments(sub, "sweep", "train a grid of config values and rank them by dev score",
                     "YAML with base (config file), grid (key: [values]) and set (overrides)", "sweep.md and sweep.json",
                     "override for every point", cmd_sweep)
-    add_experiments(sub, "recipe", "train runs that build on each other (teachers, then a student) in order",
-                    "YAML with runs: NAME: {config, set, seeds}; {run:NAME} = an earlier run's folder",
-                    "recipe.md and recipe.json", "override for every run", cmd_recipe)
+    c = add_experiments(sub, "recipe", "train runs that build on each other (teachers, then a student) in order",
+                        "YAML with runs: NAME: {config, set, seeds}; {run:NAME} = an earlier run's folder",
+                        "recipe.md and recipe.json", "override for every run", cmd_recipe)
+    c.add_argument("--lanes", type=positive_int, default=1, metavar="N",
+                   help="train up to N runs at once, each in its own process (output in DIR/NAME.log), a run "
+                        "starting when the runs it names are done; give each train.threads = cores / N")
+    c.add_argument("--lane", help=argparse.SUPPRESS)  # the one run a child process of --lanes trains
     a = add_experiments(sub, "ablate", "train named config variants over seeds; write ablation.md and ablation.json",
                         "YAML with title, base, set, budget, seeds and variants", "ablation.md and ablation.json",
                         "override for every run", cmd_ablate)

@@ -16,13 +16,19 @@ Every run's config is validated, and every run's device, backbone and data check
 starts. A run is done when its `recipe_result.json` parses and records the config wanted now (the experiments
 layer, as `ablate` and `sweep`): it is not trained again; a run stopped part way continues from its last
 checkpoint. DIR/recipe.json and DIR/recipe.md list every run's dev metrics and seconds.
+
+With `lanes` above 1 (`--lanes N`), up to N runs train at once, each in a process of its own (`tools/lanes.py`;
+its output in DIR/NAME.log), a run starting once the runs it names with `{run:NAME}` are done: on two cores,
+two runs of one thread each (`--set train.threads=1`).
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from ..config import Config, load_config, read_yaml
 from ..errors import ConfigError
@@ -31,19 +37,27 @@ from ..run_folder import RunFolder
 from ..tasks import TASKS
 from ..training.distill import name_identities
 from .experiments import finished_result, resolve_base, train_or_continue
+from .lanes import Job, Lanes
 
 RESULT_FIELDS = {"run": str, "seconds": (int, float), "metrics": dict, "config": dict}
 RUN_REFERENCE = re.compile(r"\{run:([^}]*)\}")
 RUN_KEYS = {"config", "set", "seeds"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+AGAIN = "the same minbert recipe command"
 
 
-def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[tuple[str, Config]]:
-    """The recipe's runs in order, each (name, validated config); a problem is a `ConfigError` naming the run."""
+class RecipeRun(NamedTuple):
+    name: str
+    cfg: Config
+    needs: frozenset[str]  # the earlier runs it names with {run:NAME}
+
+
+def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[RecipeRun]:
+    """The recipe's runs in order, each with its validated config; a problem is a `ConfigError` naming the run."""
     raw = read_yaml(path, "recipe")
     if set(raw) != {"runs"} or not isinstance(raw["runs"], dict) or not raw["runs"]:
         raise ConfigError(f"{path}: expected one key, runs: a mapping of run names to their settings")
-    runs: list[tuple[str, Config]] = []
+    runs: list[RecipeRun] = []
     for name, spec in raw["runs"].items():
         where = f"{path}: runs.{name}"
         if not isinstance(name, str) or not NAME.fullmatch(name):
@@ -57,13 +71,14 @@ def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[tuple[str, 
                                   or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
             raise ConfigError(f"{where}.seeds: expected a non-empty list of integers")
         base = resolve_base(path, str(spec["config"]))
-        done = {n for n, _ in runs}
+        done = {run.name for run in runs}
+        needs = frozenset(m.group(1) for s in sets for m in RUN_REFERENCE.finditer(s))
         sets = [RUN_REFERENCE.sub(lambda m: referenced(m.group(1), done, out_dir, where), s) for s in sets]
         for seed in seeds or [None]:
             seeded = [] if seed is None else [f"train.seed={seed}"]
             run = name if seed is None else f"{name}-{seed}"
             try:
-                runs.append((run, load_config(base, sets + seeded + extra)))
+                runs.append(RecipeRun(run, load_config(base, sets + seeded + extra), needs))
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
     return runs
@@ -75,34 +90,71 @@ def referenced(name: str, done: set[str], out_dir: Path, where: str) -> str:
     return str((out_dir / name).resolve())
 
 
-def recipe(path: Path, out_dir: Path, data_dir: str | None, extra: list[str]) -> list[dict]:
+def recipe(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], lanes: int = 1,
+           lane: str | None = None) -> list[dict]:
+    """Train the recipe's runs not done yet, `lanes` at a time; returns every run's result in the file's order.
+    `lane` names the one run a child process of `lanes` trains (the parent has checked and locked DIR)."""
     runs = read_recipe(path, out_dir, extra)
+    if lane is not None:
+        return [run_one(next(r for r in runs if r.name == lane), out_dir, data_dir)]
     from ..preflight import preflight
-    for _, cfg in runs:  # device, backbone and data of every run before the first starts (teachers: when used)
-        preflight(cfg, data_dir)
+    for run in runs:  # device, backbone and data of every run before the first starts (teachers: when used)
+        preflight(run.cfg, data_dir)
     with RunFolder.lock(out_dir):
-        return run_all(path, runs, out_dir, data_dir)
+        if lanes == 1:
+            results = [run_one(run, out_dir, data_dir) for run in runs]
+        else:
+            results = run_in_lanes(path, runs, out_dir, data_dir, extra, lanes)
+        write_tables(path, results, out_dir)
+        return results
 
 
-def run_all(path: Path, runs: list[tuple[str, Config]], out_dir: Path, data_dir: str | None) -> list[dict]:
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
-    results = []
-    for name, cfg in runs:
-        done = out_dir / name / "recipe_result.json"
-        name_identities(cfg)  # a student is done only while its teachers are the ones it learned from
-        wanted = cfg.to_dict()
-        earlier = finished_result(done, RESULT_FIELDS, wanted, log)
-        if earlier is not None:
-            log(f"recipe: {name} done before ({format_metrics(earlier['metrics'])})")
-            results.append({k: v for k, v in earlier.items() if k != "config"})
-            continue
-        log(f"recipe: training {name}")
-        best, seconds = train_or_continue(cfg, out_dir / name, data_dir, log, "the same minbert recipe command",
-                                          may_continue=not done.exists())
-        results.append({"run": name, "metrics": best, "seconds": seconds})
-        done.write_text(json.dumps({**results[-1], "config": wanted}, indent=2) + "\n")
+
+def run_one(run: RecipeRun, out_dir: Path, data_dir: str | None) -> dict:
+    """One run of the recipe, trained (or continued) unless done before with this config; its result."""
+    done = out_dir / run.name / "recipe_result.json"
+    name_identities(run.cfg)  # a student is done only while its teachers are the ones it learned from
+    wanted = run.cfg.to_dict()
+    earlier = finished_result(done, RESULT_FIELDS, wanted, log)
+    if earlier is not None:
+        log(f"recipe: {run.name} done before ({format_metrics(earlier['metrics'])})")
+        return {k: v for k, v in earlier.items() if k != "config"}
+    log(f"recipe: training {run.name}")
+    best, seconds = train_or_continue(run.cfg, out_dir / run.name, data_dir, log, AGAIN,
+                                      may_continue=not done.exists())
+    result = {"run": run.name, "metrics": best, "seconds": seconds}
+    done.write_text(json.dumps({**result, "config": wanted}, indent=2) + "\n")
+    return result
+
+
+def run_in_lanes(path: Path, runs: list[RecipeRun], out_dir: Path, data_dir: str | None, extra: list[str],
+                 lanes: int) -> list[dict]:
+    """Every run in a child process (`minbert recipe ... --lane NAME`), up to `lanes` at once."""
+    cores = os.cpu_count() or 1
+    if any((run.cfg.train.threads or cores) * lanes > cores for run in runs):
+        log(f"recipe: warning: {lanes} lanes of train.threads each ask for more than this machine's {cores} "
+            f"cores; set train.threads={max(1, cores // lanes)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "minbert", "recipe", str(path), "--out", str(out_dir)]
+    command += [] if data_dir is None else ["--data-dir", str(data_dir)]
+    command += [arg for s in extra for arg in ("--set", s)]
+    jobs = [Job(run.name, run.needs, [*command, "--lane", run.name], out_dir / f"{run.name}.log") for run in runs]
+    results: dict[str, dict] = {}
+
+    def collect(name: str) -> None:
+        result = json.loads((out_dir / name / "recipe_result.json").read_text())
+        results[name] = {k: v for k, v in result.items() if k != "config"}
+        log(f"recipe: {name} done ({format_metrics(result['metrics'])})")
+
+    Lanes(jobs, lanes, log).run(collect, f"rerun {AGAIN} to continue (finished runs are kept; a paused one "
+                                         "continues from its last checkpoint)")
+    return [results[run.name] for run in runs]
+
+
+def write_tables(path: Path, results: list[dict], out_dir: Path) -> None:
     (out_dir / "recipe.json").write_text(json.dumps(results, indent=2) + "\n")
     columns = [k for k in (*TASKS, "overall") if any(k in r["metrics"] for r in results)]
     lines = [f"# Recipe {path}", "", "Dev metrics of each run's best epoch; seconds of training and evaluation.", "",
@@ -111,4 +163,3 @@ def run_all(path: Path, runs: list[tuple[str, Config]], out_dir: Path, data_dir:
         cells = " | ".join(f"{r['metrics'][c]:.4f}" if c in r["metrics"] else "" for c in columns)
         lines.append(f"| {r['run']} | {cells} | {r['metrics'].get('epoch')} | {r['seconds']} |")
     (out_dir / "recipe.md").write_text("\n".join(lines) + "\n")
-    return results
