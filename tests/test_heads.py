@@ -108,9 +108,9 @@ def test_projected_cosine_head_learns_a_projection(parts):
 def test_residual_cnn_with_zero_weights_is_no_cnn(parts, kernel):
     enc, tok = parts
     torch.manual_seed(1)
-    plain = build_head(32, TASKS["sst"], HeadConfig(dropout=0.0))
+    plain = build_head(enc.config, TASKS["sst"], HeadConfig(dropout=0.0))
     torch.manual_seed(1)
-    with_cnn = build_head(32, TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=kernel, cnn_residual=True))
+    with_cnn = build_head(enc.config, TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=kernel, cnn_residual=True))
     with_cnn.out.load_state_dict(plain.out.state_dict())
     x = [tok(A)]
     assert not torch.allclose(with_cnn(enc, x).value, plain(enc, x).value)  # random conv weights change the output
@@ -122,7 +122,7 @@ def test_residual_cnn_with_zero_weights_is_no_cnn(parts, kernel):
 @pytest.mark.parametrize("residual", [False, True])
 def test_cnn_ignores_padding(parts, residual):
     enc, tok = parts
-    head = build_head(32, TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=3, cnn_residual=residual, pooling="max"))
+    head = build_head(enc.config, TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=3, cnn_residual=residual, pooling="max"))
     alone = head(enc, [tok(["Cats sleep."])]).value
     padded = head(enc, [tok(["Cats sleep.", "A much longer sentence that forces padding onto the first."])]).value
     assert torch.allclose(alone[0], padded[0], atol=1e-5)
@@ -130,7 +130,7 @@ def test_cnn_ignores_padding(parts, residual):
 
 def test_mlp_head_layers_and_widths(parts):
     enc, tok = parts
-    head = build_head(32, TASKS["sst"], HeadConfig(mlp_layers=2, mlp_hidden=24, dropout=0.3))
+    head = build_head(enc.config, TASKS["sst"], HeadConfig(mlp_layers=2, mlp_hidden=24, dropout=0.3))
     linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(32, 24), (24, 24)]
     assert head.out.in_features == 24 and head(enc, [tok(A)]).value.shape == (2, 5)

@@ -77,6 +77,7 @@ class HeadConfig:
     mlp_hidden: int | None = None  # their width (None: the encoder's hidden size)
     dropout: float = 0.1  # before each of the head's linear layers
     loss: LossName | None = None  # None: the task's own (ce, bce, mse); or cosent (sts), cosine_embedding (para, sts)
+    private_layers: int = 0  # the encoder's top N layers copied for this head alone (task-specific capacity)
 
 
 @dataclass
@@ -241,7 +242,7 @@ POSITIVE = {"model.projection", "model.cnn_kernel", "model.mlp_hidden", "train.e
             "data.train_limit", "data.dev_limit", "train.batch_size", "train.accumulate", "train.checkpoint_every",
             "train.max_bad_steps", "train.log_every", "train.early_stop_patience", "train.freeze_stages.epochs", "train.milestones",
             "train.distill.temperature"}
-NON_NEGATIVE = {"model.mlp_layers", "train.smart.lambda_s", "train.smart.sigma", "train.smart.step_size", "train.smart.epsilon",
+NON_NEGATIVE = {"model.mlp_layers", "model.private_layers", "train.smart.lambda_s", "train.smart.sigma", "train.smart.step_size", "train.smart.epsilon",
                 "train.smart.steps", "train.smart.mu", "train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
                 "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs", "data.fold"}
 UNIT_INTERVAL = {"model.dropout", "train.warmup", "train.smart.momentum"}

@@ -176,8 +176,8 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
-        for layer in self.layer:
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None, layers: int | None = None) -> torch.Tensor:
+        for layer in self.layer[:layers]:
             x = layer(x, attn_bias)
         return x
 
@@ -233,12 +233,13 @@ class BertModel(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> EncoderOutput:
+                token_type_ids: torch.Tensor | None = None, layers: int | None = None) -> EncoderOutput:
+        """The hidden states after all layers, or after the first `layers` (then no pooler output)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        hidden = self.encoder(x, self.attention_bias(attention_mask, x.dtype))
-        return EncoderOutput(hidden, self.pooler(hidden))
+        hidden = self.encoder(x, self.attention_bias(attention_mask, x.dtype), layers)
+        return EncoderOutput(hidden, self.pooler(hidden) if layers is None else None)
 
     @staticmethod
     def attention_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

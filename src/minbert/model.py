@@ -16,7 +16,7 @@ from torch import nn
 from .errors import CheckpointError
 from .backbone import read_safetensors, read_state_dict, resolve_backbone
 from .config import Config, HeadConfig
-from .encoder import BertModel
+from .encoder import BertConfig, BertModel
 from .heads import HeadOutput, TaskHead, build_head
 from .losses import LOSSES
 from .tasks import Task, get_task
@@ -29,11 +29,12 @@ def head_owners(task_names: list[str], shared: list[str] | None) -> dict[str, st
     return {t: (shared[0] if t in shared else t) for t in task_names}
 
 
-def build_heads(hidden_size: int, task_names: list[str], settings: dict[str, HeadConfig],
+def build_heads(encoder_config: BertConfig, task_names: list[str], settings: dict[str, HeadConfig],
                 shared: list[str] | None) -> nn.ModuleDict:
-    """One head per owning task (see `head_owners`), sized for an encoder of `hidden_size`."""
+    """One head per owning task (see `head_owners`), sized for an encoder of `encoder_config`."""
     owners = head_owners(task_names, shared)
-    return nn.ModuleDict({n: build_head(hidden_size, get_task(n), settings[n]) for n in task_names if owners[n] == n})
+    return nn.ModuleDict({n: build_head(encoder_config, get_task(n), settings[n])
+                          for n in task_names if owners[n] == n})
 
 
 class MultitaskModel(nn.Module):
@@ -45,7 +46,10 @@ class MultitaskModel(nn.Module):
         settings = heads if isinstance(heads, dict) else {n: heads or HeadConfig() for n in task_names}
         self.head_owner = head_owners(task_names, shared)  # task -> task whose head it uses
         self.loss_names = {n: settings[n].loss or t.kind.default_loss for n, t in self.tasks.items()}
-        self.heads = build_heads(encoder.config.hidden_size, task_names, settings, shared)
+        self.heads = build_heads(encoder.config, task_names, settings, shared)
+        for head in self.heads.values():  # private layers start as copies of the encoder's top layers
+            for own, top in zip(head.private, encoder.encoder.layer[len(encoder.encoder.layer) - len(head.private):]):
+                own.load_state_dict(top.state_dict())
 
     def head(self, task: str) -> TaskHead:
         return self.heads[self.head_owner[task]]
@@ -68,9 +72,16 @@ class MultitaskModel(nn.Module):
     def joint_input(self, task: str) -> bool:
         return self.head(task).joint_input
 
+    def encoder_parts(self) -> list[nn.Module]:
+        """The encoder and the heads' private copies of its layers: what `freeze_encoder` freezes."""
+        return [self.encoder, *(head.private for head in self.heads.values() if len(head.private))]
+
     def freeze_encoder(self, frozen: bool = True) -> None:
-        for p in self.encoder.parameters():
-            p.requires_grad_(not frozen)
+        """Only the heads learn (frozen) or everything does; a frozen encoder also keeps its dropout off."""
+        for part in self.encoder_parts():
+            part.requires_grad_(not frozen)
+            if frozen:
+                part.eval()
 
     # ---- checkpoint: the encoder in HF format, the heads beside it ----
     def save(self, folder: str | Path) -> None:

@@ -127,14 +127,16 @@ def lr_lambda(total_steps: int, warmup: float, decay: str, epoch_starts: list[in
 
 def parameter_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
     """The encoder and each task head with its own learning rate, each split into decayed weights and
-    undecayed biases / LayerNorm weights. Frozen parameters are included: they get no gradient, so no update."""
-    modules = [("encoder", model.encoder, cfg.train.lr)]
+    undecayed biases / LayerNorm weights; a head's private encoder layers learn at the encoder's rate.
+    Frozen parameters are included: they get no gradient, so no update."""
+    parts = [("encoder", list(model.encoder.named_parameters()), cfg.train.lr)]
     for task, head in model.heads.items():
         lr = (cfg.train.head_lrs or {}).get(task, cfg.train.head_lr or cfg.train.lr)
-        modules.append((f"head:{task}", head, lr))
+        named = list(head.named_parameters())
+        parts.append((f"head:{task}", [(n, p) for n, p in named if not n.startswith("private.")], lr))
+        parts.append((f"private:{task}", [(n, p) for n, p in named if n.startswith("private.")], cfg.train.lr))
     groups = []
-    for name, module, lr in modules:
-        named = list(module.named_parameters())
+    for name, named, lr in parts:
         decay = [p for n, p in named if p.ndim >= 2 and "LayerNorm" not in n]
         no_decay = [p for n, p in named if not (p.ndim >= 2 and "LayerNorm" not in n)]
         groups += [g for g in ({"name": name, "params": decay, "lr": lr, "weight_decay": cfg.train.weight_decay},

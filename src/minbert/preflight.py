@@ -19,6 +19,7 @@ from .config import MIN_MAX_LENGTH, Config, MlmConfig
 from .data.loading import resolve_data_dir
 from .data.readers import read_text
 from .encoder import BertConfig, BertModel
+from .heads.task_head import check_private_layers
 from .tasks import get_task
 from .tokenizer import Tokenizer
 
@@ -125,6 +126,8 @@ def preflight(cfg: Config, data_dir: str | None = None) -> dict:
     device = check_device(cfg.train.device)
     pin_backbone(cfg)  # a Hub id resolved once, here: what is checked is the commit the run will load
     folder, config = check_backbone(cfg.model.backbone, cfg.model.max_length)
+    for task in cfg.tasks:
+        check_private_layers(task, cfg.model.head_config(task), config)
     data_path, files = check_data(cfg, data_dir)
     return {"ok": True, "tasks": list(cfg.tasks), "device": str(device), "backbone": str(folder),
             "max_length": cfg.model.max_length, "max_position_embeddings": config.max_position_embeddings,
@@ -151,7 +154,7 @@ def check_model_folder(cfg: Config, folder: Path, encoder_config: BertConfig) ->
     from .model import build_heads
 
     check_tensors(folder / "model.safetensors", BertModel.parameter_shapes(encoder_config), prefix="bert.")
-    heads = build_heads(encoder_config.hidden_size, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks},
+    heads = build_heads(encoder_config, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks},
                         cfg.model.shared_heads)
     expected = {k: tuple(v.shape) for k, v in heads.state_dict().items()}
     check_tensors(folder / "heads.safetensors", expected)

@@ -1,4 +1,9 @@
-"""A task's head: encoder -> [CNN block] -> pooling -> (pair features | cosine) -> [MLP] -> output layer.
+"""A task's head: encoder -> [private layers] -> [CNN block] -> pooling -> (pair features | cosine) -> [MLP] ->
+output layer.
+
+With `private_layers: N` the head owns a copy of the encoder's top N layers (started from the encoder's
+weights by the model, trained at the encoder's learning rate): its inputs run the shared encoder's lower
+layers, then its own copies, so the task has capacity that no other task's gradient moves.
 
 The head returns a `HeadOutput`: the task's output in its own units (class logits, a paraphrase logit,
 a 0-5 score), the raw output of its last linear layer (what a task sharing the head reads in its own
@@ -16,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import HeadConfig, head_problem
-from ..encoder import BertModel
+from ..errors import ConfigError
+from ..encoder import BertConfig, BertLayer, BertModel
 from ..kinds import Binary
 from ..tasks import Task
 from .blocks import ConvBlock, mlp
@@ -30,36 +36,56 @@ class HeadOutput(NamedTuple):
     cosine: torch.Tensor | None = None  # cosine heads: the cosine behind `value` (max(cos, 0) under cosine_scale relu)
 
 
+def check_private_layers(task: str, cfg: HeadConfig, encoder_config: BertConfig) -> None:
+    """A head's private layers leave the encoder at least one shared layer (a ConfigError naming the key)."""
+    if cfg.private_layers >= encoder_config.num_hidden_layers:
+        raise ConfigError(f"model.heads.{task}.private_layers: {cfg.private_layers} leaves no shared layer of the "
+                          f"backbone's {encoder_config.num_hidden_layers}")
+
+
 class TaskHead(nn.Module):
     """What every head shares: the CNN block and pooling that make a sentence vector, and whether a pair is one
     joint input. `build_head` picks the variant once; nothing downstream asks which it is by name."""
 
     gives_cosine = False  # whether `forward` reports the cosine (what the cosine-embedding loss reads)
 
-    def __init__(self, hidden_size: int, task: Task, cfg: HeadConfig):
+    def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadConfig):
         super().__init__()
         assert head_problem(task.name, cfg) is None, f"config validation: head for {task.name}: {head_problem(task.name, cfg)}"
         self.task, self.cfg = task, cfg
         self.joint_input = not (task.is_pair and cfg.pair_encoding == "siamese")  # else two sentence vectors
+        hidden_size = encoder_config.hidden_size
+        check_private_layers(task.name, cfg, encoder_config)
+        self.private = nn.ModuleList(BertLayer(encoder_config) for _ in range(cfg.private_layers))
         self.cnn = ConvBlock(hidden_size, cfg.cnn_kernel, cfg.cnn_residual) if cfg.cnn_kernel else None
         self.pool = POOLING[cfg.pooling]
         self.pooled_width = POOLED_WIDTH[cfg.pooling] * hidden_size
 
     def sentence_vector(self, encoder: BertModel, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = encoder(x["input_ids"], x["attention_mask"], x["token_type_ids"]).last_hidden_state
+        hidden = self.token_states(encoder, x)
         if self.cnn is not None:
             hidden = self.cnn(hidden, x["attention_mask"])
         return self.pool(hidden, x["attention_mask"])
+
+    def token_states(self, encoder: BertModel, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The encoder's last hidden states; the top ones from this head's private layers when it has some."""
+        shared = -len(self.private) or None  # the encoder's layers below the private ones (None: all)
+        hidden = encoder(x["input_ids"], x["attention_mask"], x["token_type_ids"], layers=shared).last_hidden_state
+        if len(self.private):
+            bias = encoder.attention_bias(x["attention_mask"], hidden.dtype)
+            for layer in self.private:
+                hidden = layer(hidden, bias)
+        return hidden
 
 
 class LinearHead(TaskHead):
     """Pooled vector (or a Siamese pair's features) -> dropout -> [MLP] -> output layer -> the task's activation."""
 
-    def __init__(self, hidden_size: int, task: Task, cfg: HeadConfig):
-        super().__init__(hidden_size, task, cfg)
+    def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadConfig):
+        super().__init__(encoder_config, task, cfg)
         width = self.pooled_width * (1 if self.joint_input else len(cfg.features))
         self.dropout = nn.Dropout(cfg.dropout)
-        self.mlp, width = mlp(width, cfg.mlp_hidden or hidden_size, cfg.mlp_layers, cfg.dropout)
+        self.mlp, width = mlp(width, cfg.mlp_hidden or encoder_config.hidden_size, cfg.mlp_layers, cfg.dropout)
         self.out = nn.Linear(width, task.num_outputs)
 
     def features(self, encoder: BertModel, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
@@ -80,8 +106,8 @@ class CosineHead(TaskHead):
 
     gives_cosine = True
 
-    def __init__(self, hidden_size: int, task: Task, cfg: HeadConfig):
-        super().__init__(hidden_size, task, cfg)
+    def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadConfig):
+        super().__init__(encoder_config, task, cfg)
         self.projection = nn.Linear(self.pooled_width, cfg.projection) if cfg.projection else nn.Identity()
         if isinstance(task.kind, Binary):  # calibrate the cosine into a logit (parameters named as in checkpoints)
             self.scale = nn.Parameter(torch.tensor(10.0))
@@ -113,6 +139,7 @@ SIMILARITIES: dict[str, type[TaskHead]] = {"linear": LinearHead, "cosine": Cosin
 COSINE_SCALES = {"relu": CosineHead.relu_score, "shift": CosineHead.shift_score}  # a score task's calibration
 
 
-def build_head(hidden_size: int, task: Task, cfg: HeadConfig) -> TaskHead:
-    """The head variant that `cfg` names for `task` (a single-sentence task always has a linear head)."""
-    return SIMILARITIES[cfg.similarity if task.is_pair else "linear"](hidden_size, task, cfg)
+def build_head(encoder_config: BertConfig, task: Task, cfg: HeadConfig) -> TaskHead:
+    """The head variant that `cfg` names for `task` (a single-sentence task always has a linear head), for an
+    encoder of `encoder_config`'s sizes."""
+    return SIMILARITIES[cfg.similarity if task.is_pair else "linear"](encoder_config, task, cfg)

@@ -158,9 +158,7 @@ class Trainer:
         """Train mode, and what this epoch trains (staged freezing): call before `train_step`."""
         self.model.train()
         trained = encoder_trainable(self.cfg, self.progress.epoch)
-        self.model.freeze_encoder(not trained)
-        if not trained:
-            self.model.encoder.eval()  # a frozen encoder also keeps its dropout off
+        self.model.freeze_encoder(not trained)  # a frozen encoder also keeps its dropout off
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.nothing_to_learn: set[str] = set()  # tasks with no trainable parameter this epoch (logged once)
 
