@@ -96,3 +96,28 @@ def test_a_run_with_a_private_layer_trains_saves_and_reloads(tmp_path, tiny_back
     assert too_many.returncode == 2 and not (tmp_path / "no").exists()
     assert too_many.stderr.strip() == ("minbert: error: model.heads.sst.private_layers: 2 leaves no shared layer "
                                        "of the backbone's 2")
+
+
+def test_layer_decay_gives_each_depth_its_closed_form_rate_and_adamw_steps_by_it(parts):
+    """lr * d^depth per group; AdamW's first step moves an undecayed parameter by its group's rate (m / sqrt(v)
+    is the gradient's sign on the first step), so the embeddings' LayerNorm bias moves by lr * d^L."""
+    from minbert.optim import build_optimizer
+    model, tok = parts
+    cfg = load_config(None, ["tasks=[sst, sts]", "train.lr=1e-3", "train.head_lr=1e-2", "train.layer_decay=0.5"])
+    groups = parameter_groups(model, cfg)
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert len(rate) == sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    enc, (bottom, top) = model.encoder, model.encoder.encoder.layer  # the tiny backbone has 2 layers
+    expected = [(enc.embeddings, 1e-3 * 0.25), (bottom, 1e-3 * 0.5), (top, 1e-3), (enc.pooler, 1e-3),
+                (model.heads["sst"].private, 1e-3), (model.heads["sst"].out, 1e-2), (model.heads["sts"], 1e-2)]
+    for module, lr in expected:
+        assert all(rate[id(p)] == pytest.approx(lr) for p in module.parameters()), module
+
+    optimizer = build_optimizer("adamw", groups, lr=1e-3)
+    bias = enc.embeddings.LayerNorm.bias
+    before = bias.detach().clone()
+    model.train()
+    model.loss("sst", model.outputs("sst", [tok(SENTENCES)]), torch.tensor([0, 4])).backward()
+    moved = bias.grad.abs() > 1e-6
+    optimizer.step()
+    assert torch.allclose((bias.detach() - before).abs()[moved], torch.full((int(moved.sum()),), 2.5e-4), rtol=1e-2)

@@ -174,6 +174,7 @@ class TrainConfig:
     lr: float = 5e-5  # encoder learning rate
     head_lr: float | None = None  # all heads; None: same as lr
     head_lrs: dict[str, float] | None = None  # per task head, overriding head_lr, e.g. {sst: 9.5e-4}
+    layer_decay: float | None = None  # layer-wise lr decay: encoder layer i of L learns at lr * layer_decay^(L - i)
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of all steps with linear warm-up
     lr_decay: LrDecay = "linear"  # after warm-up: linear | cosine | constant
@@ -246,7 +247,7 @@ NON_NEGATIVE = {"model.mlp_layers", "model.private_layers", "train.smart.lambda_
                 "train.smart.steps", "train.smart.mu", "train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
                 "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs", "data.fold"}
 UNIT_INTERVAL = {"model.dropout", "train.warmup", "train.smart.momentum"}
-FRACTION = {"data.train_fraction"}
+FRACTION = {"data.train_fraction", "train.layer_decay"}
 CLOSED_UNIT = {"train.distill.gold_weight"}
 
 

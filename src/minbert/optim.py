@@ -125,9 +125,24 @@ def lr_lambda(total_steps: int, warmup: float, decay: str, epoch_starts: list[in
     return factor
 
 
+def layer_depths(model: MultitaskModel) -> dict[int, int]:
+    """Parameter id -> how many layers lie above it, under layer-wise learning-rate decay: 0 for the top encoder
+    layer (and the pooler, and each private copy of it), L - i for layer i of L counted from 1, L for the
+    embeddings. A private copy of layer i sits where the layer it copies sits."""
+    layers = model.encoder.encoder.layer
+    depth = {id(p): len(layers) for p in model.encoder.embeddings.parameters()}
+    for i, layer in enumerate(layers):
+        depth.update({id(p): len(layers) - 1 - i for p in layer.parameters()})
+    for head in model.heads.values():
+        for i, layer in enumerate(head.private):
+            depth.update({id(p): len(head.private) - 1 - i for p in layer.parameters()})
+    return depth
+
+
 def parameter_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
     """The encoder and each task head with its own learning rate, each split into decayed weights and
-    undecayed biases / LayerNorm weights; a head's private encoder layers learn at the encoder's rate.
+    undecayed biases / LayerNorm weights; a head's private encoder layers learn at the encoder's rate. With
+    `train.layer_decay` d, the encoder's rate is further split by depth: lr * d^depth (see `layer_depths`).
     Frozen parameters are included: they get no gradient, so no update."""
     parts = [("encoder", list(model.encoder.named_parameters()), cfg.train.lr)]
     for task, head in model.heads.items():
@@ -135,6 +150,17 @@ def parameter_groups(model: MultitaskModel, cfg: Config) -> list[dict]:
         named = list(head.named_parameters())
         parts.append((f"head:{task}", [(n, p) for n, p in named if not n.startswith("private.")], lr))
         parts.append((f"private:{task}", [(n, p) for n, p in named if n.startswith("private.")], cfg.train.lr))
+    if cfg.train.layer_decay is not None:
+        depth = layer_depths(model)
+        split = []
+        for name, named, lr in parts:
+            if name == "encoder" or name.startswith("private:"):
+                for d in sorted({depth.get(id(p), 0) for _, p in named}):
+                    split.append((name if d == 0 else f"{name}@-{d}", [(n, p) for n, p in named
+                                  if depth.get(id(p), 0) == d], lr * cfg.train.layer_decay ** d))
+            else:
+                split.append((name, named, lr))
+        parts = split
     groups = []
     for name, named, lr in parts:
         decay = [p for n, p in named if p.ndim >= 2 and "LayerNorm" not in n]
