@@ -1,7 +1,8 @@
 """Everything a killed run needs to continue exactly, written without pickle and atomically.
 
-`TrainState` is a run's progress (epoch, step, counts, best score, history), defined once: the trainer
-keeps it, saves it and restores it from this one definition.
+`TrainState` is a run's progress (epoch, step, counts, best score, history), and `PARTS` the run's other
+stateful parts (optimizer, scheduler, samplers, RNGs, ...), each with how it saves and loads itself: the
+trainer's checkpoint is these two, and what a read-back state is checked for before use comes from them too.
 
 A training checkpoint folder holds the model (encoder `model.safetensors` + `heads.safetensors`, as
 `best/` does), `trainer_state.safetensors` (optimizer moments, RNG states) and `trainer_state.json`
@@ -141,15 +142,75 @@ def write_trainer_state(folder: Path, state: dict) -> None:
     (folder / "trainer_state.json").write_text(json.dumps(plain) + "\n")
 
 
+@dataclass(frozen=True)
+class Part:
+    """One stateful part of a training run (duck-typed on the trainer's attributes): the key its state has in
+    the checkpoint, that state's type, and how the part saves and loads it. A part that is not `required`
+    may be absent or None (checkpoints from before it existed, or a run without it): it keeps its fresh state."""
+
+    key: str
+    kind: type | tuple[type, ...]
+    save: Callable[[Any], Any]
+    load: Callable[[Any, Any], None]
+    required: bool = True
+
+
+def _load_streams(trainer, state: dict) -> None:
+    for name, stream in trainer.streams.items():
+        stream.load_state(state[name])
+
+
+def _load_rng(trainer, state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    trainer.generator.set_state(state["batches"])
+    trainer.combiner.generator.set_state(state["combine"])
+
+
+def _nothing_to_load(trainer, state) -> None:
+    """Recorded for the checks before a resume (the config in `resume_config`, the data in `Trainer.restore`)."""
+
+
+PARTS = (
+    Part("optimizer", dict, lambda t: t.optimizer.state_dict(), lambda t, s: load_optimizer_state(t.optimizer, s)),
+    Part("scheduler", dict, lambda t: {k: v for k, v in t.scheduler.state_dict().items() if k != "lr_lambdas"},
+         lambda t, s: t.scheduler.load_state_dict({**s, "lr_lambdas": [None] * len(t.optimizer.param_groups)})),
+    Part("streams", dict, lambda t: {n: s.state() for n, s in t.streams.items()}, _load_streams),
+    Part("rng", dict, lambda t: {"torch": torch.get_rng_state(), "batches": t.generator.get_state(),
+                                 "combine": t.combiner.generator.get_state()}, _load_rng),
+    Part("scaler", dict, lambda t: t.scaler.state_dict() if t.scaler else None,
+         lambda t, s: t.scaler.load_state_dict(s) if t.scaler else None, required=False),
+    Part("teacher", dict, lambda t: t.regulariser.teacher.state_dict() if t.regulariser.teacher is not None else None,
+         lambda t, s: t.regulariser.teacher.load_state_dict(s), required=False),  # SMART's momentum teacher
+    Part("steplog", dict, lambda t: t.steplog.state(), lambda t, s: t.steplog.load_state(s), required=False),
+    Part("config", dict, lambda t: t.cfg.to_dict(), _nothing_to_load),
+    Part("data", dict, lambda t: t.data_fingerprint(), _nothing_to_load),
+)
+
+
+def run_state(trainer) -> dict[str, Any]:
+    """The checkpoint's state of a run: its progress and each part's state."""
+    return {**trainer.progress.to_dict(), **{part.key: part.save(trainer) for part in PARTS}}
+
+
+def load_run_state(trainer, state: dict[str, Any]) -> None:
+    """Load each part of `state` (as `read_trainer_state` checked it) into the trainer, then its progress."""
+    for part in PARTS:
+        if state.get(part.key) is not None:
+            part.load(trainer, state[part.key])
+    if set(state["loss_sums"]) != set(trainer.cfg.tasks) or set(state["loss_counts"]) != set(trainer.cfg.tasks):
+        raise KeyError(f"loss_sums / loss_counts are not of the tasks {trainer.cfg.tasks}")
+    trainer.progress = TrainState.from_dict(state)
+
+
 NUMBER = (int, float)
-# what `Trainer.state()` writes: key -> type (checked before any of it is used)
+# what `run_state` writes: key -> type (checked before any of it is used)
 STATE_KEYS: dict[str, type | tuple[type, ...]] = {
     **{f.name: {"int": int, "float": NUMBER, "dict": dict, "list": list}[f.type] for f in dataclasses.fields(TrainState)},
-    "optimizer": dict, "scheduler": dict, "streams": dict, "rng": dict, "config": dict, "data": dict}
+    **{part.key: part.kind for part in PARTS if part.required}}
 
 
 def _state_problem(state: Any) -> str | None:
-    """Why a trainer state (as read back) is not one `Trainer.state()` wrote, or None."""
+    """Why a trainer state (as read back) is not one `run_state` wrote, or None."""
     if not isinstance(state, dict):
         return f"expected a JSON object, got {type(state).__name__}"
     for key, kind in STATE_KEYS.items():

@@ -34,8 +34,7 @@ from ..schedules import TaskSizes, build_schedule, expected_examples
 from ..smart import build_regulariser
 from .distill import Teacher, TeacherOutputs, check_teachers
 from .interrupts import StopSignals, TrainingInterrupted
-from .state import (TrainState, atomic_folder, load_optimizer_state, read_trainer_state,
-                    write_trainer_state)
+from .state import TrainState, atomic_folder, load_run_state, read_trainer_state, run_state, write_trainer_state
 from .setup import RunLog, pick_device, seed_everything, training_examples
 from .step import optimizer_update
 from .steplog import StepLog, keep_until
@@ -332,20 +331,6 @@ class Trainer:
         self.model.save(folder)
         self.tokenizer.save_pretrained(folder)
 
-    def state(self) -> dict:
-        return {
-            **self.progress.to_dict(), "steplog": self.steplog.state(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
-            "streams": {n: s.state() for n, s in self.streams.items()},
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "teacher": self.regulariser.teacher.state_dict() if self.regulariser.teacher is not None else None,
-            "rng": {"torch": torch.get_rng_state(), "batches": self.generator.get_state(),
-                    "combine": self.combiner.generator.get_state()},
-            "config": self.cfg.to_dict(),
-            "data": self.data_fingerprint(),
-        }
-
     def data_fingerprint(self) -> dict[str, str]:
         """Rows and a hash of the ids of each training set: a resume must see the same data."""
         return {n: rows_fingerprint(d.ids) for n, d in self.train_sets.items()}
@@ -357,7 +342,7 @@ class Trainer:
 
         def write(folder: Path) -> None:
             self.save_model(folder)
-            write_trainer_state(folder, self.state())
+            write_trainer_state(folder, run_state(self))
         atomic_folder(self.run_dir / "last", write)
 
     def restore(self, folder: Path) -> None:
@@ -370,30 +355,13 @@ class Trainer:
                                   f"resume with the same data (--data-dir)")
         self.model.load(folder)
         try:
-            self._apply_state(state)
+            load_run_state(self, state)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
             why = " ".join(f"{type(e).__name__}: {e}".split())[:200]
             raise CheckpointError(f"{folder / 'trainer_state.json'}: does not fit this run ({why})") from None
         self.saved_at = (self.progress.epoch, self.progress.step)
         self.log(f"resumed from {folder}: epoch {self.progress.epoch}, step {self.progress.step} of {self.steps_per_epoch}, "
                  f"{self.progress.updates} optimizer steps done")
-
-    def _apply_state(self, state: dict) -> None:
-        load_optimizer_state(self.optimizer, state["optimizer"])
-        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
-        for name, s in self.streams.items():
-            s.load_state(state["streams"][name])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["batches"])
-        self.combiner.generator.set_state(state["rng"]["combine"])
-        if state.get("teacher") is not None:
-            self.regulariser.teacher.load_state_dict(state["teacher"])
-        if self.scaler and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        if set(state["loss_sums"]) != set(self.cfg.tasks) or set(state["loss_counts"]) != set(self.cfg.tasks):
-            raise KeyError(f"loss_sums / loss_counts are not of the tasks {self.cfg.tasks}")
-        self.progress = TrainState.from_dict(state)
-        self.steplog.load_state(state.get("steplog"))
 
     def rewind_logs(self) -> None:
         """After `restore`: the run's logs as they were at the checkpoint (what a killed run wrote later is dropped)."""
