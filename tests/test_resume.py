@@ -25,6 +25,8 @@ def train_args(out: Path, backbone: Path, data: Path) -> list[str]:
             # the richest training state: PCGrad's random order and cosine logging
             "--set", "train.combine.name=pcgrad",
             "--set", "train.combine.log_cosine_every=2",
+            # a moving average of the weights (evaluated, saved as best/, kept in each checkpoint)
+            "--set", "train.ema=0.8",
             # a step-log line every 3 updates: checkpoints (every update) fall between lines
             "--set", "train.log_every=3"]
 

@@ -181,6 +181,7 @@ class TrainConfig:
     milestones: list[int] | None = None  # MultiStepLR: multiply the learning rate by gamma after each of these epochs
     gamma: float = 0.1
     grad_clip: float | None = 1.0
+    ema: float | None = None  # decay of a moving average of the weights, evaluated and saved instead (e.g. 0.999)
     freeze_encoder: bool = False  # the "frozen encoder" baseline: only heads learn, every epoch
     freeze_stages: list[FreezeStage] | None = None  # e.g. heads 5 epochs, all 20, heads 5 (the last stage lasts)
     precision: Precision = "fp32"  # fp32 | bf16 | fp16: autocast (fp16 with a grad scaler) on CUDA; CPU runs fp32
@@ -246,7 +247,7 @@ POSITIVE = {"model.projection", "model.cnn_kernel", "model.mlp_hidden", "train.e
 NON_NEGATIVE = {"model.mlp_layers", "model.private_layers", "train.smart.lambda_s", "train.smart.sigma", "train.smart.step_size", "train.smart.epsilon",
                 "train.smart.steps", "train.smart.mu", "train.lr", "train.head_lr", "train.head_lrs", "train.gamma", "train.weight_decay", "train.grad_clip", "train.combine.weights",
                 "train.schedule.alpha_start", "train.schedule.alpha_end", "train.schedule.large_task_epochs", "data.fold"}
-UNIT_INTERVAL = {"model.dropout", "train.warmup", "train.smart.momentum"}
+UNIT_INTERVAL = {"model.dropout", "train.warmup", "train.smart.momentum", "train.ema"}
 FRACTION = {"data.train_fraction", "train.layer_decay"}
 CLOSED_UNIT = {"train.distill.gold_weight"}
 

@@ -113,6 +113,11 @@ def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def dev_line(metrics: dict) -> str:
+    """A run's best dev metrics and the epoch they are of, for a log line."""
+    return f"{format_metrics({k: v for k, v in metrics.items() if k != 'epoch'})}, epoch {metrics.get('epoch')}"
+
+
 def run_one(run: RecipeRun, out_dir: Path, data_dir: str | None) -> dict:
     """One run of the recipe, trained (or continued) unless done before with this config; its result."""
     done = out_dir / run.name / "recipe_result.json"
@@ -120,7 +125,7 @@ def run_one(run: RecipeRun, out_dir: Path, data_dir: str | None) -> dict:
     wanted = run.cfg.to_dict()
     earlier = finished_result(done, RESULT_FIELDS, wanted, log)
     if earlier is not None:
-        log(f"recipe: {run.name} done before ({format_metrics(earlier['metrics'])})")
+        log(f"recipe: {run.name} done before ({dev_line(earlier['metrics'])})")
         return {k: v for k, v in earlier.items() if k != "config"}
     log(f"recipe: training {run.name}")
     best, seconds = train_or_continue(run.cfg, out_dir / run.name, data_dir, log, AGAIN,
@@ -147,7 +152,7 @@ def run_in_lanes(path: Path, runs: list[RecipeRun], out_dir: Path, data_dir: str
     def collect(name: str) -> None:
         result = json.loads((out_dir / name / "recipe_result.json").read_text())
         results[name] = {k: v for k, v in result.items() if k != "config"}
-        log(f"recipe: {name} done ({format_metrics(result['metrics'])})")
+        log(f"recipe: {name} done ({dev_line(result['metrics'])})")
 
     Lanes(jobs, lanes, log).run(collect, f"rerun {AGAIN} to continue (finished runs are kept; a paused one "
                                          "continues from its last checkpoint)")

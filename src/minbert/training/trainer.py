@@ -33,6 +33,7 @@ from ..distributed import Parallel
 from ..schedules import TaskSizes, build_schedule, expected_examples
 from ..smart import build_regulariser
 from .distill import Teacher, TeacherOutputs, check_teachers
+from .average import build_average
 from .interrupts import StopSignals, TrainingInterrupted
 from .state import TrainState, atomic_folder, load_run_state, read_trainer_state, run_state, write_trainer_state
 from .setup import RunLog, pick_device, seed_everything, training_examples
@@ -110,6 +111,7 @@ class Trainer:
                                        model.encoder.embeddings.word_embeddings,
                                        self.par.sum_gradients if self.par.world > 1 else None)
         self.regulariser = build_regulariser(cfg.train.smart, self.model)
+        self.average = build_average(cfg.train.ema, self.model)  # evaluated and saved as best/ when set
         self.teacher_outputs = TeacherOutputs(cfg, teachers, taught, run_dir, self.device, log)
         self.distiller = self.teacher_outputs.distiller(cfg.train.distill, model.tasks, total_updates)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
@@ -241,6 +243,7 @@ class Trainer:
         if update.stepped:
             self.regulariser.after_step(self.model)
             self.progress.updates += 1
+            self.average.update(self.progress.updates)
             self.steplog.update(self.progress.updates, self.progress.epoch, self.progress.step, update.lrs,
                                 update.grad_norm)
             self.progress.bad_in_a_row = 0
@@ -268,7 +271,9 @@ class Trainer:
     def end_epoch(self) -> None:
         t0 = time.time()
         dev_loss: dict[str, float] = {}
-        metrics, _ = evaluate(self.model, self.dev_sets, self.tokenizer, self.cfg.eval.batch_size, self.device, dev_loss)
+        with self.average.applied():
+            metrics, _ = evaluate(self.model, self.dev_sets, self.tokenizer, self.cfg.eval.batch_size, self.device,
+                                  dev_loss)
         score = selection_score(metrics, self.cfg.tasks)
         record = {"epoch": self.progress.epoch, "updates": self.progress.updates,
                   "train_loss": {n: self.progress.loss_sums[n] / max(1, self.progress.loss_counts[n]) for n in self.cfg.tasks},
@@ -286,7 +291,8 @@ class Trainer:
         if improved:
             self.progress.best_score, self.progress.best_metrics = score, {**metrics, "epoch": self.progress.epoch}
             if self.par.main:
-                atomic_folder(self.run_dir / "best", self.save_model)
+                with self.average.applied():
+                    atomic_folder(self.run_dir / "best", self.save_model)
         self.progress.epoch, self.progress.step = self.progress.epoch + 1, 0
         self.progress.new_epoch(self.cfg.tasks)
         self.save_last()
