@@ -27,7 +27,8 @@ import torch
 from minbert.config import load_config
 from minbert.tools.bench import timed
 from minbert.training.run import check_inputs
-from minbert.training.trainer import Trainer, encoder_trainable
+from minbert.training.setup import encoder_trainable
+from minbert.training.trainer import Trainer
 
 
 class Stepper:

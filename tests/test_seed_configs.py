@@ -13,7 +13,7 @@ from minbert.config import load_config
 from minbert.schedules import TaskSizes, build_schedule
 from minbert.tasks import TASKS
 from minbert.training.run import train
-from minbert.training.trainer import encoder_trainable
+from minbert.training.setup import encoder_trainable
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "seeds").glob("*.yaml"))

@@ -8,7 +8,7 @@ from minbert.config import load_config
 from minbert.data.batching import BatchStream, EncodedSet, bucketed_batches, sorted_batches
 from minbert.optim import lr_lambda
 from minbert.optim import parameter_groups
-from minbert.training.trainer import encoder_trainable
+from minbert.training.setup import encoder_trainable
 
 
 def test_batch_stream_recycles_and_reshuffles():

@@ -1,4 +1,5 @@
-"""Setting up a run: the run log, seeds, the device, a writable folder, the training rows.
+"""Setting up a run: the run log, seeds, the device, a writable folder, the training and dev sets, and what
+each epoch trains (staged freezing).
 
 Used by the trainer and by the other commands that write a run (MLM pre-training).
 """
@@ -14,7 +15,8 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..data.loading import read_split
+from ..data.batching import EncodedSet, encode_examples
+from ..data.loading import load_split, read_split
 from ..data.readers import Example
 from ..errors import DiskError
 from ..tasks import Task
@@ -72,3 +74,30 @@ def training_examples(cfg: Config, task: Task, data_path: Path, log: Callable[[s
     held_out = (cfg.data.folds, cfg.data.fold) if cfg.data.folds is not None else None
     return read_split(task, "train", data_path, cfg.data.strict, log, cfg.data.train_limit, cfg.train.seed,
                       cfg.data.train_fraction, held_out)
+
+
+def task_sets(cfg: Config, model, tokenizer, data_path: Path, log: Callable[[str], None], taught_tasks: set[str]
+              ) -> tuple[dict[str, EncodedSet], dict[str, EncodedSet], dict[str, list[Example]]]:
+    """Each task's training and dev sets, encoded as its head reads them (a pair jointly or one sentence at a
+    time), and the training rows of the tasks in `taught_tasks` (their teachers score those rows)."""
+    train_sets, dev_sets, taught = {}, {}, {}
+    for name, task in model.tasks.items():
+        joint = model.joint_input(name)
+        rows = training_examples(cfg, task, data_path, log)
+        train_sets[name] = encode_examples(rows, tokenizer, joint)
+        if name in taught_tasks:
+            taught[name] = rows
+        dev_sets[name] = load_split(task, "dev", data_path, tokenizer, joint, cfg.data.strict, log, cfg.data.dev_limit)
+    return train_sets, dev_sets, taught
+
+
+def encoder_trainable(cfg: Config, epoch: int) -> bool:
+    """Staged freezing: is the encoder trained in this epoch? (`freeze_encoder` = heads only, throughout.)"""
+    if cfg.train.freeze_encoder:
+        return False
+    end = 0
+    for stage in cfg.train.freeze_stages or []:
+        end += stage.epochs
+        if epoch <= end:
+            return stage.train == "all"
+    return cfg.train.freeze_stages[-1].train == "all" if cfg.train.freeze_stages else True

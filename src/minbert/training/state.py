@@ -203,6 +203,31 @@ def load_run_state(trainer, state: dict[str, Any]) -> None:
     trainer.progress = TrainState.from_dict(state)
 
 
+def save_checkpoint(trainer, folder: Path) -> None:
+    """The run's weights (as `best/` holds them) and its state, written atomically into `folder`."""
+    def write(tmp: Path) -> None:
+        trainer.save_model(tmp)
+        write_trainer_state(tmp, run_state(trainer))
+    atomic_folder(folder, write)
+
+
+def restore_checkpoint(trainer, folder: Path) -> None:
+    """Load a checkpoint `save_checkpoint` wrote into the trainer, once its state is checked and the training
+    data is the run's; anything that does not fit is a `CheckpointError` naming the file."""
+    state = read_trainer_state(folder)
+    now = trainer.data_fingerprint()
+    changed = [f"{n}: {state['data'].get(n)} then, {now[n]} now" for n in now if state["data"].get(n) != now[n]]
+    if changed:
+        raise CheckpointError(f"{folder}: the training data differs from the run's ({'; '.join(changed)}); "
+                              f"resume with the same data (--data-dir)")
+    trainer.model.load(folder)
+    try:
+        load_run_state(trainer, state)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+        why = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        raise CheckpointError(f"{folder / 'trainer_state.json'}: does not fit this run ({why})") from None
+
+
 NUMBER = (int, float)
 # what `run_state` writes: key -> type (checked before any of it is used)
 STATE_KEYS: dict[str, type | tuple[type, ...]] = {

@@ -23,8 +23,8 @@ import torch
 
 from ..errors import CheckpointError, TrainingError  # noqa: F401  (re-exported where raised)
 from ..config import Config
-from ..data.batching import BatchStream, EncodedSet, encode_examples, to_device
-from ..data.loading import load_split, rows_fingerprint
+from ..data.batching import BatchStream, to_device
+from ..data.loading import rows_fingerprint
 from ..evaluate import evaluate, format_metrics, selection_score, write_split_predictions
 from ..model import build_model
 from ..optim import build_optimizer, lr_lambda, parameter_groups
@@ -35,22 +35,10 @@ from ..smart import build_regulariser
 from .distill import Teacher, TeacherOutputs, check_teachers
 from .average import build_average
 from .interrupts import StopSignals, TrainingInterrupted
-from .state import TrainState, atomic_folder, load_run_state, read_trainer_state, run_state, write_trainer_state
-from .setup import RunLog, pick_device, seed_everything, training_examples
+from .state import TrainState, atomic_folder, restore_checkpoint, save_checkpoint
+from .setup import RunLog, encoder_trainable, pick_device, seed_everything, task_sets
 from .step import optimizer_update
 from .steplog import StepLog, keep_until
-
-
-def encoder_trainable(cfg: Config, epoch: int) -> bool:
-    """Staged freezing: is the encoder trained in this epoch? (`freeze_encoder` = heads only, throughout.)"""
-    if cfg.train.freeze_encoder:
-        return False
-    end = 0
-    for stage in cfg.train.freeze_stages or []:
-        end += stage.epochs
-        if epoch <= end:
-            return stage.train == "all"
-    return cfg.train.freeze_stages[-1].train == "all" if cfg.train.freeze_stages else True
 
 
 class Trainer:
@@ -77,17 +65,7 @@ class Trainer:
             f"{model.encoder.num_parameters():,} encoder parameters; device {self.device}")
         if teachers is None:
             teachers = check_teachers(cfg, data_path)
-        self.train_sets: dict[str, EncodedSet] = {}
-        self.dev_sets: dict[str, EncodedSet] = {}
-        taught: dict[str, list] = {}  # the training rows of the tasks with teachers
-        for name, task in model.tasks.items():
-            joint = model.joint_input(name)
-            rows = training_examples(cfg, task, data_path, log)
-            self.train_sets[name] = encode_examples(rows, self.tokenizer, joint)
-            if name in teachers:
-                taught[name] = rows
-            self.dev_sets[name] = load_split(task, "dev", data_path, self.tokenizer, joint, cfg.data.strict, log,
-                                             cfg.data.dev_limit)
+        self.train_sets, self.dev_sets, taught = task_sets(cfg, model, self.tokenizer, data_path, log, set(teachers))
         self.model = model.to(self.device)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for fp32 matmuls (Ampere and later)
@@ -332,7 +310,7 @@ class Trainer:
     def write_history(self) -> None:
         (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.progress.history))
 
-    # ---- checkpoints ----
+    # ---- checkpoints (state.py: what they hold, how they are written and read) ----
     def save_model(self, folder: Path) -> None:
         self.model.save(folder)
         self.tokenizer.save_pretrained(folder)
@@ -343,28 +321,12 @@ class Trainer:
 
     def save_last(self) -> None:
         self.saved_at = (self.progress.epoch, self.progress.step)
-        if not self.par.main:
-            return
-
-        def write(folder: Path) -> None:
-            self.save_model(folder)
-            write_trainer_state(folder, run_state(self))
-        atomic_folder(self.run_dir / "last", write)
+        if self.par.main:
+            save_checkpoint(self, self.run_dir / "last")
 
     def restore(self, folder: Path) -> None:
         """Continue from a `last/` checkpoint: weights, optimizer, scheduler, sampler position, RNGs, progress."""
-        state = read_trainer_state(folder)
-        now = self.data_fingerprint()
-        changed = [f"{n}: {state['data'].get(n)} then, {now[n]} now" for n in now if state["data"].get(n) != now[n]]
-        if changed:
-            raise CheckpointError(f"{folder}: the training data differs from the run's ({'; '.join(changed)}); "
-                                  f"resume with the same data (--data-dir)")
-        self.model.load(folder)
-        try:
-            load_run_state(self, state)
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
-            why = " ".join(f"{type(e).__name__}: {e}".split())[:200]
-            raise CheckpointError(f"{folder / 'trainer_state.json'}: does not fit this run ({why})") from None
+        restore_checkpoint(self, folder)
         self.saved_at = (self.progress.epoch, self.progress.step)
         self.log(f"resumed from {folder}: epoch {self.progress.epoch}, step {self.progress.step} of {self.steps_per_epoch}, "
                  f"{self.progress.updates} optimizer steps done")
