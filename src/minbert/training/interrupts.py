@@ -16,6 +16,8 @@ import signal
 import threading
 from pathlib import Path
 
+import torch
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -60,3 +62,28 @@ class StopSignals:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+
+
+def agreed_signal(stop: StopSignals | None, par, device: torch.device) -> int:
+    """The signal that asks the run to pause (0: none). With several processes (`par`), the largest any of them
+    received, so all pause at the same optimizer step."""
+    signum = stop.requested() if stop is not None else 0
+    if par.world > 1:
+        flag = torch.tensor([signum], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        signum = int(flag.item())
+    return signum
+
+
+def pause_if_asked(t) -> None:
+    """On SIGINT / SIGTERM: the trainer `t` saves last/ (unless it holds this very point already) and
+    TrainingInterrupted is raised."""
+    signum = agreed_signal(t.stop, t.par, t.device)
+    if not signum:
+        return
+    if t.saved_at != (t.progress.epoch, t.progress.step):
+        t.save_last()
+    t.par.barrier()  # the other processes wait for rank 0's save
+    t.log(f"interrupted by {signal.Signals(signum).name} at epoch {t.progress.epoch} step {t.progress.step} "
+          f"({t.progress.updates} optimizer steps): {t.run_dir / 'last'} saved")
+    raise TrainingInterrupted(signum, t.progress.epoch, t.progress.step, t.run_dir)

@@ -9,8 +9,9 @@ to standard error and RUN_DIR/log.txt. RUN_DIR/last is a full training checkpoin
 continues a killed run exactly.
 
 SIGINT / SIGTERM pause the run: the current optimizer step ends, `last/` is saved, and
-`TrainingInterrupted` is raised (the CLI exits 130 / 143). A run's lifecycle around the loop (checks, the
-run folder, `train` and `resume`) is in run.py.
+`TrainingInterrupted` is raised (the CLI exits 130 / 143; interrupts.py). Beside the loop: a step is
+step.py's, a checkpoint's contents state.py's, the sets and the staged freezing setup.py's, and a run's
+lifecycle (checks, the run folder, `train` and `resume`) run.py's.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 
 from ..errors import CheckpointError, TrainingError  # noqa: F401  (re-exported where raised)
 from ..config import Config
-from ..data.batching import BatchStream, to_device
+from ..data.batching import BatchStream
 from ..data.loading import rows_fingerprint
 from ..evaluate import evaluate, format_metrics, selection_score, write_split_predictions
 from ..model import build_model
@@ -34,10 +35,10 @@ from ..schedules import TaskSizes, build_schedule, expected_examples
 from ..smart import build_regulariser
 from .distill import Teacher, TeacherOutputs, check_teachers
 from .average import build_average
-from .interrupts import StopSignals, TrainingInterrupted
+from .interrupts import StopSignals, agreed_signal, pause_if_asked
 from .state import TrainState, atomic_folder, restore_checkpoint, save_checkpoint
 from .setup import RunLog, encoder_trainable, pick_device, seed_everything, task_sets
-from .step import optimizer_update
+from .step import forward_backward, optimizer_step
 from .steplog import StepLog, keep_until
 
 
@@ -112,10 +113,10 @@ class Trainer:
         self.steplog.open(self.progress.updates)
         try:
             while self.progress.epoch <= self.cfg.train.epochs and not self.should_stop_early():
-                self.pause_if_asked()
+                pause_if_asked(self)
                 self.train_epoch()
                 self.end_epoch()
-            self.pause_if_asked()
+            pause_if_asked(self)
         finally:
             self.steplog.close()
         self.log(f"training done in {time.time() - start:.0f} s; best dev (epoch {self.progress.best_metrics.get('epoch')}): "
@@ -164,87 +165,17 @@ class Trainer:
                         self.progress.train_seconds += time.time() - t0
                         t0 = time.time()
                         self.save_last()
-                    if self.stop_signal():  # SIGINT / SIGTERM: this update is done; pause here
+                    if agreed_signal(self.stop, self.par, self.device):  # SIGINT / SIGTERM: this update is done; pause here
                         self.progress.train_seconds += time.time() - t0
-                        self.pause_if_asked()
+                        pause_if_asked(self)
                 bar.update(1)
         self.progress.train_seconds += time.time() - t0
 
     def forward_backward(self, step_tasks: list[str]) -> bool:
-        """One schedule step: a batch of each listed task, one backward per task (the summed loss's gradient)."""
-        finite = True
-        every = self.cfg.train.combine.log_cosine_every
-        self.combiner.begin(log_cosines=bool(every) and (self.progress.updates + 1) % every == 0)
-        for name in step_tasks:
-            batch = self.streams[name].next(self.par.share if self.par.world > 1 else None)
-            try:
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                    enabled=self.amp_dtype is not None):
-                    inputs = to_device(batch["inputs"], self.device)
-                    out = self.model.outputs(name, inputs)
-                    loss = self.model.loss(name, out, batch["labels"].to(self.device))
-                    loss = self.distiller.loss(name, out.value, batch["index"], loss, self.progress.updates)
-                    extra = self.regulariser.extra_loss(self.model, name, inputs, out.value)
-                total = loss if extra is None else loss + extra
-                scaled = total * batch["weight"] / self.cfg.train.accumulate
-                learned = self.combiner.backward(name, self.scaler.scale(scaled) if self.scaler else scaled)
-                if not learned and name not in self.nothing_to_learn:
-                    self.nothing_to_learn.add(name)
-                    self.log(f"task {name}: nothing to train this epoch (encoder frozen, head without parameters): "
-                             "its loss is recorded, no gradient comes from it")
-            except torch.OutOfMemoryError as e:
-                raise TrainingError(
-                    f"out of memory on {self.device} with batch size {self.cfg.train.batch_size[name]} for task "
-                    f"{name}: lower train.batch_size.{name} and raise train.accumulate to keep the effective batch") from e
-            value = loss.item()
-            if math.isfinite(value):
-                self.progress.loss_sums[name] += value
-                self.progress.loss_counts[name] += 1
-            else:
-                finite = False
-            self.progress.examples += batch["global_size"]
-            self.steplog.batch(name, value, batch["global_size"])
-        cos = self.combiner.finish()
-        if cos is not None and self.par.main:
-            with (self.run_dir / "grad_cosine.jsonl").open("a") as f:
-                f.write(json.dumps({"update": self.progress.updates + 1, "epoch": self.progress.epoch, "step": self.progress.step,
-                                    "cosine": cos}) + "\n")
-        return finite
+        return forward_backward(self, step_tasks)
 
     def optimizer_step(self, finite_losses: bool) -> bool:
-        """Clip and step; a non-finite loss or gradient norm skips the step. Returns whether it stepped."""
-        self.sum_gradients_over_processes()
-        update = optimizer_update(self.optimizer, self.scheduler, self.trainable, self.cfg.train.grad_clip,
-                                  self.scaler, finite_losses)
-        if update.overflow:
-            return False
-        if update.stepped:
-            self.regulariser.after_step(self.model)
-            self.progress.updates += 1
-            self.average.update(self.progress.updates)
-            self.steplog.update(self.progress.updates, self.progress.epoch, self.progress.step, update.lrs,
-                                update.grad_norm)
-            self.progress.bad_in_a_row = 0
-            return True
-        self.progress.bad_in_a_row += 1
-        self.progress.bad_total += 1
-        self.log(f"warning: non-finite loss or gradient at epoch {self.progress.epoch} step {self.progress.step}: step skipped "
-                 f"({self.progress.bad_in_a_row} in a row, {self.progress.bad_total} in all)")
-        if self.progress.bad_in_a_row >= self.cfg.train.max_bad_steps:
-            raise TrainingError(
-                f"stopped: {self.progress.bad_in_a_row} non-finite steps in a row (epoch {self.progress.epoch}, step {self.progress.step}); "
-                f"the last good checkpoint is {self.run_dir / 'last'} (try a lower train.lr)")
-        return False
-
-    def sum_gradients_over_processes(self) -> None:
-        """Data-parallel: sum the accumulated gradients over the processes (PCGrad's encoder gradients were
-        summed task by task already)."""
-        if self.par.world == 1:
-            return
-        done = set(map(id, self.combiner.shared)) if self.combiner.reduce is not None else set()
-        params = [p for p in self.trainable if id(p) not in done]
-        for p, g in zip(params, self.par.sum_gradients([p.grad for p in params], params)):
-            p.grad = g
+        return optimizer_step(self, finite_losses)
 
     def end_epoch(self) -> None:
         t0 = time.time()
@@ -274,28 +205,6 @@ class Trainer:
         self.progress.epoch, self.progress.step = self.progress.epoch + 1, 0
         self.progress.new_epoch(self.cfg.tasks)
         self.save_last()
-
-    def stop_signal(self) -> int:
-        """The signal that asks the run to pause (0: none). With several processes, the largest any of them
-        received, so all pause at the same optimizer step."""
-        signum = self.stop.requested() if self.stop is not None else 0
-        if self.par.world > 1:
-            flag = torch.tensor([signum], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            signum = int(flag.item())
-        return signum
-
-    def pause_if_asked(self) -> None:
-        """On SIGINT / SIGTERM: save last/ (unless it holds this very point already) and raise TrainingInterrupted."""
-        signum = self.stop_signal()
-        if not signum:
-            return
-        if self.saved_at != (self.progress.epoch, self.progress.step):
-            self.save_last()
-        self.par.barrier()  # the other processes wait for rank 0's save
-        self.log(f"interrupted by {signal_name(signum)} at epoch {self.progress.epoch} step {self.progress.step} "
-                 f"({self.progress.updates} optimizer steps): {self.run_dir / 'last'} saved")
-        raise TrainingInterrupted(signum, self.progress.epoch, self.progress.step, self.run_dir)
 
     def should_stop_early(self) -> bool:
         patience = self.cfg.train.early_stop_patience
@@ -335,8 +244,3 @@ class Trainer:
         """After `restore`: the run's logs as they were at the checkpoint (what a killed run wrote later is dropped)."""
         self.write_history()
         keep_until(self.run_dir / "grad_cosine.jsonl", self.progress.updates)
-
-
-def signal_name(signum: int) -> str:
-    import signal
-    return signal.Signals(signum).name
