@@ -44,11 +44,12 @@ class LanesInterrupted(TrainingInterrupted):
 
 
 class Lanes:
-    def __init__(self, jobs: list[Job], lanes: int, log):
+    def __init__(self, jobs: list[Job], lanes: int, log, done: set[str] | None = None):
+        """`done`: the names of jobs finished before, which jobs may need."""
         self.jobs = {j.name: j for j in jobs}
         self.pending, self.lanes, self.log = list(jobs), lanes, log
         self.running: dict[str, subprocess.Popen] = {}
-        self.done: set[str] = set()
+        self.done: set[str] = set(done or ())
         self.failed: dict[str, int] = {}
         self.signum = 0
 

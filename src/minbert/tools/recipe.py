@@ -118,15 +118,25 @@ def dev_line(metrics: dict) -> str:
     return f"{format_metrics({k: v for k, v in metrics.items() if k != 'epoch'})}, epoch {metrics.get('epoch')}"
 
 
+def done_before(run: RecipeRun, out_dir: Path) -> dict | None:
+    """The run's result when it was done before with this config (and, for a student, these teachers)."""
+    if any(not (out_dir / name / "recipe_result.json").is_file() for name in run.needs):
+        return None  # a teacher to be trained first: its student is not done
+    name_identities(run.cfg)  # a student is done only while its teachers are the ones it learned from
+    earlier = finished_result(out_dir / run.name / "recipe_result.json", RESULT_FIELDS, run.cfg.to_dict(), log)
+    if earlier is None:
+        return None
+    log(f"recipe: {run.name} done before ({dev_line(earlier['metrics'])})")
+    return {k: v for k, v in earlier.items() if k != "config"}
+
+
 def run_one(run: RecipeRun, out_dir: Path, data_dir: str | None) -> dict:
     """One run of the recipe, trained (or continued) unless done before with this config; its result."""
-    done = out_dir / run.name / "recipe_result.json"
-    name_identities(run.cfg)  # a student is done only while its teachers are the ones it learned from
-    wanted = run.cfg.to_dict()
-    earlier = finished_result(done, RESULT_FIELDS, wanted, log)
+    earlier = done_before(run, out_dir)
     if earlier is not None:
-        log(f"recipe: {run.name} done before ({dev_line(earlier['metrics'])})")
-        return {k: v for k, v in earlier.items() if k != "config"}
+        return earlier
+    done = out_dir / run.name / "recipe_result.json"
+    wanted = run.cfg.to_dict()
     log(f"recipe: training {run.name}")
     best, seconds = train_or_continue(run.cfg, out_dir / run.name, data_dir, log, AGAIN,
                                       may_continue=not done.exists())
@@ -139,22 +149,24 @@ def run_in_lanes(path: Path, runs: list[RecipeRun], out_dir: Path, data_dir: str
                  lanes: int) -> list[dict]:
     """Every run in a child process (`minbert recipe ... --lane NAME`), up to `lanes` at once."""
     cores = os.cpu_count() or 1
-    if any((run.cfg.train.threads or cores) * lanes > cores for run in runs):
-        log(f"recipe: warning: {lanes} lanes of train.threads each ask for more than this machine's {cores} "
-            f"cores; set train.threads={max(1, cores // lanes)}")
+    threads = max(run.cfg.train.threads or cores for run in runs)
+    if threads * lanes > cores:
+        log(f"recipe: note: {lanes} lanes of up to {threads} thread{'s' if threads > 1 else ''} each share this machine's {cores} cores"
+            + ("" if threads == 1 else f" (train.threads={max(1, cores // lanes)} fits them)"))
     out_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "minbert", "recipe", str(path), "--out", str(out_dir)]
     command += [] if data_dir is None else ["--data-dir", str(data_dir)]
     command += [arg for s in extra for arg in ("--set", s)]
-    jobs = [Job(run.name, run.needs, [*command, "--lane", run.name], out_dir / f"{run.name}.log") for run in runs]
-    results: dict[str, dict] = {}
+    results = {run.name: r for run in runs if (r := done_before(run, out_dir)) is not None}
+    jobs = [Job(run.name, run.needs, [*command, "--lane", run.name], out_dir / f"{run.name}.log")
+            for run in runs if run.name not in results]
 
     def collect(name: str) -> None:
         result = json.loads((out_dir / name / "recipe_result.json").read_text())
         results[name] = {k: v for k, v in result.items() if k != "config"}
         log(f"recipe: {name} done ({dev_line(result['metrics'])})")
 
-    Lanes(jobs, lanes, log).run(collect, f"rerun {AGAIN} to continue (finished runs are kept; a paused one "
+    Lanes(jobs, lanes, log, done=set(results)).run(collect, f"rerun {AGAIN} to continue (finished runs are kept; a paused one "
                                          "continues from its last checkpoint)")
     return [results[run.name] for run in runs]
 
