@@ -90,6 +90,10 @@ def test_lanes_train_independent_runs_side_by_side_and_pause_on_one_sigint(tmp_p
     teachers_done = max((out / n / "recipe_result.json").stat().st_mtime_ns for n in ("teacher", "teacher-sts"))
     assert (out / "student" / "config.yaml").stat().st_mtime_ns > teachers_done  # the student waited for both
 
+    settled = subprocess.run(lanes, cwd=REPO, capture_output=True, text=True, timeout=600)  # all done: no child
+    assert settled.returncode == 0 and settled.stderr.count("done before") == 3, settled.stderr
+    assert "lanes: started" not in settled.stderr
+
     one = subprocess.run([*args, "--out", str(tmp_path / "one")], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr
     assert json.loads((out / "recipe.json").read_text()) and [
