@@ -32,3 +32,9 @@ def test_the_distilled_students_row_is_its_files(doc):
 @pytest.mark.parametrize("doc", ["README.md", "docs/results/distillation.md"])
 def test_the_single_task_row_is_the_three_runs_files(doc):
     assert row_figures(REPO / doc, "(`results/single/") == metrics(*(f"results/single/{t}" for t in ("sst", "para", "sts")))
+
+
+@pytest.mark.parametrize("seed", [11711, 11712])
+def test_each_bam_students_row_is_its_files(seed):
+    assert row_figures(REPO / "docs/results/distillation.md", f"results/distill/bam/student-{seed}/") == \
+        metrics(f"results/distill/bam/student-{seed}")
