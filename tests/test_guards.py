@@ -62,7 +62,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_backbone, small_
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(folder, state)
 
-    monkeypatch.setattr("minbert.training.trainer.write_trainer_state", write_until_full)
+    monkeypatch.setattr("minbert.training.state.write_trainer_state", write_until_full)
     with pytest.raises(training_state.DiskError, match="the disk is full; the previous last/ checkpoint is intact"):
         train(tiny_cfg(tiny_backbone), tmp_path, str(small_data_dir))
     state = training_state.read_trainer_state(tmp_path / "last")
