@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,14 @@ def test_a_run_evaluates_and_keeps_the_average(tmp_path, tiny_backbone, small_da
     assert metrics["sst"] == pytest.approx(averaged["sst"]) and metrics["sts"] == pytest.approx(averaged["sts"], abs=1e-6)
     best, last = weights(tmp_path / "ema" / "best"), weights(tmp_path / "ema" / "last")
     assert any(not torch.equal(best[k], last[k]) for k in best)  # last/ keeps the optimizer's weights
+    # the average never steers training, so without it this run would be the plain run: its saved weights differ
+    assert any(not torch.equal(best[k], ref[k]) for k in ref)
+
+
+@pytest.mark.parametrize("setting, why", [("train.ema=1.0", "must be in [0, 1)"), ("train.ema=-0.1", "must be in [0, 1)"),
+                                          ("train.layer_decay=0", "must be in (0, 1]"),
+                                          ("train.layer_decay=1.5", "must be in (0, 1]")])
+def test_an_average_or_a_decay_out_of_range_is_refused(setting, why):
+    from minbert.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match=re.escape(f"{setting.split('=')[0]}: {why}")):
+        load_config(None, [setting])

@@ -177,7 +177,7 @@ class BertEncoder(nn.Module):
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None, layers: int | None = None) -> torch.Tensor:
-        for layer in self.layer[:layers]:
+        for layer in self.layer if layers is None else self.layer[:layers]:  # a slice builds a new ModuleList
             x = layer(x, attn_bias)
         return x
 
