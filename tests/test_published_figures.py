@@ -38,3 +38,16 @@ def test_the_single_task_row_is_the_three_runs_files(doc):
 def test_each_bam_students_row_is_its_files(seed):
     assert row_figures(REPO / "docs/results/distillation.md", f"results/distill/bam/student-{seed}/") == \
         metrics(f"results/distill/bam/student-{seed}")
+
+
+@pytest.mark.parametrize("doc, marker", [("README.md", "results/distill/bam/`"),
+                                         ("docs/results/distillation.md", "all three tasks taught")])
+def test_the_bam_students_mean_row_is_their_files(doc, marker):
+    import statistics
+    line = next(line for line in (REPO / doc).read_text().splitlines() if line.startswith("|") and marker in line)
+    cells = [c.strip().strip("*").split(" ± ") for c in line.split("|")[2:6]]
+    seeds = [metrics(f"results/distill/bam/student-{s}") for s in (11711, 11712)]
+    for i, (mean, std) in enumerate(cells):
+        values = [s[i] for s in seeds]  # the files' figures, rounded to three places as in the table
+        assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
+        assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
