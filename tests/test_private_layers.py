@@ -95,7 +95,10 @@ def test_a_run_with_a_private_layer_trains_saves_and_reloads(tmp_path, tiny_back
                               cwd=REPO, capture_output=True, text=True, timeout=300)
     assert too_many.returncode == 2 and not (tmp_path / "no").exists()
     assert too_many.stderr.strip() == ("minbert: error: model.heads.sst.private_layers: 2 leaves no shared layer "
-                                       "of the backbone's 2")
+                                       "of the backbone's 2 (the head of task sst)")
+    model_wide = subprocess.run([*common, "train", "--check", "--out", str(tmp_path / "no"), *sets,
+                                 "--set", "model.private_layers=3"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert model_wide.returncode == 2 and model_wide.stderr.startswith("minbert: error: model.private_layers: 3 ")
 
 
 def test_layer_decay_gives_each_depth_its_closed_form_rate_and_adamw_steps_by_it(parts):

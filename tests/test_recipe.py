@@ -68,20 +68,26 @@ def test_lanes_train_independent_runs_side_by_side_and_pause_on_one_sigint(tmp_p
     """Two teachers at once, then their student; SIGINT while both teachers train pauses both (one signal to
     the recipe, passed on to each); the rerun ends with the metrics that one lane gives."""
     recipe, out = write_recipe(tmp_path, tiny_backbone), tmp_path / "out"
-    (tmp_path / "teacher-sts.yaml").write_text((tmp_path / "teacher.yaml").read_text().replace("[sst]", "[sts]"))
+    teacher = (tmp_path / "teacher.yaml").read_text().replace("steps_per_epoch: 6", "steps_per_epoch: 40")
+    (tmp_path / "teacher.yaml").write_text(teacher)  # long enough that both are surely running at once
+    (tmp_path / "teacher-sts.yaml").write_text(teacher.replace("[sst]", "[sts]"))
     recipe.write_text("runs:\n  teacher: {config: teacher.yaml}\n  teacher-sts: {config: teacher-sts.yaml}\n"
                       "  student:\n    config: student.yaml\n"
                       "    set: ['train.distill.teachers={sst: [{run:teacher}], sts: [{run:teacher-sts}]}']\n")
     args = [sys.executable, "-m", "minbert", "recipe", str(recipe), "--data-dir", str(small_data_dir)]
     lanes = [*args, "--out", str(out), "--lanes", "2"]
     proc = subprocess.Popen(lanes, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    signal_when(proc, lambda: min(progress(out / "teacher")[1], progress(out / "teacher-sts")[1]) >= 2, signal.SIGINT)
+    def steps(run: Path) -> int:
+        epoch, step = progress(run)
+        return max(0, epoch - 1) * 40 + step
+
+    signal_when(proc, lambda: min(steps(out / "teacher"), steps(out / "teacher-sts")) >= 2, signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "teacher, teacher-sts paused" in err and "rerun the same minbert recipe command" in err, err
     for name in ("teacher", "teacher-sts"):  # each child paused at a step with its checkpoint, not killed
         assert "interrupted at epoch" in (out / f"{name}.log").read_text()
-        assert progress(out / name) < (2, 6)
+        assert not (out / name / "best_metrics.json").exists()  # paused part way
     assert not (out / "student").exists()
 
     again = subprocess.run(lanes, cwd=REPO, capture_output=True, text=True, timeout=600)

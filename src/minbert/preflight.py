@@ -127,7 +127,9 @@ def preflight(cfg: Config, data_dir: str | None = None) -> dict:
     pin_backbone(cfg)  # a Hub id resolved once, here: what is checked is the commit the run will load
     folder, config = check_backbone(cfg.model.backbone, cfg.model.max_length)
     for task in cfg.tasks:
-        check_private_layers(task, cfg.model.head_config(task), config)
+        own = "private_layers" in (cfg.model.heads or {}).get(task, {})
+        check_private_layers(task, cfg.model.head_config(task), config,
+                             f"model.heads.{task}.private_layers" if own else "model.private_layers")
     data_path, files = check_data(cfg, data_dir)
     return {"ok": True, "tasks": list(cfg.tasks), "device": str(device), "backbone": str(folder),
             "max_length": cfg.model.max_length, "max_position_embeddings": config.max_position_embeddings,

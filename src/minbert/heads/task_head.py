@@ -36,11 +36,12 @@ class HeadOutput(NamedTuple):
     cosine: torch.Tensor | None = None  # cosine heads: the cosine behind `value` (max(cos, 0) under cosine_scale relu)
 
 
-def check_private_layers(task: str, cfg: HeadConfig, encoder_config: BertConfig) -> None:
-    """A head's private layers leave the encoder at least one shared layer (a ConfigError naming the key)."""
+def check_private_layers(task: str, cfg: HeadConfig, encoder_config: BertConfig, key: str | None = None) -> None:
+    """A head's private layers leave the encoder at least one shared layer (a ConfigError naming `key`, the
+    setting as the user gave it: model-wide or the task's own)."""
     if cfg.private_layers >= encoder_config.num_hidden_layers:
-        raise ConfigError(f"model.heads.{task}.private_layers: {cfg.private_layers} leaves no shared layer of the "
-                          f"backbone's {encoder_config.num_hidden_layers}")
+        raise ConfigError(f"{key or f'model.heads.{task}.private_layers'}: {cfg.private_layers} leaves no shared "
+                          f"layer of the backbone's {encoder_config.num_hidden_layers} (the head of task {task})")
 
 
 class TaskHead(nn.Module):
