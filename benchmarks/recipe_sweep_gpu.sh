@@ -5,6 +5,7 @@
 # Usage: bash benchmarks/recipe_sweep_gpu.sh OUT_DIR NAME... (names below; `best*` are configs/best-cpu.yaml;
 # a name ending in _s2 or _s3 is that variant with seed 11712 or 11713)
 # Table: python benchmarks/sweep_table.py OUT_DIR (docs/results/recipe-sweep.md holds the one that chose best-cpu)
+# best_1000*: from when best-cpu was round-robin; its random_subset schedule takes no steps_per_epoch (refused).
 set -uo pipefail
 out=$1; shift
 data=/tmp/minbert-data; mkdir -p "$data" "$out"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.tools.bench import timed
 from minbert.training.run import check_inputs
 from minbert.training.setup import encoder_trainable

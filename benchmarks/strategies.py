@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from minbert.tools.bench import STEP_BASE, step_rows  # noqa: E402
-from minbert.config import load_config  # noqa: E402
+from minbert.schema import load_config  # noqa: E402
 from minbert.training.run import train  # noqa: E402
 
 RUNS = {  # name -> overrides of configs/default.yaml

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.training.setup import RunLog
 from minbert.training.run import check_inputs
 from minbert.training.trainer import Trainer

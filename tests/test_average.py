@@ -93,6 +93,7 @@ def test_a_run_evaluates_and_keeps_the_average(tmp_path, tiny_backbone, small_da
                                           ("train.layer_decay=0", "must be in (0, 1]"),
                                           ("train.layer_decay=1.5", "must be in (0, 1]")])
 def test_an_average_or_a_decay_out_of_range_is_refused(setting, why):
-    from minbert.config import ConfigError, load_config
+    from minbert.errors import ConfigError
+    from minbert.schema import load_config
     with pytest.raises(ConfigError, match=re.escape(f"{setting.split('=')[0]}: {why}")):
         load_config(None, [setting])

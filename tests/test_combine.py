@@ -6,7 +6,8 @@ import torch
 
 from minbert import BertModel, MultitaskModel, Tokenizer
 from minbert.combine import Combiner, PCGrad, Weighted, cosines, pcgrad_weights
-from minbert.config import CombineConfig, HeadConfig
+from minbert.heads.settings import HeadSettings as HeadConfig
+from minbert.settings import CHOICES
 
 
 def textbook_pcgrad(grads: list[torch.Tensor], orders: list[list[int]]) -> torch.Tensor:
@@ -82,7 +83,7 @@ def per_task_grads(model, batches):
 def test_combiner_on_a_model_matches_direct_computation(tiny, name, rows_only):
     model, batches = tiny
     weights = {"sst": 0.3, "sts": 2.0}
-    cfg = CombineConfig(name=name, weights=weights if name == "weighted" else None)
+    cfg = CHOICES["train.combine"][name](**({"weights": weights} if name == "weighted" else {}))
     shared = list(model.encoder.parameters())
     table = model.encoder.embeddings.word_embeddings if rows_only else None
     combiner = {"sum": Combiner, "weighted": Weighted, "pcgrad": PCGrad}[name](shared, cfg, 0, table)
@@ -117,7 +118,7 @@ def test_pcgrad_with_accumulated_gradient_and_a_task_seen_twice(tiny):
     ref = per_task_grads(model, batches)
     loss_of(model, "sts", batches).mul(0.5).backward()  # an earlier micro-step's gradient, left in .grad
     carry = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in shared])
-    combiner = PCGrad(shared, CombineConfig(name="pcgrad"), 0, model.encoder.embeddings.word_embeddings)
+    combiner = PCGrad(shared, CHOICES["train.combine"]["pcgrad"](), 0, model.encoder.embeddings.word_embeddings)
     combiner.begin(log_cosines=False)
     for t in ["sst", "sts", "sst"]:
         combiner.backward(t, loss_of(model, t, batches))

@@ -3,7 +3,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.training.setup import RunLog
 from minbert.training.run import check_inputs
 from minbert.training.trainer import Trainer

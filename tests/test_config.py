@@ -1,11 +1,11 @@
 """Typed YAML configs: unknown keys, wrong types and bad values name the key."""
-import typing
 from pathlib import Path
 
 import pytest
 
 from minbert import config
-from minbert.config import ConfigError, load_config
+from minbert.errors import ConfigError
+from minbert.schema import load_config
 from minbert.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,11 +58,9 @@ def test_train_fraction_is_a_share_and_excludes_train_limit():
         load_config(None, ["data.train_fraction=0.5", "data.train_limit=10"])
 
 
-def test_each_literal_equals_its_registry():
-    """config.py imports no component: its choices are Literals, which must list exactly the registries' names."""
-    import typing
-
-    from minbert import config
+def test_each_name_a_key_takes_is_its_components_table():
+    """The names a key may take are the tables the components use (registered from them, not listed twice)."""
+    from minbert import settings
     from minbert.combine import COMBINERS
     from minbert.heads import COSINE_SCALES, PAIR_ENCODINGS, PAIR_FEATURES, POOLING, SIMILARITIES
     from minbert.losses import LOSSES
@@ -70,20 +68,73 @@ def test_each_literal_equals_its_registry():
     from minbert.schedules import SCHEDULES, UNTIL
     from minbert.training.distill import ANNEALS
 
-    pairs = [(config.Pooling, POOLING), (config.PairEncoding, PAIR_ENCODINGS),
-             (config.PairFeature, PAIR_FEATURES), (config.Similarity, SIMILARITIES), (config.CosineScale, COSINE_SCALES),
-             (config.LossName, LOSSES), (config.ScheduleName, SCHEDULES), (config.Until, UNTIL),
-             (config.CombineName, COMBINERS), (config.OptimizerName, OPTIMIZERS), (config.LrDecay, LR_DECAYS),
-             (config.Anneal, ANNEALS)]
-    for literal, registry in pairs:
-        assert list(typing.get_args(literal)) == list(registry)
-    assert config.LOSS_RULES == {n: (loss.kinds, loss.needs_cosine) for n, loss in LOSSES.items()}
+    pairs = [("model.pooling", POOLING), ("model.pair_encoding", PAIR_ENCODINGS), ("model.features", PAIR_FEATURES),
+             ("model.similarity", SIMILARITIES), ("model.cosine_scale", COSINE_SCALES), ("model.loss", LOSSES),
+             ("train.schedule", SCHEDULES), ("train.schedule.until", UNTIL), ("train.combine", COMBINERS),
+             ("train.optimizer", OPTIMIZERS), ("train.lr_decay", LR_DECAYS), ("train.distill.anneal", ANNEALS),
+             ("any_task", TASKS)]
+    for key, table in pairs:
+        assert list(settings.NAMES[key]) == list(table), key
 
 
-def test_the_configs_task_names_and_shapes_are_the_task_tables():
-    """config.py reads the task table (what it imports is checked in test_architecture.py)."""
-    assert {n: (t.kind.name, t.is_pair, t.num_outputs) for n, t in TASKS.items()} == config.TASK_SHAPES
-    assert list(typing.get_args(config.TaskName)) == list(TASKS)
+def test_the_loader_names_no_technique():
+    """config.py is generic: no registered name of a schedule, combiner, head or loss appears in it."""
+    from minbert import settings
+
+    text = Path(config.__file__).read_text()
+    code = text[text.index('"""', 3) + 3:]  # after the module's docstring
+    for key in ("train.schedule", "train.combine", "model.pooling", "model.loss", "model.similarity"):
+        for name in settings.NAMES[key]:
+            assert f'"{name}"' not in code, (key, name)
+    assert len(text.splitlines()) <= 250
+
+
+def test_a_new_technique_is_one_registration(monkeypatch):
+    """A schedule declared and registered in one place is built from YAML keys, checked by its own ranges and
+    rules, with no edit to the loader."""
+    from dataclasses import dataclass
+
+    from minbert import settings
+
+    monkeypatch.setitem(settings.CHOICES, "train.schedule", dict(settings.CHOICES["train.schedule"]))
+    monkeypatch.setitem(settings.NAMES, "train.schedule", dict(settings.NAMES["train.schedule"]))
+
+    @settings.choice("train.schedule", "every_other")
+    @dataclass
+    class EveryOther(settings.Choice):
+        skip: int = settings.setting(2, "steps skipped", check="positive")
+
+        def check(self, key, root):
+            if self.skip > 5:
+                raise ConfigError(f"{key}.skip: at most 5")
+
+    cfg = load_config(None, ["train.schedule.name=every_other", "train.schedule.skip=3"])
+    assert type(cfg.train.schedule).__name__ == "EveryOther" and cfg.train.schedule.skip == 3
+    with pytest.raises(ConfigError, match=r"^train.schedule.skip: must be positive, got 0$"):
+        load_config(None, ["train.schedule.name=every_other", "train.schedule.skip=0"])
+    with pytest.raises(ConfigError, match=r"^train.schedule.skip: at most 5$"):
+        load_config(None, ["train.schedule.name=every_other", "train.schedule.skip=6"])
+    with pytest.raises(ConfigError, match=r"^unknown key train.schedule.skip \(known: name, steps_per_epoch, until\)"):
+        load_config(None, ["train.schedule.skip=3"])  # round_robin's settings have no `skip`
+
+
+def test_a_section_holds_only_its_choices_keys_and_old_files_still_load(tmp_path):
+    """A schedule's settings are its own; a config saved when every schedule's keys were one section's (each at its
+    default) still loads, into the same config; another schedule's key set to a non-default value is refused."""
+    import yaml
+
+    cfg = load_config(None, ["train.schedule.name=random_subset", "train.schedule.subset_size={para: 64}"])
+    assert set(cfg.to_dict()["train"]["schedule"]) == {"name", "subset_size"}
+    old = yaml.safe_load((REPO / "configs" / "best-cpu.yaml").read_text())
+    old["train"]["schedule"].update({"until": "longest", "steps_per_epoch": None, "order": None, "epochs_per_task": 1,
+                                     "temperature": 2.0, "alpha_start": 0.5, "alpha_end": 0.0, "large_task_epochs": 1})
+    old["train"]["combine"]["log_cosine_every"] = None
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    assert load_config(tmp_path / "old.yaml") == load_config(REPO / "configs" / "best-cpu.yaml")
+    old["train"]["schedule"]["temperature"] = 3.0
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match=r"old.yaml: unknown key train.schedule.temperature \(known: name, subset_size\)"):
+        load_config(tmp_path / "old.yaml")
 
 
 @pytest.mark.parametrize("override,message", [
@@ -131,3 +182,38 @@ def test_yaml_duplicate_keys_and_binary_files_name_file_and_line(tmp_path):
     fine = tmp_path / "ok.yaml"  # the same key in two sections is no duplicate
     fine.write_text("train:\n  epochs: 2\n  schedule:\n    name: sequential\nmodel:\n  dropout: 0.2\n  heads: {sts: {dropout: 0.3}}\n")
     assert load_config(fine).model.head_config("sts").dropout == 0.3
+
+
+def test_a_later_layer_switching_the_choice_drops_the_earlier_ones_keys(tmp_path):
+    """An override (a table's variant) naming another schedule drops the base's keys the new one does not take;
+    one file naming a schedule and another's key is refused."""
+    base = tmp_path / "base.yaml"
+    base.write_text("train:\n  schedule: {name: round_robin, until: fixed_steps, steps_per_epoch: 800}\n")
+    cfg = load_config(base, ["train.schedule.name=sequential", "train.schedule.order=[sst, para, sts]"])
+    assert cfg.to_dict()["train"]["schedule"] == {"name": "sequential", "order": ["sst", "para", "sts"]}
+    kept = load_config(base, ["train.schedule.name=temperature"]).train.schedule
+    assert (kept.name, kept.steps_per_epoch, kept.temperature) == ("temperature", 800, 2.0)  # a key both take stays
+    base.write_text("train:\n  schedule: {name: sequential, until: fixed_steps}\n")
+    with pytest.raises(ConfigError, match=r"base.yaml: unknown key train.schedule.until \(known: name, order\)"):
+        load_config(base)
+
+
+def test_a_saved_config_keeps_only_its_choices_keys(tmp_path):
+    """A config minbert saved before each schedule had its own keys holds every schedule's, some set by a base
+    config for another schedule (a variant switching to round_robin keeps the base's task_by_task order): read back
+    as a run's config or a result's record, those keys are dropped, as the schedule never read them."""
+    import yaml
+
+    from minbert.runs import load_run_config
+    from minbert.schema import build_config
+
+    old = load_config(None, ["train.schedule.name=round_robin", "train.schedule.until=shortest"]).to_dict()
+    old["train"]["schedule"].update({"order": ["sst", "para", "sts"], "epochs_per_task": 100, "temperature": 2.0,
+                                     "subset_size": None, "alpha_start": 0.5, "alpha_end": 0.0,
+                                     "large_task_epochs": 1})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    wanted = load_config(None, ["train.schedule.until=shortest"])
+    assert load_run_config(tmp_path / "config.yaml") == wanted
+    assert build_config(old) == wanted
+    with pytest.raises(ConfigError, match="unknown key train.schedule.epochs_per_task"):
+        load_config(tmp_path / "config.yaml")  # the same file given as a config to train from is refused

@@ -6,7 +6,7 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.training.run import train
 
 

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import minbert
-from minbert.config import DistillConfig, load_config
+from minbert.schema import load_config
+from minbert.training.distill import DistillSettings as DistillConfig
 from minbert.data.loading import rows_fingerprint
 from minbert.errors import ConfigError
 from minbert.tasks import TASKS

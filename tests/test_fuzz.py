@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 
 from minbert import Tokenizer
 from minbert.cli import main
-from minbert.config import Config, HeadConfig
+from minbert.heads.settings import HeadSettings as HeadConfig
+from minbert import settings as registry
+from minbert.schema import Config
 from minbert.data.readers import DataError, int_label, read_examples
 
 FUZZ = settings(max_examples=int(os.environ.get("MINBERT_FUZZ", "150")), deadline=None,
@@ -131,9 +133,13 @@ def config_keys(cls: type = Config, prefix: str = "") -> dict[str, typing.Any]:
         tp = typing.get_type_hints(cls)[f.name]
         key = prefix + f.name
         keys[key] = tp
-        if dataclasses.is_dataclass(tp):
-            keys.update(config_keys(tp, key + "."))
-        elif typing.get_origin(tp) is dict or dict in [typing.get_origin(a) for a in typing.get_args(tp)]:
+        variants = list(registry.CHOICES[f.metadata["choice"]].values()) if "choice" in f.metadata else \
+            [registry.SECTIONS[f.metadata["section"]]] if "section" in f.metadata else [tp]
+        for variant in variants:
+            if dataclasses.is_dataclass(variant):
+                keys.update(config_keys(variant, key + "."))
+        if not dataclasses.is_dataclass(variants[0]) and (typing.get_origin(tp) is dict or dict in [
+                typing.get_origin(a) for a in typing.get_args(tp)]):
             for task in ("sst", "para", "sts", "cfimdb", "nli"):
                 keys[f"{key}.{task}"] = None
     if cls is Config:  # per-task head settings
@@ -142,8 +148,7 @@ def config_keys(cls: type = Config, prefix: str = "") -> dict[str, typing.Any]:
 
 KEYS = config_keys()
 LEAVES = [k for k, tp in KEYS.items() if not dataclasses.is_dataclass(tp)]
-CHOICES = sorted({c for tp in KEYS.values() for a in [tp, *typing.get_args(tp)] for b in [a, *typing.get_args(a)]
-                  if typing.get_origin(b) is typing.Literal for c in typing.get_args(b)})
+CHOICES = sorted({name for table in registry.NAMES.values() if not callable(table) for name in table})
 
 key_path = st.one_of(
     st.sampled_from(sorted(KEYS)),  # real keys and sections

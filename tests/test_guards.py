@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from minbert.training import state as training_state
 from minbert.cli import main
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.model import MultitaskModel
 from minbert.errors import TrainingError
 from minbert.training.run import train

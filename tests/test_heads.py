@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from minbert import BertModel, MultitaskModel, Tokenizer
-from minbert.config import ConfigError, HeadConfig, load_config
+from minbert.errors import ConfigError
+from minbert.heads.settings import HeadSettings as HeadConfig
+from minbert.schema import load_config
 from minbert.heads import POOLING, HeadOutput, build_head
 from minbert.losses import LOSSES
 from minbert.tasks import TASKS, overall_score

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from minbert import MultitaskModel, Tokenizer
-from minbert.config import HeadConfig, load_config
+from minbert.heads.settings import HeadSettings as HeadConfig
+from minbert.schema import load_config
 from minbert.encoder import BertModel
 from minbert.optim import parameter_groups
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minbert.cli import main
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.tools.recipe import read_recipe
 from test_resume import progress, signal_when
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from minbert.cli import main
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.data.readers import read_examples
 from minbert.runs import load_run
 from minbert.tasks import TASKS

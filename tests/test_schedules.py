@@ -5,7 +5,13 @@ import math
 
 import pytest
 
-from minbert.config import ConfigError, ScheduleConfig, load_config
+from minbert.errors import ConfigError
+from minbert.schema import load_config
+from minbert.settings import CHOICES
+
+
+def ScheduleConfig(name, **settings):
+    return CHOICES["train.schedule"][name](**settings)
 from minbert.schedules import SCHEDULES, TaskSizes, build_schedule, expected_examples, total_steps
 
 # the course's training-set sizes, and batch sizes with a larger one for Quora

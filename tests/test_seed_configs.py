@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.schedules import TaskSizes, build_schedule
 from minbert.tasks import TASKS
 from minbert.training.run import train
@@ -78,8 +78,9 @@ def one_thread():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_a_seed_system_trains_end_to_end(path, tmp_path, tiny_backbone, small_data_dir, one_thread):
-    cfg = load_config(path, [f"model.backbone={tiny_backbone}", "data.train_limit=16", "data.dev_limit=16",
-                             "train.schedule.steps_per_epoch=2", "train.schedule.subset_size={para: 8, sts: 8}",
+    short = {"random_subset": "train.schedule.subset_size={para: 8, sts: 8}"}.get(  # each schedule's own key
+        load_config(path).train.schedule.name, "train.schedule.steps_per_epoch=2")
+    cfg = load_config(path, [f"model.backbone={tiny_backbone}", "data.train_limit=16", "data.dev_limit=16", short,
                              "train.batch_size={sst: 4, para: 4, sts: 4}", "eval.test_predictions=false",
                              "train.checkpoint_every=null", one_thread])
     best = train(cfg, tmp_path, str(small_data_dir))
@@ -99,8 +100,7 @@ def test_the_step_time_benchmark_runs_each_system_in_plan_order_from_an_epoch_th
     finally:
         sys.path.pop(0)
     sets = [f"model.backbone={tiny_backbone}", f"data.dir={small_data_dir}", "data.train_limit=16", "data.dev_limit=8",
-            "train.schedule.steps_per_epoch=2", "train.schedule.subset_size={para: 8, sts: 8}",
-            "train.batch_size={sst: 4, para: 4, sts: 4}", one_thread]
+            "train.schedule.steps_per_epoch=2", "train.batch_size={sst: 4, para: 4, sts: 4}", one_thread]
     staged = REPO / "configs" / "seeds" / "003-sampling-and-training.yaml"  # epoch 1 trains its heads only
     result = seeds_step_times.measure([REPO / "configs" / "default.yaml", staged], sets, steps=3, rounds=2, log=lambda line: None)
     assert result["base"] == "default" and result["systems"]["default"]["ratio"] == 1.0

@@ -6,7 +6,9 @@ import torch
 from safetensors.torch import load_file
 
 from minbert import BertModel, MultitaskModel, Tokenizer
-from minbert.config import HeadConfig, SmartConfig, load_config
+from minbert.heads.settings import HeadSettings as HeadConfig
+from minbert.schema import load_config
+from minbert.smart import SmartSettings as SmartConfig
 from minbert.kinds import Binary, Classify, Regress
 from minbert.smart import Smart
 from minbert.training.run import train

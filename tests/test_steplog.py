@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from minbert.cli import main
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.training.run import train
 
 REPO = Path(__file__).resolve().parents[1]

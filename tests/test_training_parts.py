@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from minbert import BertModel, MultitaskModel
-from minbert.config import load_config
+from minbert.schema import load_config
 from minbert.data.batching import BatchStream, EncodedSet, bucketed_batches, sorted_batches
 from minbert.optim import lr_lambda
 from minbert.optim import parameter_groups

@@ -5,6 +5,7 @@
 """
 __version__ = "0.1.0"  # the one source of the version: pyproject.toml and `minbert --version` read it
 
+from . import catalogue  # noqa: F401  (registers every technique's settings)
 from .api import load, train
 from .encoder import BertConfig, BertModel
 from .model import MultitaskModel

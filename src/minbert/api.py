@@ -24,7 +24,7 @@ def train(config: str | os.PathLike | None = None, out: str | os.PathLike | None
     """Train `config` (a YAML file; None: the defaults) with `overrides` (dotted keys, e.g.
     `**{"train.epochs": 1}`) into `out` (default runs/<config name>); returns the best dev metrics.
     An `out` that holds a run is refused (`RunFolderError`) unless `overwrite`, as `minbert train --overwrite`."""
-    from .config import load_config
+    from .schema import load_config
     from .training.run import train as train_run
 
     cfg = load_config(config, values={k: _plain(v) for k, v in overrides.items()})

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .tools.bench import PARTS as BENCH_PARTS, bench
 from .errors import EXPECTED_ERRORS, ConfigError, TrainingError
-from .config import load_config
+from .schema import load_config
 from .data.batching import CHUNK_ROWS
 from .tasks import TASKS
 from .training.interrupts import TrainingInterrupted
@@ -187,10 +187,10 @@ def tqdm_write(line: str) -> None:
 
 
 def cmd_pretrain_mlm(args: argparse.Namespace) -> int:
-    from .config import MlmConfig
-    from .tools.mlm import pretrain_mlm
+    from .config import load
+    from .tools.mlm import MlmConfig, pretrain_mlm
 
-    cfg = load_config(args.config, args.set, root=MlmConfig)
+    cfg = load(MlmConfig, args.config, args.set)
     report = pretrain_mlm(cfg, Path(args.out), args.data_dir, args.overwrite)
     print(json.dumps({"out": args.out, **report}))
     return 0

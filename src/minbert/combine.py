@@ -20,8 +20,11 @@ the rows the step's batches looked up, so for that table only those rows are rea
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import torch
+
+from .settings import Choice, choice, setting
 
 Grads = list  # one gradient tensor (or None: unused) per shared parameter
 
@@ -183,6 +186,18 @@ def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     return a.add_(b)
 
 
+@dataclass
+class CombineSettings(Choice):
+    log_cosine_every: int | None = setting(None, "record pairwise task-gradient cosines every N optimizer steps",
+                                           check="positive")
+
+
+@dataclass
+class WeightedSettings(CombineSettings):
+    weights: dict[str, float] | None = setting(None, "lambda per task (missing tasks: 1)", check="non_negative",
+                                               keys="task")
+
+
 class Weighted(Combiner):
     def weight(self, task: str) -> float:
         return (self.cfg.weights or {}).get(task, 1.0)
@@ -205,6 +220,8 @@ class PCGrad(Combiner):
 
 
 COMBINERS: dict[str, type[Combiner]] = {"sum": Combiner, "weighted": Weighted, "pcgrad": PCGrad}
+for _name, _settings in (("sum", CombineSettings), ("weighted", WeightedSettings), ("pcgrad", CombineSettings)):
+    choice("train.combine", _name)(_settings)  # train.combine.name picks the settings too
 
 
 def build_combiner(cfg, shared: list[torch.nn.Parameter], seed: int,

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import Config
+from .schema import Config
 from .data.batching import EncodedSet, sorted_batches, to_device
 from .data.loading import load_split
 from .heads import HeadOutput

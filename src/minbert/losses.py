@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .settings import names
+
 COSENT_SCALE = 20.0
 
 
@@ -56,10 +58,10 @@ class Loss:
     fn: Callable[..., torch.Tensor]
 
 
-LOSSES: dict[str, Loss] = {
+LOSSES: dict[str, Loss] = names("model.loss", {
     "ce": Loss(("classify",), False, cross_entropy),
     "bce": Loss(("binary",), False, binary_cross_entropy),
     "mse": Loss(("regress",), False, mean_squared_error),
     "cosent": Loss(("regress",), False, cosent),
     "cosine_embedding": Loss(("binary", "regress"), True, cosine_embedding),
-}
+})

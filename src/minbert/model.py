@@ -15,7 +15,8 @@ from torch import nn
 
 from .errors import CheckpointError
 from .backbone import read_safetensors, read_state_dict, resolve_backbone
-from .config import Config, HeadConfig
+from .heads.settings import HeadSettings
+from .schema import Config
 from .encoder import BertConfig, BertModel
 from .heads import HeadOutput, TaskHead, build_head
 from .losses import LOSSES
@@ -29,7 +30,7 @@ def head_owners(task_names: list[str], shared: list[str] | None) -> dict[str, st
     return {t: (shared[0] if t in shared else t) for t in task_names}
 
 
-def build_heads(encoder_config: BertConfig, task_names: list[str], settings: dict[str, HeadConfig],
+def build_heads(encoder_config: BertConfig, task_names: list[str], settings: dict[str, HeadSettings],
                 shared: list[str] | None) -> nn.ModuleDict:
     """One head per owning task (see `head_owners`), sized for an encoder of `encoder_config`."""
     owners = head_owners(task_names, shared)
@@ -38,12 +39,12 @@ def build_heads(encoder_config: BertConfig, task_names: list[str], settings: dic
 
 
 class MultitaskModel(nn.Module):
-    def __init__(self, encoder: BertModel, task_names: list[str], heads: HeadConfig | dict[str, HeadConfig] | None = None,
+    def __init__(self, encoder: BertModel, task_names: list[str], heads: HeadSettings | dict[str, HeadSettings] | None = None,
                  shared: list[str] | None = None):
         super().__init__()
         self.encoder = encoder
         self.tasks: dict[str, Task] = {n: get_task(n) for n in task_names}
-        settings = heads if isinstance(heads, dict) else {n: heads or HeadConfig() for n in task_names}
+        settings = heads if isinstance(heads, dict) else {n: heads or HeadSettings() for n in task_names}
         self.head_owner = head_owners(task_names, shared)  # task -> task whose head it uses
         self.loss_names = {n: settings[n].loss or t.kind.default_loss for n, t in self.tasks.items()}
         self.heads = build_heads(encoder.config, task_names, settings, shared)

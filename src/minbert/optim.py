@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 
+from .settings import names
+
 if TYPE_CHECKING:  # annotations only: the optimizer needs neither
-    from .config import Config
+    from .schema import Config
     from .model import MultitaskModel
 
 FUSED_DEVICES = ("cpu", "cuda")
@@ -90,10 +92,10 @@ class AdamW(torch.optim.Optimizer):
             weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False, maximize=False)
 
 
-OPTIMIZERS = {
+OPTIMIZERS = names("train.optimizer", {
     "adamw": AdamW,  # minbert's own
     "torch_adamw": torch.optim.AdamW,
-}
+})
 
 
 def build_optimizer(name: str, groups: list[dict], **kwargs) -> torch.optim.Optimizer:
@@ -102,11 +104,11 @@ def build_optimizer(name: str, groups: list[dict], **kwargs) -> torch.optim.Opti
 
 
 # learning-rate factor after warm-up, as a function of the fraction of the post-warm-up steps done
-LR_DECAYS = {
+LR_DECAYS = names("train.lr_decay", {
     "linear": lambda done: max(0.0, 1.0 - done),
     "cosine": lambda done: 0.5 * (1.0 + math.cos(math.pi * min(1.0, done))),
     "constant": lambda done: 1.0,
-}
+})
 
 
 def lr_lambda(total_steps: int, warmup: float, decay: str, epoch_starts: list[int] | None = None,

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import ConfigError
-from .config import Config
+from .schema import Config
 from .data.batching import CHUNK_ROWS, chunks, encode_examples
 from .data.readers import Example
 from .evaluate import batched_outputs, predict_set

@@ -15,7 +15,7 @@ import torch
 
 from .errors import ConfigError, DataError, CheckpointError
 from .backbone import locate_backbone, resolve_backbone, safetensors_shapes
-from .config import MIN_MAX_LENGTH, Config, MlmConfig
+from .schema import MIN_MAX_LENGTH, Config
 from .data.loading import resolve_data_dir
 from .data.readers import read_text
 from .encoder import BertConfig, BertModel
@@ -136,7 +136,7 @@ def preflight(cfg: Config, data_dir: str | None = None) -> dict:
             "data_dir": str(data_path), "data_files": files}
 
 
-def preflight_mlm(cfg: MlmConfig, data_dir: str | None = None) -> None:
+def preflight_mlm(cfg, data_dir: str | None = None) -> None:
     """`pretrain-mlm`: the backbone, the sources' training files and the text files."""
     check_backbone(cfg.backbone, cfg.max_length, key="backbone", length_key="max_length")
     if cfg.sources:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, CheckpointError
-from .config import Config, load_config
+from .schema import Config, load_config
 from .model import MultitaskModel, build_model
 from .tokenizer import Tokenizer
 
@@ -40,7 +40,7 @@ def usable_device(name: str):
 def load_run_config(path: Path) -> Config:
     """The config.yaml of a run folder, read back as untrusted: any problem is a `CheckpointError` naming it."""
     try:
-        return load_config(path)
+        return load_config(path, saved=True)
     except ConfigError as e:
         raise CheckpointError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
 

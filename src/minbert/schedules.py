@@ -28,7 +28,59 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import ConfigError
+from .settings import Choice, choice, names, setting
 from .tasks import SEQUENTIAL_ORDER
+
+UNTIL = names("train.schedule.until", ("longest", "shortest", "fixed_steps"))
+
+
+# ---- each schedule's settings (train.schedule.*), picked by train.schedule.name ----
+@dataclass
+class StepsSettings(Choice):
+    steps_per_epoch: int | None = setting(None, "steps per epoch (None: from the data)", check="positive")
+
+
+@dataclass
+class RoundRobinSettings(StepsSettings):
+    until: str = setting("longest", "epoch length: longest | shortest task passed once, or fixed_steps",
+                         one_of="train.schedule.until")
+
+    def check(self, key, root):
+        if self.until == "fixed_steps" and not self.steps_per_epoch:
+            raise ConfigError(f"{key}.until: fixed_steps needs {key}.steps_per_epoch")
+
+
+@dataclass
+class OrderSettings(Choice):
+    order: list[str] | None = setting(None, "task order; None: sst, sts, para", one_of="task")
+
+
+@dataclass
+class TaskByTaskSettings(OrderSettings):
+    epochs_per_task: int = setting(1, "epochs of one task before the next", check="positive")
+
+
+@dataclass
+class RandomSubsetSettings(Choice):
+    subset_size: dict[str, int] | None = setting(None, "examples per epoch of these tasks, e.g. {para: 20000}",
+                                                 check="positive", keys="task")
+
+
+@dataclass
+class TemperatureSettings(StepsSettings):
+    temperature: float = setting(2.0, "p ~ size^(1/T)", check="positive")
+
+
+@dataclass
+class AnnealedSettings(StepsSettings):
+    alpha_start: float = setting(0.5, "p ~ size^alpha, alpha from this ...", check="non_negative")
+    alpha_end: float = setting(0.0, "... to this over the epochs", check="non_negative")
+
+
+@dataclass
+class AdaptiveRoundRobinSettings(RoundRobinSettings):
+    large_task_epochs: int = setting(1, "epochs of the largest task alone first", check="non_negative")
 
 
 @dataclass
@@ -158,17 +210,15 @@ class AdaptiveRoundRobin(Schedule):
         return RoundRobin(self.sizes, self.cfg, self.epochs, self.seed).plan(epoch)
 
 
-SCHEDULES: dict[str, type[Schedule]] = {
-    "round_robin": RoundRobin,
-    "sequential": Sequential,
-    "task_by_task": TaskByTask,
-    "random_subset": RandomSubset,
-    "proportional": Proportional,
-    "temperature": Temperature,
-    "annealed": Annealed,
-    "adaptive_round_robin": AdaptiveRoundRobin,
-}
-UNTIL = ("longest", "shortest", "fixed_steps")
+SCHEDULES: dict[str, type[Schedule]] = {}  # name -> schedule; each registers its settings under the same name
+for _name, _schedule, _settings in (
+        ("round_robin", RoundRobin, RoundRobinSettings), ("sequential", Sequential, OrderSettings),
+        ("task_by_task", TaskByTask, TaskByTaskSettings), ("random_subset", RandomSubset, RandomSubsetSettings),
+        ("proportional", Proportional, StepsSettings), ("temperature", Temperature, TemperatureSettings),
+        ("annealed", Annealed, AnnealedSettings), ("adaptive_round_robin", AdaptiveRoundRobin,
+                                                  AdaptiveRoundRobinSettings)):
+    SCHEDULES[_name] = _schedule
+    choice("train.schedule", _name)(_settings)
 
 
 def build_schedule(cfg, sizes: TaskSizes, epochs: int, seed: int) -> Schedule:

@@ -13,10 +13,26 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
 from .model import MultitaskModel
+from .settings import Settings, register, setting
+
+
+@register("train.smart")
+@dataclass
+class SmartSettings(Settings):
+    """SMART's settings (train.smart); off while lambda_s and mu are both 0. Defaults are the paper's."""
+
+    lambda_s: float = setting(0.0, "weight of the smoothness-inducing adversarial regulariser", check="non_negative")
+    sigma: float = setting(1e-5, "std of the initial embedding noise", check="non_negative")
+    step_size: float = setting(1e-3, "ascent step", check="non_negative")
+    epsilon: float = setting(1e-5, "radius of the perturbation's infinity-ball", check="non_negative")
+    steps: int = setting(1, "ascent steps T", check="non_negative")
+    mu: float = setting(0.0, "weight of the Bregman proximal point term (momentum teacher)", check="non_negative")
+    momentum: float = setting(0.99, "EMA factor of the teacher's weights", check="unit")
 
 
 @contextmanager

@@ -10,14 +10,16 @@ from typing import Callable
 
 import torch
 
-PAIR_ENCODINGS = ("cross", "siamese")
+from ..settings import names
 
-PAIR_FEATURES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+PAIR_ENCODINGS = tuple(names("model.pair_encoding", ("cross", "siamese")))
+
+PAIR_FEATURES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = names("model.features", {
     "u": lambda u, v: u,
     "v": lambda u, v: v,
     "abs_diff": lambda u, v: (u - v).abs(),
     "product": lambda u, v: u * v,
-}
+})
 
 
 def pair_features(u: torch.Tensor, v: torch.Tensor, names: list[str]) -> torch.Tensor:

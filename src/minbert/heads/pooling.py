@@ -8,6 +8,8 @@ from typing import Callable
 
 import torch
 
+from ..settings import names
+
 
 def pool_cls(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return hidden[:, 0]
@@ -26,7 +28,7 @@ def pool_cls_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([pool_cls(hidden, mask), pool_mean(hidden, mask)], dim=-1)
 
 
-POOLING: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+POOLING: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = names("model.pooling", {
     "cls": pool_cls, "mean": pool_mean, "max": pool_max, "cls+mean": pool_cls_mean,
-}
+})
 POOLED_WIDTH: dict[str, int] = {"cls": 1, "mean": 1, "max": 1, "cls+mean": 2}  # in units of the hidden size

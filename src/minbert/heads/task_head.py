@@ -20,14 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import HeadConfig, head_problem
 from ..errors import ConfigError
 from ..encoder import BertConfig, BertLayer, BertModel
 from ..kinds import Binary
+from ..settings import names
 from ..tasks import Task
 from .blocks import ConvBlock, mlp
 from .pairs import pair_features
 from .pooling import POOLED_WIDTH, POOLING
+from .settings import HeadSettings, head_problem
 
 
 class HeadOutput(NamedTuple):
@@ -36,7 +37,7 @@ class HeadOutput(NamedTuple):
     cosine: torch.Tensor | None = None  # cosine heads: the cosine behind `value` (max(cos, 0) under cosine_scale relu)
 
 
-def check_private_layers(task: str, cfg: HeadConfig, encoder_config: BertConfig, key: str | None = None) -> None:
+def check_private_layers(task: str, cfg: HeadSettings, encoder_config: BertConfig, key: str | None = None) -> None:
     """A head's private layers leave the encoder at least one shared layer (a ConfigError naming `key`, the
     setting as the user gave it: model-wide or the task's own)."""
     if cfg.private_layers >= encoder_config.num_hidden_layers:
@@ -50,7 +51,7 @@ class TaskHead(nn.Module):
 
     gives_cosine = False  # whether `forward` reports the cosine (what the cosine-embedding loss reads)
 
-    def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadConfig):
+    def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadSettings):
         super().__init__()
         assert head_problem(task.name, cfg) is None, f"config validation: head for {task.name}: {head_problem(task.name, cfg)}"
         self.task, self.cfg = task, cfg
@@ -82,7 +83,7 @@ class TaskHead(nn.Module):
 class LinearHead(TaskHead):
     """Pooled vector (or a Siamese pair's features) -> dropout -> [MLP] -> output layer -> the task's activation."""
 
-    def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadConfig):
+    def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadSettings):
         super().__init__(encoder_config, task, cfg)
         width = self.pooled_width * (1 if self.joint_input else len(cfg.features))
         self.dropout = nn.Dropout(cfg.dropout)
@@ -107,7 +108,7 @@ class CosineHead(TaskHead):
 
     gives_cosine = True
 
-    def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadConfig):
+    def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadSettings):
         super().__init__(encoder_config, task, cfg)
         self.projection = nn.Linear(self.pooled_width, cfg.projection) if cfg.projection else nn.Identity()
         if isinstance(task.kind, Binary):  # calibrate the cosine into a logit (parameters named as in checkpoints)
@@ -136,11 +137,11 @@ class CosineHead(TaskHead):
         return (cos + 1) / 2 * self.task.kind.max_score, cos
 
 
-SIMILARITIES: dict[str, type[TaskHead]] = {"linear": LinearHead, "cosine": CosineHead}
-COSINE_SCALES = {"relu": CosineHead.relu_score, "shift": CosineHead.shift_score}  # a score task's calibration
+SIMILARITIES: dict[str, type[TaskHead]] = names("model.similarity", {"linear": LinearHead, "cosine": CosineHead})
+COSINE_SCALES = names("model.cosine_scale", {"relu": CosineHead.relu_score, "shift": CosineHead.shift_score})  # a score task's calibration
 
 
-def build_head(encoder_config: BertConfig, task: Task, cfg: HeadConfig) -> TaskHead:
+def build_head(encoder_config: BertConfig, task: Task, cfg: HeadSettings) -> TaskHead:
     """The head variant that `cfg` names for `task` (a single-sentence task always has a linear head), for an
     encoder of `encoder_config`'s sizes."""
     return SIMILARITIES[cfg.similarity if task.is_pair else "linear"](encoder_config, task, cfg)

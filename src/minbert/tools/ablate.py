@@ -32,7 +32,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..config import Config, load_config, read_yaml
+from ..config import read_yaml
+from ..schema import Config, load_config
 from ..run_folder import RunFolder
 from ..tasks import TASKS
 from .experiments import finished_result, resolve_base, train_or_continue
@@ -68,7 +69,9 @@ def variant_deltas(variants: dict, path: Path) -> dict[str, dict]:
         parent = own.pop("extends", None)
         inherited = resolve(parent, seen + (name,)) if parent else {}
         budget = {**inherited.get("budget", {}), **(own.pop("budget", None) or {})}
-        resolved[name] = {**{k: v for k, v in inherited.items() if k != "budget"}, **own}
+        # the parent's keys first, then the variant's own, in that order: a variant naming another schedule
+        # (train.schedule.name) drops the parent's keys for the one it replaces (config.set_key)
+        resolved[name] = {**{k: v for k, v in inherited.items() if k != "budget" and k not in own}, **own}
         if budget:
             resolved[name]["budget"] = budget
         return resolved[name]

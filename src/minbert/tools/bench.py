@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 
 from ..backbone import resolve_backbone
-from ..config import load_config
+from ..schema import load_config
 from ..data.batching import bucketed_batches, shuffled_batches
 from ..data.loading import resolve_data_dir
 from ..encoder import BertModel
@@ -173,14 +173,14 @@ STEP_VARIANTS = {"sum": [], "pcgrad": ["train.combine.name=pcgrad"], "smart (T=1
 def with_teacher_targets(trainer) -> None:
     """Give every task of `trainer` a teacher target for each training row (random: a step's cost does not depend on
     the values) mixed half and half with the gold loss: a distilled step without training teachers first."""
-    from ..config import DistillConfig
+    from ..training.distill import DistillSettings
     from ..training.distill import Distiller
 
     g = torch.Generator().manual_seed(0)
     tasks = trainer.model.tasks
     outputs = {n: torch.randn(1, len(d), *([tasks[n].num_outputs] if tasks[n].num_outputs > 1 else []), generator=g)
                for n, d in trainer.train_sets.items()}
-    cfg = DistillConfig(teachers={n: ["random"] for n in outputs}, anneal="constant", gold_weight=0.5)
+    cfg = DistillSettings(teachers={n: ["random"] for n in outputs}, anneal="constant", gold_weight=0.5)
     trainer.distiller = Distiller(cfg, trainer.model.tasks, outputs,
                                   {n: torch.ones(o.shape[:2], dtype=torch.bool) for n, o in outputs.items()}, 1)
 

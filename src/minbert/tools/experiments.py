@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError, CheckpointError
-from ..config import Config, _build
+from ..schema import Config, build_config
 from ..training.interrupts import TrainingInterrupted
 from ..training.state import recover_interrupted_swap
 from ..training.run import resume, train
@@ -34,7 +34,7 @@ def resolve_base(path: Path, base: str | None) -> Path | None:
 def same_config(earlier: dict | None, wanted: dict) -> bool:
     """Whether a finished run used this config; settings added to minbert since then count at their defaults."""
     try:
-        return earlier is not None and _build(Config, earlier).to_dict() == wanted
+        return earlier is not None and build_config(earlier).to_dict() == wanted
     except ConfigError:  # a setting that no longer exists
         return False
 

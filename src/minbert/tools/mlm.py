@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,18 +20,51 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone import locate_backbone
-from ..config import MlmConfig
 from ..data.batching import bucketed_batches, sorted_batches
 from ..data.loading import resolve_data_dir
-from ..errors import DataError, RunFolderError
+from ..errors import ConfigError, DataError, RunFolderError
 from ..encoder import BertModel
 from ..optim import build_optimizer
 from ..tasks import get_task
 from ..tokenizer import Tokenizer
 from ..optim import lr_lambda
 from ..run_folder import RunFolder
+from ..schema import MIN_MAX_LENGTH
+from ..settings import Settings, setting
 from ..training.setup import RunLog, check_writable, seed_everything
 from ..training.step import optimizer_update
+
+@dataclass
+class MlmConfig(Settings):
+    """`minbert pretrain-mlm`'s config: further masked-language-model pre-training of the encoder."""
+
+    backbone: str | None = setting(None, "the encoder to start from (folder or Hub id); None = all-MiniLM-L6-v2")
+    data_dir: str | None = setting(None, "where the course files are (as for train)")
+    sources: list[str] = setting(doc="tasks whose train text is used", one_of="any_task",
+                                 factory=lambda: ["sst", "para", "sts", "cfimdb"])
+    text_files: list[str] | None = setting(None, "more text, one passage per line")
+    max_length: int = setting(128, check="positive")
+    batch_size: int = setting(32, check="positive")
+    accumulate: int = setting(1, "gradient accumulation", check="positive")
+    lr: float = setting(5e-5, check="non_negative")
+    weight_decay: float = setting(0.01, check="non_negative")
+    warmup: float = setting(0.06, check="unit")
+    epochs: int = setting(1, check="positive")
+    max_steps: int | None = setting(None, "stop after this many optimizer updates", check="positive")
+    train_limit: int | None = setting(None, "use only the first N training passages (quick runs)", check="positive")
+    mask_prob: float = setting(0.15, check="unit")
+    heldout: float = setting(0.05, "share of the passages kept aside to measure MLM loss before and after",
+                             check="unit")
+    seed: int = setting(11711, check="seed")
+
+    def check(self, key, root):
+        twice = sorted({n for n in self.sources if self.sources.count(n) > 1})
+        if twice:
+            raise ConfigError(f"sources: {twice[0]!r} is listed twice")
+        if self.max_length < MIN_MAX_LENGTH:
+            raise ConfigError(f"max_length: must be at least {MIN_MAX_LENGTH} ([CLS], a token, [SEP]), "
+                              f"got {self.max_length}")
+
 
 HELDOUT_BATCH = 32  # the held-out loss's batches: fixed, so its masking does not depend on the training batch size
 

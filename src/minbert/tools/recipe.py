@@ -30,7 +30,8 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from ..config import Config, load_config, read_yaml
+from ..config import read_yaml
+from ..schema import Config, load_config
 from ..errors import ConfigError
 from ..evaluate import format_metrics
 from ..run_folder import RunFolder

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..config import Config, load_config, read_yaml
+from ..config import read_yaml
+from ..schema import Config, load_config
 from ..run_folder import RunFolder
 from ..tasks import TASKS
 from ..evaluate import selection_score

@@ -36,20 +36,46 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..config import Config, DistillConfig
+from ..schema import Config
 from ..data.batching import encode_examples
 from ..data.loading import rows_fingerprint
 from ..data.readers import Example
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import predict_outputs
 from ..runs import check_run, load_run
+from ..settings import Settings, names, register, setting
 from ..tasks import Task, get_task
 from .setup import training_examples
 
-ANNEALS: dict[str, Callable[[int, int, float], float]] = {  # (updates done, all updates, gold_weight) -> lambda
-    "linear": lambda done, total, weight: min(1.0, done / max(1, total)),  # BAM!'s teacher annealing
-    "constant": lambda done, total, weight: weight,
-}
+ANNEALS: dict[str, Callable[[int, int, float], float]] = names("train.distill.anneal", {  # (updates done, all
+    "linear": lambda done, total, weight: min(1.0, done / max(1, total)),  # updates, gold_weight) -> lambda;
+    "constant": lambda done, total, weight: weight,  # linear is BAM!'s teacher annealing
+})
+
+
+@register("train.distill")
+@dataclass
+class DistillSettings(Settings):
+    """Distillation from finished runs (BAM!, Clark et al. 2019); off without teachers."""
+
+    teachers: dict[str, list[str]] | None = setting(
+        None, "task -> run folders; several: their averaged targets", keys="task")
+    temperature: float = setting(1.0, "softmax / sigmoid temperature of the classifiers' targets (losses scaled by "
+                                 "T^2)", check="positive")
+    anneal: str = setting("linear", "weight of the gold label: linear (0 -> 1 over training, BAM!) | constant",
+                          one_of="train.distill.anneal")
+    gold_weight: float = setting(0.0, "anneal constant: the gold label's weight (0: the teachers' targets alone)",
+                                 check="closed_unit")
+    out_of_fold: bool = setting(False, "each row's target from the teachers that did not train on it (data.folds)")
+    identities: dict[str, list[str]] | None = setting(None, "filled in by the run: each teacher's weights' sha256",
+                                                      keys="task")
+
+    def check(self, key, root):
+        for task, folders in (self.teachers or {}).items():
+            if not folders:
+                raise ConfigError(f"{key}.teachers.{task}: name at least one teacher run folder")
+        if self.out_of_fold and not self.teachers:
+            raise ConfigError(f"{key}.out_of_fold: needs {key}.teachers")
 CACHE = "teacher_outputs.safetensors"
 
 
@@ -146,7 +172,7 @@ def check_teacher(task: Task, folder: Path, key: str, data_path: Path, out_of_fo
 class Distiller:
     """The tasks' teacher targets (one per training row), mixed with the gold loss as the anneal schedule says."""
 
-    def __init__(self, cfg: DistillConfig, tasks: dict[str, Task], outputs: dict[str, torch.Tensor],
+    def __init__(self, cfg: DistillSettings, tasks: dict[str, Task], outputs: dict[str, torch.Tensor],
                  masks: dict[str, torch.Tensor], total_updates: int):
         """`outputs[task]`: (teachers, rows, ...) in task units; `masks[task]`: (teachers, rows), which teacher's
         output counts for which row."""
@@ -243,7 +269,7 @@ class TeacherOutputs:
             tmp.replace(run_dir / CACHE)
             self.fresh = False
 
-    def distiller(self, cfg: DistillConfig, tasks: dict[str, Task], total_updates: int) -> Distiller:
+    def distiller(self, cfg: DistillSettings, tasks: dict[str, Task], total_updates: int) -> Distiller:
         names = [k.removesuffix(".outputs") for k in self.tensors if k.endswith(".outputs")]
         return Distiller(cfg, tasks, {n: self.tensors[f"{n}.outputs"] for n in names},
                          {n: self.tensors[f"{n}.mask"].bool() for n in names}, total_updates)

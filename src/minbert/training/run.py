@@ -11,7 +11,8 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
-from ..config import Config, config_differences, save_config
+from ..config import config_differences, save_config
+from ..schema import Config
 from ..data.loading import resolve_data_dir
 from ..distributed import Parallel
 from ..errors import CheckpointError

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import Config
+from ..schema import Config
 from ..data.batching import EncodedSet, encode_examples
 from ..data.loading import load_split, read_split
 from ..data.readers import Example

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, TrainingError  # noqa: F401  (re-exported where raised)
-from ..config import Config
+from ..schema import Config
 from ..data.batching import BatchStream
 from ..data.loading import rows_fingerprint
 from ..evaluate import evaluate, format_metrics, selection_score, write_split_predictions
