@@ -68,3 +68,22 @@ def test_pretrain_mlm_lowers_heldout_loss_and_gives_a_backbone(tmp_path, tiny_ba
 def test_bad_mlm_config_is_a_one_line_error(tmp_path, capsys):
     assert main(["pretrain-mlm", "--out", str(tmp_path / "x"), "--set", "sources=[nli]"]) == 2
     assert "sources[0]: 'nli' is not one of" in capsys.readouterr().err
+
+
+def test_an_objective_step_of_micro_batches_is_the_step_of_their_mean_loss():
+    """MLM's update (training/step.py objective_step) against the closed form: two micro-batches of a squared
+    error at 1/2 each make the gradient of the mean over all rows, (2/n) X^T (Xw - y); a non-finite loss skips."""
+    from minbert.training.step import objective_step
+
+    torch.manual_seed(0)
+    w, x, y = torch.nn.Parameter(torch.randn(3)), torch.randn(4, 3), torch.randn(4)
+    loss_of = lambda rows: None if rows is None else ((x[rows] @ w - y[rows]) ** 2).mean()  # noqa: E731
+    optimizer = torch.optim.SGD([w], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    w0 = w.detach().clone()
+    update, losses = objective_step(loss_of, [[0, 1], None, [2, 3]], optimizer, scheduler, [w], None, accumulate=2)
+    assert update.stepped and len(losses) == 2
+    assert torch.allclose(w.detach(), w0 - 0.1 * (2 / 4) * x.T @ (x @ w0 - y), atol=1e-6)
+    y[0] = float("nan")
+    update, _ = objective_step(loss_of, [[0, 1], [2, 3]], optimizer, scheduler, [w], None, accumulate=2)
+    assert not update.stepped and w.grad is None

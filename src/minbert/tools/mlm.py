@@ -32,7 +32,7 @@ from ..run_folder import RunFolder
 from ..schema import MIN_MAX_LENGTH
 from ..settings import Settings, setting
 from ..training.setup import RunLog, check_writable, seed_everything
-from ..training.step import optimizer_update
+from ..training.step import objective_step
 
 @dataclass
 class MlmConfig(Settings):
@@ -199,20 +199,19 @@ def _pretrain(cfg: MlmConfig, out_dir: Path, data_path: Path | None, backbone) -
     steps = [b for epoch in batches_per_epoch for b in epoch][: cfg.max_steps * cfg.accumulate if cfg.max_steps else None]
     updates = math.ceil(len(steps) / cfg.accumulate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(updates, cfg.warmup, "linear"))
-    start, running = time.time(), []
-    for i, index in enumerate(steps, 1):
+    def loss_of(index: list[int]) -> torch.Tensor | None:  # the objective: a batch masked afresh, its MLM loss
         batch = tokenizer.pad([train_set[j] for j in index])
         masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], tokenizer, cfg.mask_prob, g)
-        if not (labels != -100).any():
-            continue
-        loss = mlm_loss(encoder, head, {**batch, "input_ids": masked}, labels)
-        (loss / cfg.accumulate).backward()
-        running.append(loss.item())
-        if i % cfg.accumulate == 0 or i == len(steps):
-            optimizer_update(optimizer, scheduler, params, clip=1.0, finite_loss=math.isfinite(running[-1]))
-        if i % 100 == 0:
-            log(f"batch {i}/{len(steps)} (update {math.ceil(i / cfg.accumulate)}/{updates}): "
-                f"train MLM loss {sum(running[-100:]) / len(running[-100:]):.4f}")
+        return mlm_loss(encoder, head, {**batch, "input_ids": masked}, labels) if (labels != -100).any() else None
+
+    start, running = time.time(), []
+    for first in range(0, len(steps), cfg.accumulate):  # one update of `accumulate` batches (the last: the rest)
+        running += objective_step(loss_of, steps[first:first + cfg.accumulate], optimizer, scheduler, params,
+                                  clip=1.0, accumulate=cfg.accumulate)[1]
+        for i in range(first + 1, min(first + cfg.accumulate, len(steps)) + 1):
+            if i % 100 == 0:
+                log(f"batch {i}/{len(steps)} (update {math.ceil(i / cfg.accumulate)}/{updates}): "
+                    f"train MLM loss {sum(running[-100:]) / len(running[-100:]):.4f}")
     after = heldout_loss(encoder, head, tokenizer, held, cfg)
     log(f"held-out MLM loss after: {after:.4f} (perplexity {math.exp(after):.2f}); "
         f"{updates} updates ({len(steps)} batches) in {time.time() - start:.0f} s")

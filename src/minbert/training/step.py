@@ -2,7 +2,8 @@
 the task's loss, distillation and SMART terms, the combiner's backward) and `optimizer_step` (the update
 that ends it: gradients summed over processes, `optimizer_update`, the weight average, the step log, the
 guard against non-finite steps), both over a `Trainer`'s parts (duck-typed); and `optimizer_update`, one
-optimizer update as every training loop takes it (the multi-task trainer, MLM pre-training, bench):
+optimizer update as every training loop takes it (the multi-task trainer, MLM pre-training through
+`objective_step`, bench):
 unscale the gradients (fp16), clip their norm, skip an update whose loss or gradient is not finite, step
 the optimizer and the learning-rate schedule, clear the gradients."""
 from __future__ import annotations
@@ -47,6 +48,21 @@ def optimizer_update(optimizer: torch.optim.Optimizer, scheduler, params: list[t
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return update
+
+
+def objective_step(loss_of, micro_batches: list, optimizer: torch.optim.Optimizer, scheduler,
+                   params: list[torch.Tensor], clip: float | None, accumulate: int) -> tuple[Update, list[float]]:
+    """One optimizer update of a single objective (MLM pre-training): each micro-batch's loss (`loss_of(batch)`:
+    its forward; None when the batch has nothing to learn) backward at 1/`accumulate`, then `optimizer_update`,
+    skipped when a loss is not finite. Returns the update and the micro-batches' losses."""
+    losses = []
+    for batch in micro_batches:
+        loss = loss_of(batch)
+        if loss is None:
+            continue
+        (loss / accumulate).backward()
+        losses.append(loss.item())
+    return optimizer_update(optimizer, scheduler, params, clip, finite_loss=all(map(math.isfinite, losses))), losses
 
 
 def forward_backward(t, step_tasks: list[str]) -> bool:
