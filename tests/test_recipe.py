@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from minbert.cli import main
+from minbert.errors import ConfigError
 from minbert.schema import load_config
 from minbert.tools.recipe import read_recipe
 from test_resume import progress, signal_when
@@ -125,3 +126,41 @@ def test_each_shipped_recipe_reads(path, tmp_path):
                                          *(REPO / "configs" / "distill").glob("*.yaml")]), ids=lambda p: p.name)
 def test_each_single_task_and_student_config_loads(path):
     assert load_config(path).tasks
+
+
+def test_more_seeds_train_only_for_a_run_that_beats_its_bar(tmp_path, tiny_backbone, small_data_dir):
+    """`more_seeds` trains the extra seeds of a run whose first seed's dev overall is above the bar file's, and
+    skips them (a row saying why) for one that is not; the comparison is made again at a rerun."""
+    write_recipe(tmp_path, tiny_backbone)
+    (tmp_path / "all.yaml").write_text((tmp_path / "teacher.yaml").read_text().replace("tasks: [sst]", "tasks: [sst, para, sts]"))
+    (tmp_path / "low.json").write_text('{"overall": 0.0}')
+    (tmp_path / "high.json").write_text('{"overall": 1.0}')
+    recipe = tmp_path / "more.yaml"
+    recipe.write_text("runs:\n"
+                      "  good: {config: all.yaml, seeds: [1], more_seeds: {seeds: [2], above: low.json}}\n"
+                      "  poor: {config: all.yaml, seeds: [3], more_seeds: {seeds: [4], above: high.json}}\n")
+    out = tmp_path / "out"
+    args = ["recipe", str(recipe), "--out", str(out), "--data-dir", str(small_data_dir), "--set", "train.epochs=1"]
+    assert main(args) == 0
+    results = {r["run"]: r for r in json.loads((out / "recipe.json").read_text())}
+    assert list(results) == ["good-1", "good-2", "poor-3", "poor-4"]
+    assert load_config(out / "good-2" / "config.yaml").train.seed == 2
+    overall = results["poor-3"]["metrics"]["overall"]
+    assert results["poor-4"]["skipped"].startswith(f"poor-3's dev overall {overall:.4f} is not above 1.0000")
+    assert not (out / "poor-4").exists() and "| poor-4 | skipped: poor-3's dev overall" in (out / "recipe.md").read_text()
+
+    (tmp_path / "high.json").write_text('{"overall": 0.0}')  # the bar moved: poor's seed 4 is now worth it
+    assert main(args) == 0
+    assert "skipped" not in json.loads((out / "recipe.json").read_text())[3] and (out / "poor-4" / "best").is_dir()
+
+
+@pytest.mark.parametrize("more, message", [
+    ("{seeds: [2]}", r"more_seeds: expected \{seeds"),
+    ("{seeds: [2], above: none.json}", r"more_seeds.above: .*none.json holds no readable dev overall"),
+])
+def test_more_seeds_are_checked_before_any_run(tmp_path, tiny_backbone, more, message):
+    write_recipe(tmp_path, tiny_backbone)
+    recipe = tmp_path / "more.yaml"
+    recipe.write_text(f"runs:\n  a: {{config: teacher.yaml, seeds: [1], more_seeds: {more}}}\n")
+    with pytest.raises(ConfigError, match=message):
+        read_recipe(recipe, tmp_path / "out", [])

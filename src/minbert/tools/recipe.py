@@ -17,6 +17,11 @@ starts. A run is done when its `recipe_result.json` parses and records the confi
 layer, as `ablate` and `sweep`): it is not trained again; a run stopped part way continues from its last
 checkpoint. DIR/recipe.json and DIR/recipe.md list every run's dev metrics and seconds.
 
+A run's `more_seeds: {seeds: [...], above: FILE}` trains those seeds too, but only when its first seed's dev
+overall is above the `overall` of FILE (a `best_metrics.json`, e.g. the recipe to beat): more seeds for the runs
+worth them (the seed reports' systems against best-cpu). Otherwise they are skipped, each with its reason in the
+tables; the comparison is made again at every rerun.
+
 With `lanes` above 1 (`--lanes N`), up to N runs train at once, each in a process of its own (`tools/lanes.py`;
 its output in DIR/NAME.log), a run starting once the runs it names with `{run:NAME}` are done: on two cores,
 two runs of one thread each (`--set train.threads=1`).
@@ -42,7 +47,7 @@ from .lanes import Job, Lanes
 
 RESULT_FIELDS = {"run": str, "seconds": (int, float), "metrics": dict, "config": dict}
 RUN_REFERENCE = re.compile(r"\{run:([^}]*)\}")
-RUN_KEYS = {"config", "set", "seeds"}
+RUN_KEYS = {"config", "set", "seeds", "more_seeds"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 AGAIN = "the same minbert recipe command"
 
@@ -50,7 +55,44 @@ AGAIN = "the same minbert recipe command"
 class RecipeRun(NamedTuple):
     name: str
     cfg: Config
-    needs: frozenset[str]  # the earlier runs it names with {run:NAME}
+    needs: frozenset[str]  # the earlier runs it names with {run:NAME} (and, for more seeds, its first seed's run)
+    above: tuple[str, Path] | None = None  # more seeds: trained only when this run's dev overall is above FILE's
+
+
+def more_seeds(spec: object, path: Path, where: str) -> tuple[list[int], Path | None]:
+    """A run's `more_seeds`: the seeds and the file of the overall to beat (which must be readable now)."""
+    if spec is None:
+        return [], None
+    if not isinstance(spec, dict) or set(spec) != {"seeds", "above"} or not isinstance(spec["seeds"], list) \
+            or not spec["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) for s in spec["seeds"]):
+        raise ConfigError(f"{where}.more_seeds: expected {{seeds: [a list of integers], above: a best_metrics.json}}")
+    bar = resolve_base(path, str(spec["above"]))
+    overall_of(bar, f"{where}.more_seeds.above")
+    return spec["seeds"], bar
+
+
+def overall_of(path: Path, key: str) -> float:
+    try:
+        overall = json.loads(path.read_text())["overall"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{key}: {path} holds no readable dev overall ({type(e).__name__}: {e})") from None
+    if not isinstance(overall, (int, float)):
+        raise ConfigError(f"{key}: {path}: overall is not a number")
+    return float(overall)
+
+
+def skipped(run: RecipeRun, out_dir: Path) -> dict | None:
+    """A more-seeds run's result when its first seed did not beat the bar: skipped, with the reason."""
+    if run.above is None:
+        return None
+    first, bar = run.above
+    got = json.loads((out_dir / first / "recipe_result.json").read_text())["metrics"].get("overall")
+    wanted = overall_of(bar, f"{run.name}: more_seeds.above")
+    if got is not None and got > wanted:
+        return None
+    why = f"{first}'s dev overall {'(none)' if got is None else f'{got:.4f}'} is not above {wanted:.4f} ({bar})"
+    log(f"recipe: {run.name} skipped: {why}")
+    return {"run": run.name, "metrics": {}, "seconds": 0, "skipped": why}
 
 
 def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[RecipeRun]:
@@ -66,6 +108,7 @@ def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[RecipeRun]:
         if not isinstance(spec, dict) or "config" not in spec or set(spec) - RUN_KEYS:
             raise ConfigError(f"{where}: expected config (a file), and optionally set (a list) and seeds (a list)")
         sets, seeds = spec.get("set") or [], spec.get("seeds")
+        extra_seeds, bar = more_seeds(spec.get("more_seeds"), path, where)
         if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
             raise ConfigError(f"{where}.set: expected a list of KEY=VALUE strings")
         if seeds is not None and (not isinstance(seeds, list) or not seeds
@@ -75,11 +118,16 @@ def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[RecipeRun]:
         done = {run.name for run in runs}
         needs = frozenset(m.group(1) for s in sets for m in RUN_REFERENCE.finditer(s))
         sets = [RUN_REFERENCE.sub(lambda m: referenced(m.group(1), done, out_dir, where), s) for s in sets]
-        for seed in seeds or [None]:
+        if extra_seeds and not seeds:
+            raise ConfigError(f"{where}.more_seeds: needs seeds (the first one's run is compared with the bar)")
+        first = None if not seeds else f"{name}-{seeds[0]}"
+        for seed in [*(seeds or [None]), *extra_seeds]:
             seeded = [] if seed is None else [f"train.seed={seed}"]
             run = name if seed is None else f"{name}-{seed}"
+            more = seed in extra_seeds and seed not in seeds
             try:
-                runs.append(RecipeRun(run, load_config(base, sets + seeded + extra), needs))
+                runs.append(RecipeRun(run, load_config(base, sets + seeded + extra), needs | ({first} if more else set()),
+                                      (first, bar) if more else None))
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
     return runs
@@ -120,9 +168,12 @@ def dev_line(metrics: dict) -> str:
 
 
 def done_before(run: RecipeRun, out_dir: Path) -> dict | None:
-    """The run's result when it was done before with this config (and, for a student, these teachers)."""
+    """The run's result when it was done before with this config (and, for a student, these teachers), or it is
+    a more-seeds run skipped."""
     if any(not (out_dir / name / "recipe_result.json").is_file() for name in run.needs):
         return None  # a teacher to be trained first: its student is not done
+    if (result := skipped(run, out_dir)) is not None:
+        return result
     name_identities(run.cfg)  # a student is done only while its teachers are the ones it learned from
     earlier = finished_result(out_dir / run.name / "recipe_result.json", RESULT_FIELDS, run.cfg.to_dict(), log)
     if earlier is None:
@@ -163,6 +214,9 @@ def run_in_lanes(path: Path, runs: list[RecipeRun], out_dir: Path, data_dir: str
             for run in runs if run.name not in results]
 
     def collect(name: str) -> None:
+        if (result := skipped(next(r for r in runs if r.name == name), out_dir)) is not None:
+            results[name] = result  # the child found the bar not beaten
+            return
         result = json.loads((out_dir / name / "recipe_result.json").read_text())
         results[name] = {k: v for k, v in result.items() if k != "config"}
         log(f"recipe: {name} done ({dev_line(result['metrics'])})")
@@ -179,5 +233,6 @@ def write_tables(path: Path, results: list[dict], out_dir: Path) -> None:
              "| run | " + " | ".join(columns) + " | best epoch | seconds |", "|---|" + "---|" * len(columns) + "---|---|"]
     for r in results:
         cells = " | ".join(f"{r['metrics'][c]:.4f}" if c in r["metrics"] else "" for c in columns)
-        lines.append(f"| {r['run']} | {cells} | {r['metrics'].get('epoch')} | {r['seconds']} |")
+        lines.append(f"| {r['run']} | {cells} | {r['metrics'].get('epoch')} | {r['seconds']} |" if "skipped" not in r
+                     else f"| {r['run']} | skipped: {r['skipped']} |" + " |" * (len(columns) + 1))
     (out_dir / "recipe.md").write_text("\n".join(lines) + "\n")
