@@ -239,3 +239,19 @@ def test_out_of_fold_teachers_each_score_the_fold_they_did_not_see(tiny_backbone
         recorded = json.loads((folds[k] / "last" / "trainer_state.json").read_text())["data"]["sst"]
         assert recorded == rows_fingerprint([i for i, seen in zip(ids, mask[k].tolist()) if not seen])
         assert 20 <= int(mask[k].sum()) <= 44
+
+
+def test_another_seed_reads_the_teacher_outputs_of_a_sibling_run(student, teacher, tiny_backbone, small_data_dir):
+    """A student's second seed beside the first (a recipe's NAME-SEED folders) takes the teachers' outputs from
+    the first one's file (same teachers, same rows) instead of scoring the rows again, and keeps a copy."""
+    second = student.parent / "seed-2"
+    minbert_cli(*student_args(second, tiny_backbone, small_data_dir, teacher, "--set", "train.seed=2"))
+    log = (second / "log.txt").read_text()
+    assert f"teacher outputs read from {student / CACHE} (the same teachers and training rows)" in log
+    assert "scored" not in log
+    a, b = load_file(str(student / CACHE)), load_file(str(second / CACHE))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other = student.parent / "other-teachers"  # a sibling with other teachers is not read
+    minbert_cli(*tiny_args(other, tiny_backbone, small_data_dir, "[sst, para, sts]", "--set",
+                           f"train.distill.teachers={{sst: [{teacher}]}}"))
+    assert "scored" in (other / "log.txt").read_text()

@@ -236,15 +236,23 @@ def teacher_outputs(teacher: Teacher, rows: list[Example], device: torch.device,
 
 class TeacherOutputs:
     """The teachers' outputs on the run's training rows: read from RUN_DIR/teacher_outputs.safetensors when it
-    holds them for these teachers and rows, else computed (and written by `keep` once the run folder is open)."""
+    holds them for these teachers and rows, else from a sibling run folder's that does (another seed of the same
+    student: the outputs depend only on the teachers' weights and the rows, both in the key), else computed; written
+    by `keep` once the run folder is open. A sibling's file is only read."""
 
     def __init__(self, cfg: Config, teachers: dict[str, list[Teacher]], rows: dict[str, list[Example]],
                  run_dir: Path, device: torch.device, log: Callable[[str], None]):
         self.key = cache_key(teachers, rows, cfg.train.distill.out_of_fold)
-        cached = read_cache(run_dir / CACHE, self.key)
+        source = run_dir / CACHE
+        cached = read_cache(source, self.key) if teachers else None
+        for sibling in sorted(run_dir.parent.glob(f"*/{CACHE}")) if teachers and cached is None else []:
+            if sibling.parent.resolve() != run_dir.resolve() and (cached := read_cache(sibling, self.key)) is not None:
+                source = sibling
+                break
         self.fresh = cached is None and bool(teachers)
         if cached is not None:
-            log(f"distill: teacher outputs read from {run_dir / CACHE}")
+            log(f"distill: teacher outputs read from {source}" + ("" if source == run_dir / CACHE else
+                                                                  " (the same teachers and training rows)"))
             self.tensors = cached
             return
         self.tensors = {}
