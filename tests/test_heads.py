@@ -160,6 +160,23 @@ def test_cosent_matches_its_definition():
     assert float(perfect) < float(LOSSES["cosent"].fn(HeadOutput(5 - gold), gold, TASKS["sts"]))
 
 
+def test_ce_emd_matches_its_definition_and_charges_a_far_class_more():
+    """Cross-entropy + squared EMD over SST's ordered classes, against numpy; of two predictions with the same
+    probability on the gold class, the one whose other mass sits farther from it costs more (CE alone: equal)."""
+    torch.manual_seed(0)
+    logits, gold = torch.randn(4, 5), torch.tensor([0, 2, 4, 1])
+    p = np.exp(logits.numpy()) / np.exp(logits.numpy()).sum(1, keepdims=True)
+    cdf_gold = (np.arange(5)[None, :] >= gold.numpy()[:, None]).astype(float)
+    want = np.mean(-np.log(p[np.arange(4), gold.numpy()])) + np.mean(((p.cumsum(1) - cdf_gold) ** 2).sum(1))
+    assert float(LOSSES["ce_emd"].fn(HeadOutput(logits), gold, TASKS["sst"])) == pytest.approx(want, rel=1e-5)
+    near, far = torch.log(torch.tensor([[0.05, 0.05, 0.2, 0.6, 0.1]])), torch.log(torch.tensor([[0.6, 0.05, 0.2, 0.05, 0.1]]))
+    gold = torch.tensor([2])
+    ce = [float(LOSSES["ce"].fn(HeadOutput(x), gold, TASKS["sst"])) for x in (near, far)]
+    emd = [float(LOSSES["ce_emd"].fn(HeadOutput(x), gold, TASKS["sst"])) for x in (near, far)]
+    assert ce[0] == pytest.approx(ce[1]) and emd[0] < emd[1]
+    assert LOSSES["ce_emd"].kinds == ("classify",)  # SST (and CFIMDB); not the pair tasks
+
+
 @pytest.mark.parametrize("task", ["para", "sts"])
 def test_cosine_embedding_loss_matches_torch(parts, task):
     enc, tok = parts

@@ -10,6 +10,10 @@ the gold labels and the task.
   STS pairs when their gold score is at least half the scale (2.5): the seed reports give no mapping
   (the task kind's `similar`). The cosine is the one behind the head's value: with `cosine_scale: relu`,
   max(cos, 0), so a positive pair at cos < 0 gets no gradient.
+- `ce_emd` (SST-5's classes are ordered: very negative ... very positive): cross-entropy plus the squared
+  Earth Mover's Distance between the predicted class distribution and the gold class (Hou, Yu & Samaras 2016):
+  sum_k (P(y <= k) - 1[gold <= k])^2, which costs a prediction more the farther its mass sits from the gold
+  class; cross-entropy alone treats "positive" for "very positive" like "very negative".
 """
 from __future__ import annotations
 
@@ -45,6 +49,13 @@ def cosent(out, labels, task) -> torch.Tensor:
     return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)
 
 
+def cross_entropy_emd(out, labels, task) -> torch.Tensor:
+    logits = out.value.float()
+    gold = F.one_hot(labels.long(), logits.shape[-1]).float()
+    emd = (torch.softmax(logits, -1).cumsum(-1) - gold.cumsum(-1)).pow(2).sum(-1).mean()
+    return F.cross_entropy(logits, labels.long()) + emd
+
+
 def cosine_embedding(out, labels, task) -> torch.Tensor:
     cos = out.cosine.float()
     positive = task.kind.similar(labels)
@@ -64,4 +75,5 @@ LOSSES: dict[str, Loss] = names("model.loss", {
     "mse": Loss(("regress",), False, mean_squared_error),
     "cosent": Loss(("regress",), False, cosent),
     "cosine_embedding": Loss(("binary", "regress"), True, cosine_embedding),
+    "ce_emd": Loss(("classify",), False, cross_entropy_emd),
 })
