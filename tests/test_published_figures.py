@@ -51,3 +51,22 @@ def test_the_bam_students_mean_row_is_their_files(doc, marker):
         values = [s[i] for s in seeds]  # the files' figures, rounded to three places as in the table
         assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
         assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
+
+
+@pytest.mark.parametrize("seed", [11711, 11712])
+def test_each_private_layer_row_is_its_files(seed):
+    assert row_figures(REPO / "docs/results/distillation.md", f"results/capacity/sst-private-{seed}/") == \
+        metrics(f"results/capacity/sst-private-{seed}")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/results/distillation.md"])
+def test_the_private_layer_mean_row_is_its_files(doc):
+    import statistics
+    line = next(line for line in (REPO / doc).read_text().splitlines()
+                if line.startswith("|") and "`results/capacity/`" in line)
+    cells = [c.strip().strip("*").split(" ± ") for c in line.split("|")[2:6]]
+    seeds = [metrics(f"results/capacity/sst-private-{s}") for s in (11711, 11712)]
+    for i, (mean, std) in enumerate(cells):
+        values = [s[i] for s in seeds]
+        assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
+        assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
