@@ -115,3 +115,30 @@ def test_dev_limit_is_one_random_draw_the_same_for_every_seed(data_dir):
     order = {e.id: i for i, e in enumerate(full)}
     assert [order[e.id] for e in subsets[0]] == sorted(order[e.id] for e in subsets[0])
     assert abs(sum(e.label == 0 for e in subsets[0]) - 63) < 4 * 6.2
+
+
+def test_both_orders_adds_each_pair_swapped_and_leaves_single_sentences(small_data_dir, tiny_backbone, tmp_path):
+    """data.both_orders: each Quora / STS training pair of the plain run once more as (b, a) with its label; SST
+    unchanged; a run trains with it; not with out-of-fold targets."""
+    from minbert.errors import ConfigError
+    from minbert.tasks import TASKS
+    from minbert.training.run import train
+    from minbert.training.setup import training_examples
+
+    plain, both = load_config(None, []), load_config(None, ["data.both_orders=true"])
+    for name in ("para", "sts"):
+        rows = training_examples(plain, TASKS[name], small_data_dir, lambda line: None)
+        doubled = training_examples(both, TASKS[name], small_data_dir, lambda line: None)
+        assert doubled[:len(rows)] == rows and len(doubled) == 2 * len(rows)
+        assert [(e.id, e.texts, e.label) for e in doubled[len(rows):]] == \
+            [(f"{e.id}:swapped", (e.texts[1], e.texts[0]), e.label) for e in rows]
+    assert training_examples(both, TASKS["sst"], small_data_dir, lambda line: None) == \
+        training_examples(plain, TASKS["sst"], small_data_dir, lambda line: None)
+    cfg = load_config(None, [f"model.backbone={tiny_backbone}", "data.both_orders=true", "train.epochs=1",
+                             "train.schedule.until=fixed_steps", "train.schedule.steps_per_epoch=2",
+                             "train.batch_size={sst: 4, para: 4, sts: 4}", "eval.test_predictions=false",
+                             "train.threads=1"])
+    assert set(train(cfg, tmp_path / "run", str(small_data_dir))) == {"sst", "para", "sts", "overall", "epoch"}
+    with pytest.raises(ConfigError, match="data.both_orders: not with train.distill.out_of_fold"):
+        load_config(None, ["data.both_orders=true", "train.distill.out_of_fold=true",
+                           f"train.distill.teachers={{sst: [{tmp_path}]}}"])

@@ -59,6 +59,7 @@ class DataConfig(Settings):
     folds: int | None = setting(None, "cut each training set into this many fixed random folds ...")
     fold: int | None = setting(None, "... and train without this one (0-based): out-of-fold teachers",
                                check="non_negative")
+    both_orders: bool = setting(False, "pair tasks: train on each pair as (a, b) and as (b, a), twice the rows")
 
     def check(self, key, root):
         if self.train_limit is not None and self.train_fraction is not None:
@@ -70,6 +71,9 @@ class DataConfig(Settings):
             raise ConfigError(f"{key}.folds: must be at least 2, got {self.folds}")
         if self.folds is not None and self.fold >= self.folds:
             raise ConfigError(f"{key}.fold: must be below {key}.folds ({self.folds}), got {self.fold}")
+        if self.both_orders and root.train.distill.out_of_fold:
+            raise ConfigError(f"{key}.both_orders: not with train.distill.out_of_fold (a swapped row's fold teacher "
+                              "would be one that trained on the row)")
 
 
 @dataclass

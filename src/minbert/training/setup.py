@@ -70,10 +70,14 @@ def check_writable(run_dir: Path) -> None:
 
 def training_examples(cfg: Config, task: Task, data_path: Path, log: Callable[[str], None]) -> list[Example]:
     """The training rows a run of `cfg` learns `task` from: the file, less a held-out fold (data.folds / data.fold),
-    then a random subset (data.train_limit / train_fraction, drawn with train.seed)."""
+    then a random subset (data.train_limit / train_fraction, drawn with train.seed); with data.both_orders each
+    pair also swapped."""
     held_out = (cfg.data.folds, cfg.data.fold) if cfg.data.folds is not None else None
-    return read_split(task, "train", data_path, cfg.data.strict, log, cfg.data.train_limit, cfg.train.seed,
+    rows = read_split(task, "train", data_path, cfg.data.strict, log, cfg.data.train_limit, cfg.train.seed,
                       cfg.data.train_fraction, held_out)
+    if cfg.data.both_orders and task.is_pair:  # each pair once more, its sentences swapped (same label)
+        rows += [Example(f"{r.id}:swapped", r.texts[::-1], r.label) for r in rows]
+    return rows
 
 
 def task_sets(cfg: Config, model, tokenizer, data_path: Path, log: Callable[[str], None], taught_tasks: set[str]
