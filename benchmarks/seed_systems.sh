@@ -5,7 +5,8 @@
 # apart (benchmarks/seeds_step_times.py -> $RESULTS/step_times.json, skipped if that file is there), then
 # benchmarks/seeds_table.py writes docs/results/seeds.md's table. Which runs are done, continuing a stopped one
 # and whether a system gets more seeds are `minbert recipe`'s: rerun this script after an interruption. (A fresh
-# clone has the results but no runs: this trains all five again; the table alone is benchmarks/seeds_table.py.)
+# clone has the results but no runs: this trains all five again; the table alone is benchmarks/seeds_table.py.
+# A failed run stops the script before the copies: the others are paused or done; fix it and rerun.)
 # Usage: bash benchmarks/seed_systems.sh > logs/seed-systems.log 2>&1
 # Environment (defaults in brackets), for smoke runs:
 #   MINBERT [.venv/bin/minbert], PYTHON [.venv/bin/python]: the commands (word-split: MINBERT="python -m minbert")

@@ -217,3 +217,18 @@ def test_a_saved_config_keeps_only_its_choices_keys(tmp_path):
     assert build_config(old) == wanted
     with pytest.raises(ConfigError, match="unknown key train.schedule.epochs_per_task"):
         load_config(tmp_path / "config.yaml")  # the same file given as a config to train from is refused
+
+
+def test_review_findings_stay_one_line_errors(tmp_path):
+    """A saved config naming a schedule by a list, and no tasks next to per-task keys, are one-line errors naming
+    the key (found in review: a TypeError traceback, and a per-task key blamed first)."""
+    from minbert.errors import CheckpointError
+    from minbert.runs import load_run_config
+    from minbert.tools.experiments import same_config
+
+    (tmp_path / "config.yaml").write_text("train:\n  schedule:\n    name: [round_robin]\n")
+    with pytest.raises(CheckpointError, match=r"train.schedule.name: \['round_robin'\] is not one of"):
+        load_run_config(tmp_path / "config.yaml")
+    assert same_config({"train": {"schedule": {"name": ["x"]}}}, {}) is False
+    with pytest.raises(ConfigError, match="^tasks: at least one task is needed$"):
+        load_config(None, ["tasks=[]", "model.heads={sst: {dropout: 0.2}}"])

@@ -126,6 +126,9 @@ def test_tokenizer_on_arbitrary_text(tokenizer, text, text2):
 
 
 # ---- the command line: `minbert train --check --set KEY=VALUE ...` ----
+NAMED: dict[str, str] = {}  # key -> the registry its names come from (settings.setting's one_of)
+
+
 def config_keys(cls: type = Config, prefix: str = "") -> dict[str, typing.Any]:
     """Every dotted key of the config dataclasses with its annotation (sections included), plus per-task keys."""
     keys: dict[str, typing.Any] = {}
@@ -133,6 +136,8 @@ def config_keys(cls: type = Config, prefix: str = "") -> dict[str, typing.Any]:
         tp = typing.get_type_hints(cls)[f.name]
         key = prefix + f.name
         keys[key] = tp
+        if f.metadata.get("one_of"):
+            NAMED[key] = f.metadata["one_of"]
         variants = list(registry.CHOICES[f.metadata["choice"]].values()) if "choice" in f.metadata else \
             [registry.SECTIONS[f.metadata["section"]]] if "section" in f.metadata else [tp]
         for variant in variants:
@@ -144,6 +149,8 @@ def config_keys(cls: type = Config, prefix: str = "") -> dict[str, typing.Any]:
                 keys[f"{key}.{task}"] = None
     if cls is Config:  # per-task head settings
         keys.update({f"model.heads.sts.{name}": tp for name, tp in typing.get_type_hints(HeadConfig).items()})
+        NAMED.update({f"model.heads.sts.{f.name}": f.metadata["one_of"] for f in dataclasses.fields(HeadConfig)
+                      if f.metadata.get("one_of")})
     return keys
 
 KEYS = config_keys()
@@ -175,15 +182,17 @@ def as_text(v) -> str:
     return json.dumps(v)
 
 
-def plausible(tp) -> st.SearchStrategy:
-    """Values of the annotated type in everyday ranges, so that many draws pass validation and reach preflight."""
+def plausible(tp, names: str | None = None) -> st.SearchStrategy:
+    """Values of the annotated type in everyday ranges, so that many draws pass validation and reach preflight;
+    a name from the registry `names` where the setting takes one."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Literal:
-        return st.sampled_from(args)
     if origin in (typing.Union, types.UnionType):
-        return st.one_of(*(st.none() if a is type(None) else plausible(a) for a in args))
+        return st.one_of(*(st.none() if a is type(None) else plausible(a, names) for a in args))
     if origin is list:
-        return st.lists(plausible(args[0]), max_size=3)
+        return st.lists(plausible(args[0], names), max_size=3)
+    if tp is str and names:
+        table = registry.NAMES[names]
+        return st.sampled_from(["sst", "para", "sts"] if callable(table) else list(table))
     if origin is dict:
         return st.dictionaries(st.sampled_from(["sst", "para", "sts"]), plausible(args[1]), max_size=3)
     if dataclasses.is_dataclass(tp) or tp is dict:
@@ -194,7 +203,7 @@ def plausible(tp) -> st.SearchStrategy:
 
 # half the draws: a real key with a value of its type; half: anything at any key path
 typed = st.sampled_from([k for k in LEAVES if KEYS[k] is not None and k != "model.backbone"]).flatmap(
-    lambda k: st.tuples(st.just(k), plausible(KEYS[k]).map(as_text)))
+    lambda k: st.tuples(st.just(k), plausible(KEYS[k], NAMED.get(k)).map(as_text)))
 override = st.one_of(typed, st.tuples(key_path, st.one_of(value.map(as_text), junk)))
 
 

@@ -157,9 +157,11 @@ def test_more_seeds_train_only_for_a_run_that_beats_its_bar(tmp_path, tiny_backb
 @pytest.mark.parametrize("more, message", [
     ("{seeds: [2]}", r"more_seeds: expected \{seeds"),
     ("{seeds: [2], above: none.json}", r"more_seeds.above: .*none.json holds no readable dev overall"),
+    ("{seeds: [1, 2], above: low.json}", r"runs.a: seed 1 is given twice"),
 ])
 def test_more_seeds_are_checked_before_any_run(tmp_path, tiny_backbone, more, message):
     write_recipe(tmp_path, tiny_backbone)
+    (tmp_path / "low.json").write_text('{"overall": 0.0}')
     recipe = tmp_path / "more.yaml"
     recipe.write_text(f"runs:\n  a: {{config: teacher.yaml, seeds: [1], more_seeds: {more}}}\n")
     with pytest.raises(ConfigError, match=message):

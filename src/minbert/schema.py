@@ -24,7 +24,13 @@ from .settings import CHOICES, Settings, chosen, names, names_in, section, setti
 from .tasks import TASKS
 
 names("any_task", TASKS)  # any task of the task table
-names_in("task", lambda root: root.tasks, "an enabled task")  # a task the run trains
+def _enabled_tasks(root: Any) -> list[str]:
+    if not root.tasks:  # asked before any per-task key is checked against them
+        raise ConfigError("tasks: at least one task is needed")
+    return root.tasks
+
+
+names_in("task", _enabled_tasks, "an enabled task")  # a task the run trains
 PRECISIONS = names("train.precision", ("fp32", "bf16", "fp16"))
 names("train.freeze_stages.train", ("heads", "all"))
 MIN_MAX_LENGTH = 3  # [CLS] + one token + [SEP]
@@ -222,7 +228,8 @@ def _as_saved(cls: type, raw: Any) -> None:
         section = raw.get(f.name) if isinstance(raw, dict) else None
         if isinstance(section, dict) and "choice" in f.metadata:
             choices = CHOICES[f.metadata["choice"]]
-            own = choices.get(section.get("name", f.metadata["default"]))
+            name = section.get("name", f.metadata["default"])
+            own = choices.get(name) if isinstance(name, str) else None  # else: refused when built
             others = {g.name for c in choices.values() for g in dataclasses.fields(c)}
             for k in others - {g.name for g in dataclasses.fields(own)} if own else ():
                 section.pop(k, None)

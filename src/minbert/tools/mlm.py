@@ -209,7 +209,7 @@ def _pretrain(cfg: MlmConfig, out_dir: Path, data_path: Path | None, backbone) -
         running += objective_step(loss_of, steps[first:first + cfg.accumulate], optimizer, scheduler, params,
                                   clip=1.0, accumulate=cfg.accumulate)[1]
         for i in range(first + 1, min(first + cfg.accumulate, len(steps)) + 1):
-            if i % 100 == 0:
+            if i % 100 == 0 and running:
                 log(f"batch {i}/{len(steps)} (update {math.ceil(i / cfg.accumulate)}/{updates}): "
                     f"train MLM loss {sum(running[-100:]) / len(running[-100:]):.4f}")
     after = heldout_loss(encoder, head, tokenizer, held, cfg)

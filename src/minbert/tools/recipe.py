@@ -106,7 +106,8 @@ def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[RecipeRun]:
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise ConfigError(f"{where}: a run name is letters, digits, '.', '_' and '-'")
         if not isinstance(spec, dict) or "config" not in spec or set(spec) - RUN_KEYS:
-            raise ConfigError(f"{where}: expected config (a file), and optionally set (a list) and seeds (a list)")
+            raise ConfigError(f"{where}: expected config (a file), and optionally set (a list), seeds (a list) and "
+                              "more_seeds")
         sets, seeds = spec.get("set") or [], spec.get("seeds")
         extra_seeds, bar = more_seeds(spec.get("more_seeds"), path, where)
         if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
@@ -120,6 +121,10 @@ def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[RecipeRun]:
         sets = [RUN_REFERENCE.sub(lambda m: referenced(m.group(1), done, out_dir, where), s) for s in sets]
         if extra_seeds and not seeds:
             raise ConfigError(f"{where}.more_seeds: needs seeds (the first one's run is compared with the bar)")
+        every = [*(seeds or []), *extra_seeds]
+        if len(set(every)) < len(every):
+            raise ConfigError(f"{where}: seed {next(s for s in every if every.count(s) > 1)} is given twice (seeds and "
+                              "more_seeds name each seed once)")
         first = None if not seeds else f"{name}-{seeds[0]}"
         for seed in [*(seeds or [None]), *extra_seeds]:
             seeded = [] if seed is None else [f"train.seed={seed}"]

@@ -201,7 +201,10 @@ class Distiller:
 
 
 def cache_key(teachers: dict[str, list[Teacher]], rows: dict[str, list[Example]], out_of_fold: bool) -> str:
+    """What the teachers' outputs depend on: their weights, the rows' ids and texts (a sibling run may read the
+    same ids from another data folder), and out-of-fold scoring."""
     return json.dumps({n: {"teachers": [t.identity for t in ts], "rows": rows_fingerprint([r.id for r in rows[n]]),
+                           "texts": hashlib.sha1("\n".join("\t".join(r.texts) for r in rows[n]).encode()).hexdigest(),
                            "out_of_fold": out_of_fold} for n, ts in sorted(teachers.items())}, sort_keys=True)
 
 
