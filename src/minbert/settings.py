@@ -70,6 +70,7 @@ def chosen(key: str, default: str, doc: str = "") -> Any:
 NAMES: dict[str, Any] = {}  # key -> the names a value there may take (-> what each name stands for), see names_in
 SECTIONS: dict[str, type] = {}  # key -> the settings class of that section
 CHOICES: dict[str, dict[str, type]] = {}  # key -> name -> settings class, picked by the section's `name`
+WHAT: dict[str, str] = {}  # key -> how a name not among names_in's is refused
 
 
 def names(key: str, table: Iterable[str] | dict[str, T]) -> dict[str, T]:
@@ -111,9 +112,6 @@ def choice(key: str, name: str) -> Callable[[type[T]], type[T]]:
 def names_in(key: str, names_of: Callable[[Any], list[str]], what: str) -> None:
     """Register names that depend on the whole config (`names_of(root)`), refused as "is not `what`"."""
     NAMES[key], WHAT[key] = names_of, what
-
-
-WHAT: dict[str, str] = {}  # key -> how a name not among names_in's is refused
 
 
 def check_name(key: str, registry: str, value: Any, root: Any = None) -> None:

@@ -129,7 +129,7 @@ def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[RecipeRun]:
         for seed in [*(seeds or [None]), *extra_seeds]:
             seeded = [] if seed is None else [f"train.seed={seed}"]
             run = name if seed is None else f"{name}-{seed}"
-            more = seed in extra_seeds and seed not in seeds
+            more = seed in extra_seeds  # (seeds and more_seeds share no seed: refused above)
             try:
                 runs.append(RecipeRun(run, load_config(base, sets + seeded + extra), needs | ({first} if more else set()),
                                       (first, bar) if more else None))
