@@ -59,10 +59,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def with_teachers(summary: dict, cfg, data_dir: str | None) -> dict:
-    """`train --check`: the distillation teachers checked too (and listed), as a run checks them."""
+    """`train --check`: the distillation teachers and `train.init_from` checked too (and listed), as a run checks them."""
+    from .training.init_from import check_init
     from .training.run import check_inputs
 
     _, _, teachers = check_inputs(cfg, data_dir)
+    if check_init(cfg) is not None:
+        summary["init_from"] = cfg.train.init_from
     if teachers:
         summary["teachers"] = {task: [str(t.folder) for t in ts] for task, ts in teachers.items()}
     return summary

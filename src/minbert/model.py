@@ -79,10 +79,16 @@ class MultitaskModel(nn.Module):
 
     def freeze_encoder(self, frozen: bool = True) -> None:
         """Only the heads learn (frozen) or everything does; a frozen encoder also keeps its dropout off."""
-        for part in self.encoder_parts():
-            part.requires_grad_(not frozen)
-            if frozen:
-                part.eval()
+        self.train_only("heads" if frozen else "all")
+
+    def train_only(self, part: str) -> None:
+        """What learns: `all`, `private` (the heads and their private layers; the shared encoder frozen) or
+        `heads` (the encoder and the private layers frozen). A frozen part also keeps its dropout off."""
+        frozen = {"all": [], "private": [self.encoder], "heads": self.encoder_parts()}[part]
+        for module in self.encoder_parts():
+            module.requires_grad_(not any(module is f for f in frozen))
+        for module in frozen:
+            module.eval()
 
     # ---- checkpoint: the encoder in HF format, the heads beside it ----
     def save(self, folder: str | Path) -> None:

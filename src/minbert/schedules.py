@@ -63,8 +63,12 @@ class TaskByTaskSettings(OrderSettings):
 
 @dataclass
 class RandomSubsetSettings(Choice):
-    subset_size: dict[str, int] | None = setting(None, "examples per epoch of these tasks, e.g. {para: 20000}",
-                                                 check="positive", keys="task")
+    subset_size: dict[str, int] | None = setting(None, "examples per epoch of these tasks, e.g. {para: 20000}; 0: "
+                                                 "the task is evaluated, not trained", check="non_negative", keys="task")
+
+    def check(self, key, root):
+        if root.tasks and all((self.subset_size or {}).get(t) == 0 for t in root.tasks):
+            raise ConfigError(f"{key}.subset_size: every task draws 0 examples, so nothing is trained")
 
 
 @dataclass
@@ -154,7 +158,7 @@ class RandomSubset(Schedule):
         return -(-subset // self.sizes.batch_size[task])
 
     def plan(self, epoch: int) -> list[list[str]]:
-        quotas = {t: self.quota(t) for t in self.sizes.tasks}
+        quotas = {t: q for t in self.sizes.tasks if (q := self.quota(t))}  # a task drawn 0 times has no batch
         steps = max(quotas.values())
         plan: list[list[str]] = [[] for _ in range(steps)]
         for t, q in quotas.items():  # q batches spread evenly over the epoch's steps

@@ -32,7 +32,7 @@ def _enabled_tasks(root: Any) -> list[str]:
 
 names_in("task", _enabled_tasks, "an enabled task")  # a task the run trains
 PRECISIONS = names("train.precision", ("fp32", "bf16", "fp16"))
-names("train.freeze_stages.train", ("heads", "all"))
+names("train.freeze_stages.train", ("heads", "private", "all"))
 MIN_MAX_LENGTH = 3  # [CLS] + one token + [SEP]
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
@@ -84,7 +84,8 @@ class DataConfig(Settings):
 
 @dataclass
 class FreezeStage(Settings):
-    """`epochs` epochs during which `train` is `heads` (encoder frozen) or `all`."""
+    """`epochs` epochs during which `train` is `heads` (encoder frozen), `private` (the shared encoder frozen; the
+    heads and their private layers learn) or `all`."""
 
     epochs: int = setting(1, check="positive")
     train: str = setting("all", one_of="train.freeze_stages.train")
@@ -115,6 +116,8 @@ class TrainConfig(Settings):
     grad_clip: float | None = setting(1.0, check="non_negative")
     ema: float | None = setting(None, "decay of a moving average of the weights, evaluated and saved instead",
                                 check="unit")
+    init_from: str | None = setting(None, "a finished run folder: start from its best weights (encoder, heads, "
+                                    "private layers) instead of the backbone's (training/init_from.py)")
     freeze_encoder: bool = setting(False, "the frozen-encoder baseline: only heads learn, every epoch")
     freeze_stages: list[FreezeStage] | None = setting(None, "e.g. heads 5 epochs, all 20, heads 5")
     precision: str = setting("fp32", "fp32 | bf16 | fp16: autocast on CUDA; CPU runs fp32", one_of="train.precision")

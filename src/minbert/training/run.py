@@ -20,6 +20,7 @@ from ..preflight import pin_backbone, preflight, preflight_resume
 from ..run_folder import RunFolder
 from ..runs import load_run_config
 from .distill import Teacher, check_teachers, reuse_identities
+from .init_from import check_init
 from .interrupts import StopSignals
 from .setup import RunLog, check_writable
 from .state import recover_interrupted_swap
@@ -60,6 +61,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
     par = parallel or Parallel()
     data_path, backbone, teachers = check_inputs(cfg, data_dir)  # every rank pins the same cached commit
+    init = check_init(cfg)  # a resume starts from its own last/ instead
     with ExitStack() as stack:
         log = lambda line: None  # noqa: E731 -- rank 0 logs
         if par.main:
@@ -68,7 +70,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
             log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}"
                 + (f", {par.world} processes" if par.world > 1 else ""))
         stop = stack.enter_context(StopSignals(second_sigint_stops=par.world == 1))
-        trainer = Trainer(cfg, run_dir, data_path, log, par, stop, backbone, teachers)
+        trainer = Trainer(cfg, run_dir, data_path, log, par, stop, backbone, teachers, init)
         if par.main:
             begin_run(folder, cfg, log, fresh=True)
             trainer.teacher_outputs.keep(run_dir)

@@ -95,13 +95,19 @@ def task_sets(cfg: Config, model, tokenizer, data_path: Path, log: Callable[[str
     return train_sets, dev_sets, taught
 
 
-def encoder_trainable(cfg: Config, epoch: int) -> bool:
-    """Staged freezing: is the encoder trained in this epoch? (`freeze_encoder` = heads only, throughout.)"""
+def trained_part(cfg: Config, epoch: int) -> str:
+    """Staged freezing: what learns in this epoch, `all`, `private` (heads and their private layers) or `heads`
+    (`freeze_encoder` = heads only, throughout; after the last stage, the last stage's part)."""
     if cfg.train.freeze_encoder:
-        return False
+        return "heads"
     end = 0
     for stage in cfg.train.freeze_stages or []:
         end += stage.epochs
         if epoch <= end:
-            return stage.train == "all"
-    return cfg.train.freeze_stages[-1].train == "all" if cfg.train.freeze_stages else True
+            return stage.train
+    return cfg.train.freeze_stages[-1].train if cfg.train.freeze_stages else "all"
+
+
+def encoder_trainable(cfg: Config, epoch: int) -> bool:
+    """Is the shared encoder trained in this epoch?"""
+    return trained_part(cfg, epoch) == "all"

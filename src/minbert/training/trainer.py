@@ -37,7 +37,7 @@ from .distill import Teacher, TeacherOutputs, check_teachers
 from .average import build_average
 from .interrupts import StopSignals, agreed_signal, pause_if_asked
 from .state import TrainState, atomic_folder, restore_checkpoint, save_checkpoint
-from .setup import RunLog, encoder_trainable, pick_device, seed_everything, task_sets
+from .setup import RunLog, pick_device, seed_everything, task_sets, trained_part
 from .step import forward_backward, optimizer_step
 from .steplog import StepLog, keep_until
 
@@ -49,9 +49,10 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path, data_path: Path, log: RunLog, parallel: Parallel | None = None,
                  stop: StopSignals | None = None, backbone: Path | None = None,
-                 teachers: dict[str, list[Teacher]] | None = None):
+                 teachers: dict[str, list[Teacher]] | None = None, init: Path | None = None):
         """`backbone`: the folder cfg.model.backbone was resolved to (None: resolve it here); `teachers`: what
-        `check_teachers` found (None: check them here)."""
+        `check_teachers` found (None: check them here); `init`: a checkpoint folder whose weights the model
+        starts from (`check_init`: train.init_from)."""
         self.cfg, self.run_dir, self.data_path, self.log = cfg, run_dir, data_path, log
         self.par = parallel or Parallel()
         self.stop = stop
@@ -64,6 +65,9 @@ class Trainer:
         log(f"backbone: {cfg.model.backbone or 'all-MiniLM-L6-v2 (default)'}"
             + (f" ({backbone})" if backbone is not None and str(backbone) != cfg.model.backbone else "") + "; "
             f"{model.encoder.num_parameters():,} encoder parameters; device {self.device}")
+        if init is not None:
+            model.load(init)
+            log(f"weights (encoder and heads) from {init}")
         if teachers is None:
             teachers = check_teachers(cfg, data_path)
         self.train_sets, self.dev_sets, taught = task_sets(cfg, model, self.tokenizer, data_path, log, set(teachers))
@@ -137,8 +141,7 @@ class Trainer:
     def begin_epoch(self) -> None:
         """Train mode, and what this epoch trains (staged freezing): call before `train_step`."""
         self.model.train()
-        trained = encoder_trainable(self.cfg, self.progress.epoch)
-        self.model.freeze_encoder(not trained)  # a frozen encoder also keeps its dropout off
+        self.model.train_only(trained_part(self.cfg, self.progress.epoch))  # a frozen part keeps its dropout off
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.nothing_to_learn: set[str] = set()  # tasks with no trainable parameter this epoch (logged once)
 
@@ -185,7 +188,8 @@ class Trainer:
                                   dev_loss)
         score = selection_score(metrics, self.cfg.tasks)
         record = {"epoch": self.progress.epoch, "updates": self.progress.updates,
-                  "train_loss": {n: self.progress.loss_sums[n] / max(1, self.progress.loss_counts[n]) for n in self.cfg.tasks},
+                  "train_loss": {n: self.progress.loss_sums[n] / self.progress.loss_counts[n] for n in self.cfg.tasks
+                                 if self.progress.loss_counts[n]},  # a task drawn 0 times is evaluated only
                   "dev": metrics, "dev_loss": dev_loss, "skipped_steps": self.progress.bad_total,
                   "steps": self.progress.step, "train_seconds": round(self.progress.train_seconds, 1),
                   "train_examples_per_second": round(self.progress.examples / max(self.progress.train_seconds, 1e-9), 1),
