@@ -166,3 +166,17 @@ def test_more_seeds_are_checked_before_any_run(tmp_path, tiny_backbone, more, me
     recipe.write_text(f"runs:\n  a: {{config: teacher.yaml, seeds: [1], more_seeds: {more}}}\n")
     with pytest.raises(ConfigError, match=message):
         read_recipe(recipe, tmp_path / "out", [])
+
+
+def test_seed_in_a_set_value_names_the_same_seeds_run(tmp_path, tiny_backbone, capsys):
+    recipe = write_recipe(tmp_path, tiny_backbone)
+    recipe.write_text(recipe.read_text() + "  finish:\n    config: student.yaml\n"
+                      "    set: ['train.init_from={run:student-{seed}}']\n    seeds: [1, 2]\n")
+    runs = {r.name: r for r in read_recipe(recipe, tmp_path / "out", [])}
+    for seed in (1, 2):
+        finish = runs[f"finish-{seed}"]
+        assert finish.needs == {f"student-{seed}"} and finish.cfg.train.seed == seed
+        assert finish.cfg.train.init_from == str((tmp_path / "out" / f"student-{seed}").resolve())
+    recipe.write_text(recipe.read_text().removesuffix("    seeds: [1, 2]\n"))  # the finish runs' seeds
+    assert main(["recipe", str(recipe), "--out", str(tmp_path / "out")]) == 2
+    assert "{seed} stands for the run's seed, and this run has no seeds" in capsys.readouterr().err

@@ -3,7 +3,8 @@ command that can be stopped and rerun at any point.
 
 The recipe file names its runs in the order they train; each has a `config` (relative to the recipe file or
 the working directory), optional `set` overrides and optional `seeds` (one run per seed, NAME-SEED). In a
-`set` value, `{run:NAME}` is the folder of an earlier run of the recipe (DIR/NAME), e.g. a teacher:
+`set` value, `{run:NAME}` is the folder of an earlier run of the recipe (DIR/NAME), e.g. a teacher, and in a
+run with seeds `{seed}` is the run's seed (`{run:student-{seed}}`: the same seed's student):
 
     runs:
       teacher-sst: {config: ../single/sst.yaml}
@@ -47,6 +48,7 @@ from .lanes import Job, Lanes
 
 RESULT_FIELDS = {"run": str, "seconds": (int, float), "metrics": dict, "config": dict}
 RUN_REFERENCE = re.compile(r"\{run:([^}]*)\}")
+SEED = "{seed}"  # in a seeded run's `set` values: its seed
 RUN_KEYS = {"config", "set", "seeds", "more_seeds"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 AGAIN = "the same minbert recipe command"
@@ -117,8 +119,8 @@ def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[RecipeRun]:
             raise ConfigError(f"{where}.seeds: expected a non-empty list of integers")
         base = resolve_base(path, str(spec["config"]))
         done = {run.name for run in runs}
-        needs = frozenset(m.group(1) for s in sets for m in RUN_REFERENCE.finditer(s))
-        sets = [RUN_REFERENCE.sub(lambda m: referenced(m.group(1), done, out_dir, where), s) for s in sets]
+        if not seeds and any(SEED in s for s in sets):
+            raise ConfigError(f"{where}.set: {SEED} stands for the run's seed, and this run has no seeds")
         if extra_seeds and not seeds:
             raise ConfigError(f"{where}.more_seeds: needs seeds (the first one's run is compared with the bar)")
         every = [*(seeds or []), *extra_seeds]
@@ -130,8 +132,11 @@ def read_recipe(path: Path, out_dir: Path, extra: list[str]) -> list[RecipeRun]:
             seeded = [] if seed is None else [f"train.seed={seed}"]
             run = name if seed is None else f"{name}-{seed}"
             more = seed in extra_seeds  # (seeds and more_seeds share no seed: refused above)
+            own = [s.replace(SEED, str(seed)) for s in sets]  # e.g. {run:student-{seed}}: the same seed's student
+            needs = frozenset(m.group(1) for s in own for m in RUN_REFERENCE.finditer(s))
+            own = [RUN_REFERENCE.sub(lambda m: referenced(m.group(1), done, out_dir, where), s) for s in own]
             try:
-                runs.append(RecipeRun(run, load_config(base, sets + seeded + extra), needs | ({first} if more else set()),
+                runs.append(RecipeRun(run, load_config(base, own + seeded + extra), needs | ({first} if more else set()),
                                       (first, bar) if more else None))
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
