@@ -70,3 +70,23 @@ def test_the_private_layer_mean_row_is_its_files(doc):
         values = [s[i] for s in seeds]
         assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
         assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
+
+
+@pytest.mark.parametrize("folder", ["results/capacity/sst-ce-emd-11711", "results/distill/bam-private/student-private-11711",
+                                    *(f"results/capacity/finish-sst/{run}" for run in (
+                                        "private-11711", "private-11711-lr2e-5", "kd-private-11711",
+                                        "kd-private-11712", "kd-bam-private-11711"))])
+def test_each_one_seed_row_of_the_combinations_is_its_files(folder):
+    assert row_figures(REPO / "docs/results/distillation.md", f"`{folder}/`") == metrics(folder)
+
+
+@pytest.mark.parametrize("run, start", [("private-11711", "results/capacity/sst-private-11711"),
+                                        ("kd-private-11711", "results/capacity/sst-private-11711"),
+                                        ("kd-private-11712", "results/capacity/sst-private-11712"),
+                                        ("kd-bam-private-11711", "results/distill/bam-private/student-private-11711")])
+def test_the_sst_finishing_stage_leaves_quora_and_sts_as_the_run_it_started_from(run, start):
+    finished = json.loads((REPO / "results/capacity/finish-sst" / run / "best_metrics.json").read_text())
+    started = json.loads((REPO / start / "best_metrics.json").read_text())
+    assert (finished["para"], finished["sts"]) == (started["para"], started["sts"])
+    assert str(REPO / start).split("results/")[-1].split("/")[-1] in \
+        (REPO / "results/capacity/finish-sst" / run / "config.yaml").read_text()
