@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from minbert.errors import ConfigError
 from minbert.model import build_model
 from minbert.schedules import TaskSizes, build_schedule
 from minbert.schema import load_config
-from minbert.training.run import train
+from minbert.training.run import resume, resume_config, train
 from minbert.training.setup import trained_part
 
 PRIVATE = "model.heads={sst: {private_layers: 1}}"
@@ -103,15 +104,22 @@ def test_a_finished_run_that_cannot_be_a_start_is_one_line_before_the_folder(tmp
     out = tmp_path / "out"
     cases = {
         str(tmp_path / "missing"): "not a run directory",
-        str(multitask_run): "tensor(s) the config's heads do not have",  # this config has no private layer
+        str(multitask_run): "has other model settings (model.heads.sst.private_layers)",  # here no private layer
     }
     for init, why in cases.items():
         cfg = tiny(tiny_backbone, f"train.init_from={init}", "train.epochs=1")
         with pytest.raises(ConfigError, match=f"^train.init_from: .*{re.escape(why)}"):
             train(cfg, out, str(small_data_dir))
     other_tasks = tiny(tiny_backbone, PRIVATE, "tasks=[sst, sts]", f"train.init_from={multitask_run}")
-    with pytest.raises(ConfigError, match="^train.init_from: .*tensor\\(s\\) the config's heads do not have"):
+    with pytest.raises(ConfigError, match="^train.init_from: .*was trained on sst, para, sts, this run has sst, sts"):
         train(other_tasks, out, str(small_data_dir))
+    cls_pooling = finish(tiny_backbone, multitask_run, "model.pooling=cls")
+    with pytest.raises(ConfigError, match=r"^train.init_from: .*has other model settings \(model.pooling\); only "
+                                          "model.dropout may differ"):
+        train(cls_pooling, out, str(small_data_dir))
+    retrained = finish(tiny_backbone, multitask_run, "train.init_identity=0123456789abcdef")
+    with pytest.raises(ConfigError, match="^train.init_identity: .*weights are not the ones this config names"):
+        train(retrained, out, str(small_data_dir))
     other_backbone = tmp_path / "other-backbone"
     other_backbone.mkdir()
     for f in tiny_backbone.iterdir():
@@ -119,3 +127,29 @@ def test_a_finished_run_that_cannot_be_a_start_is_one_line_before_the_folder(tmp
     with pytest.raises(ConfigError, match="^train.init_from: .*trained from backbone .*the vocabulary must be the same"):
         train(finish(other_backbone, multitask_run), out, str(small_data_dir))
     assert not out.exists()
+
+
+def test_a_resume_before_the_first_checkpoint_starts_from_init_from_again(tmp_path, tiny_backbone, small_data_dir,
+                                                                          multitask_run, monkeypatch):
+    # nothing learns, so a run that starts from the finished run scores as it did; one stopped before its first
+    # checkpoint (no last/) must start from there again on resume, not from the backbone
+    run = tmp_path / "run"
+    train(finish(tiny_backbone, multitask_run, "train.lr=0.0", "train.head_lr=0.0"), run, str(small_data_dir))
+    for part in ("last", "best"):
+        shutil.rmtree(run / part)
+    (run / "metrics.jsonl").unlink()
+    resume(run)
+    assert last_dev(run) == pytest.approx(last_dev(multitask_run), abs=1e-6)
+    # a config given again with a relative path to the same run is the same config (pinned as the run saved it)
+    monkeypatch.chdir(multitask_run.parent)
+    again = finish(tiny_backbone, multitask_run.name, "train.lr=0.0", "train.head_lr=0.0")
+    cfg, _ = resume_config(run, again)
+    assert cfg.train.init_from == str(multitask_run) and cfg.train.init_identity is not None
+
+
+def test_curves_keep_a_panel_for_a_task_trained_in_no_epoch(tmp_path, monkeypatch):
+    from minbert.tools import report
+    panels = []
+    monkeypatch.setattr(report, "label_task_panel", lambda ax, ax2, task, xlabel: panels.append(task))
+    history = [{"epoch": 1, "train_loss": {"sst": 0.9}, "dev": {"sst": 0.49, "para": 0.86, "sts": 0.88, "overall": 0.76}}]
+    assert report.plot_curves(history, tmp_path) and panels == ["sst", "para", "sts"]

@@ -36,7 +36,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.check:
             from .preflight import preflight_resume
             cfg, data_dir = resume_config(out, new_cfg, args.force, args.data_dir)
-            print(json.dumps(with_teachers(preflight_resume(cfg, out, data_dir), cfg, data_dir)))
+            from .training.init_from import has_checkpoint
+            print(json.dumps(with_teachers(preflight_resume(cfg, out, data_dir), cfg, data_dir,
+                                           start=not has_checkpoint(out))))
             return 0
         metrics = resume(out, new_cfg, args.force, args.data_dir)
     else:
@@ -58,13 +60,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_teachers(summary: dict, cfg, data_dir: str | None) -> dict:
-    """`train --check`: the distillation teachers and `train.init_from` checked too (and listed), as a run checks them."""
+def with_teachers(summary: dict, cfg, data_dir: str | None, start: bool = True) -> dict:
+    """`train --check`: the distillation teachers and (for a run that `start`s) `train.init_from` checked too, and
+    listed, as a run checks them."""
     from .training.init_from import check_init
     from .training.run import check_inputs
 
     _, _, teachers = check_inputs(cfg, data_dir)
-    if check_init(cfg) is not None:
+    if start and check_init(cfg) is not None:  # a resume from a checkpoint does not read it
         summary["init_from"] = cfg.train.init_from
     if teachers:
         summary["teachers"] = {task: [str(t.folder) for t in ts] for task, ts in teachers.items()}

@@ -118,6 +118,7 @@ class TrainConfig(Settings):
                                 check="unit")
     init_from: str | None = setting(None, "a finished run folder: start from its best weights (encoder, heads, "
                                     "private layers) instead of the backbone's (training/init_from.py)")
+    init_identity: str | None = setting(None, "recorded by the run: init_from's weights (a retrained one is refused)")
     freeze_encoder: bool = setting(False, "the frozen-encoder baseline: only heads learn, every epoch")
     freeze_stages: list[FreezeStage] | None = setting(None, "e.g. heads 5 epochs, all 20, heads 5")
     precision: str = setting("fp32", "fp32 | bf16 | fp16: autocast on CUDA; CPU runs fp32", one_of="train.precision")

@@ -43,6 +43,7 @@ from ..evaluate import format_metrics
 from ..run_folder import RunFolder
 from ..tasks import TASKS
 from ..training.distill import name_identities
+from ..training.init_from import name_init
 from .experiments import finished_result, resolve_base, train_or_continue
 from .lanes import Job, Lanes
 
@@ -185,6 +186,7 @@ def done_before(run: RecipeRun, out_dir: Path) -> dict | None:
     if (result := skipped(run, out_dir)) is not None:
         return result
     name_identities(run.cfg)  # a student is done only while its teachers are the ones it learned from
+    name_init(run.cfg)  # and a run on top of another only while that one's weights are the ones it started from
     earlier = finished_result(out_dir / run.name / "recipe_result.json", RESULT_FIELDS, run.cfg.to_dict(), log)
     if earlier is None:
         return None

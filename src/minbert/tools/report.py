@@ -111,13 +111,14 @@ def plot_scores(task: Task, gold: np.ndarray, pred: np.ndarray, folder: Path) ->
 
 
 def plot_curves(history: list[dict], folder: Path) -> bool:
-    tasks = list(history[0].get("train_loss", {})) if history else []
+    tasks = list(dict.fromkeys(t for h in history for t in (*h.get("train_loss", {}), *h.get("dev", {}))
+                               if t != "overall"))  # a task not trained in some epoch is still plotted
     if not tasks:
         return False
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
     epochs = [h["epoch"] for h in history]
     for ax, t in zip(axes[0], tasks):
-        ax.plot(epochs, [h["train_loss"].get(t) for h in history], marker="o", label="train loss")
+        ax.plot(epochs, [h.get("train_loss", {}).get(t) for h in history], marker="o", label="train loss")
         if all(t in h.get("dev_loss", {}) for h in history):
             ax.plot(epochs, [h["dev_loss"][t] for h in history], marker="o", label="dev loss")
         ax2 = ax.twinx()

@@ -20,7 +20,7 @@ from ..preflight import pin_backbone, preflight, preflight_resume
 from ..run_folder import RunFolder
 from ..runs import load_run_config
 from .distill import Teacher, check_teachers, reuse_identities
-from .init_from import check_init
+from .init_from import check_init, has_checkpoint, pin_init
 from .interrupts import StopSignals
 from .setup import RunLog, check_writable
 from .state import recover_interrupted_swap
@@ -88,6 +88,9 @@ def resume_config(run_dir: Path, new_cfg: Config | None = None, force: bool = Fa
     if new_cfg is not None:
         pin_backbone(new_cfg)  # a Hub id compares by the commit it names now
         reuse_identities(saved, new_cfg)
+        pin_init(new_cfg)
+        if new_cfg.train.init_identity is None:  # recorded by the run; a config file rarely names it
+            new_cfg.train.init_identity = saved.train.init_identity
         if new_cfg.data.dir is None:  # a config file rarely names the data dir; the run recorded it
             new_cfg.data.dir = saved.data.dir if data_dir is None else str(Path(data_dir).resolve())
         changed = config_differences(saved, new_cfg)
@@ -107,11 +110,12 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
     cfg, data_dir = resume_config(run_dir, new_cfg, force, data_dir)
     preflight_resume(cfg, run_dir, data_dir)  # config, device, backbone, data, last/: before anything changes
     data_path, backbone, teachers = check_inputs(cfg, data_dir)
+    init = None if has_checkpoint(run_dir) else check_init(cfg)  # stopped before its first checkpoint: start over
     with RunFolder.lock(run_dir) as folder, StopSignals() as stop:
         recover_interrupted_swap(run_dir / "last")
         recover_interrupted_swap(run_dir / "best")
         log = RunLog(run_dir / "log.txt", hold=True)
-        trainer = Trainer(cfg, run_dir, data_path, log, stop=stop, backbone=backbone, teachers=teachers)
+        trainer = Trainer(cfg, run_dir, data_path, log, stop=stop, backbone=backbone, teachers=teachers, init=init)
         if (run_dir / "last").is_dir():
             trainer.restore(run_dir / "last")
         else:
