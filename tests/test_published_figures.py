@@ -72,10 +72,11 @@ def test_the_private_layer_mean_row_is_its_files(doc):
         assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
 
 
-@pytest.mark.parametrize("folder", ["results/capacity/sst-ce-emd-11711", "results/distill/bam-private/student-private-11711",
+@pytest.mark.parametrize("folder", ["results/capacity/sst-ce-emd-11711",
+                                    *(f"results/distill/bam-private/student-private-{s}" for s in ("11711", "11712", "ema-11711")),
                                     *(f"results/capacity/finish-sst/{run}" for run in (
-                                        "private-11711", "private-11711-lr2e-5", "kd-private-11711",
-                                        "kd-private-11712", "kd-bam-private-11711"))])
+                                        "private-11711", "private-11711-lr2e-5", "kd-private-11711", "kd-private-11712",
+                                        "kd-bam-private-11711", "kd-bam-private-11712", "kd-bam-private-ema-11711"))])
 def test_each_one_seed_row_of_the_combinations_is_its_files(folder):
     assert row_figures(REPO / "docs/results/distillation.md", f"`{folder}/`") == metrics(folder)
 
@@ -83,10 +84,27 @@ def test_each_one_seed_row_of_the_combinations_is_its_files(folder):
 @pytest.mark.parametrize("run, start", [("private-11711", "results/capacity/sst-private-11711"),
                                         ("kd-private-11711", "results/capacity/sst-private-11711"),
                                         ("kd-private-11712", "results/capacity/sst-private-11712"),
-                                        ("kd-bam-private-11711", "results/distill/bam-private/student-private-11711")])
+                                        ("kd-bam-private-11711", "results/distill/bam-private/student-private-11711"),
+                                        ("kd-bam-private-11712", "results/distill/bam-private/student-private-11712"),
+                                        ("kd-bam-private-ema-11711", "results/distill/bam-private/student-private-ema-11711")])
 def test_the_sst_finishing_stage_leaves_quora_and_sts_as_the_run_it_started_from(run, start):
     finished = json.loads((REPO / "results/capacity/finish-sst" / run / "best_metrics.json").read_text())
     started = json.loads((REPO / start / "best_metrics.json").read_text())
     assert (finished["para"], finished["sts"]) == (started["para"], started["sts"])
     assert str(REPO / start).split("results/")[-1].split("/")[-1] in \
         (REPO / "results/capacity/finish-sst" / run / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("doc, marker, folder", [
+    ("docs/results/distillation.md", "`results/distill/bam-private/`", "results/distill/bam-private/student-private-{}"),
+    ("docs/results/distillation.md", "`results/capacity/finish-sst/kd-bam-private-*`", "results/capacity/finish-sst/kd-bam-private-{}"),
+    ("README.md", "`results/capacity/finish-sst/kd-bam-private-*`", "results/capacity/finish-sst/kd-bam-private-{}")])
+def test_the_two_seed_rows_of_bam_with_the_private_layer_are_their_files(doc, marker, folder):
+    import statistics
+    line = next(line for line in (REPO / doc).read_text().splitlines() if line.startswith("|") and marker in line)
+    cells = [c.strip().strip("*").split(" ± ") for c in line.split("|")[2:6]]
+    seeds = [metrics(folder.format(s)) for s in (11711, 11712)]
+    for i, (mean, std) in enumerate(cells):
+        values = [s[i] for s in seeds]
+        assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
+        assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
