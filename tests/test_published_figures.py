@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from minbert.tasks import overall_score
 
@@ -91,8 +92,8 @@ def test_the_sst_finishing_stage_leaves_quora_and_sts_as_the_run_it_started_from
     finished = json.loads((REPO / "results/capacity/finish-sst" / run / "best_metrics.json").read_text())
     started = json.loads((REPO / start / "best_metrics.json").read_text())
     assert (finished["para"], finished["sts"]) == (started["para"], started["sts"])
-    assert str(REPO / start).split("results/")[-1].split("/")[-1] in \
-        (REPO / "results/capacity/finish-sst" / run / "config.yaml").read_text()
+    saved = yaml.safe_load((REPO / "results/capacity/finish-sst" / run / "config.yaml").read_text())
+    assert Path(saved["train"]["init_from"]).name.endswith(Path(start).name)  # the run it started from
 
 
 @pytest.mark.parametrize("doc, marker, folder", [

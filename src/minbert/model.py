@@ -74,12 +74,8 @@ class MultitaskModel(nn.Module):
         return self.head(task).joint_input
 
     def encoder_parts(self) -> list[nn.Module]:
-        """The encoder and the heads' private copies of its layers: what `freeze_encoder` freezes."""
+        """The encoder and the heads' private copies of its layers: what `train_only("heads")` freezes."""
         return [self.encoder, *(head.private for head in self.heads.values() if len(head.private))]
-
-    def freeze_encoder(self, frozen: bool = True) -> None:
-        """Only the heads learn (frozen) or everything does; a frozen encoder also keeps its dropout off."""
-        self.train_only("heads" if frozen else "all")
 
     def train_only(self, part: str) -> None:
         """What learns: `all`, `private` (the heads and their private layers; the shared encoder frozen) or
