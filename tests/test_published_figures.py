@@ -109,3 +109,32 @@ def test_the_two_seed_rows_of_bam_with_the_private_layer_are_their_files(doc, ma
         values = [s[i] for s in seeds]
         assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
         assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
+
+
+def sst_cell(doc: Path, marker: str) -> str:
+    line = next(line for line in doc.read_text().splitlines() if line.startswith("|") and marker in line)
+    return line.split("|")[2].strip()
+
+
+def test_the_sst_seed_rows_and_their_mean_and_ensemble_are_their_files():
+    import statistics
+    doc = REPO / "docs/results/distillation.md"
+    folders = ["results/single/sst", "results/single/seeds/sst-11712", "results/single/seeds/sst-11713"]
+    accs = [json.loads((REPO / f / "best_metrics.json").read_text())["sst"] for f in folders]
+    markers = ["`results/single/sst/`, the teacher", *(f"`{f}/`" for f in folders[1:])]
+    for marker, acc in zip(markers, accs):
+        assert float(sst_cell(doc, marker)) == round(acc, 3)
+    mean, std = sst_cell(doc, "3 seeds, mean ± std").split(" ± ")
+    assert float(mean) == pytest.approx(statistics.mean(accs), abs=5e-4)
+    assert float(std) == pytest.approx(statistics.stdev(accs), abs=5e-4)
+    ensemble = json.loads((REPO / "results/single/seeds/sst-ensemble/ensemble_metrics.json").read_text())
+    assert [Path(m).name for m in ensemble["members"]] == ["teacher-sst", "teacher-sst-11712", "teacher-sst-11713"]
+    assert float(sst_cell(doc, "`results/single/seeds/sst-ensemble/`")) == round(ensemble["dev"]["sst"], 3)
+
+
+@pytest.mark.parametrize("seed", [11711, 11712])
+def test_the_ensemble_teacher_finishing_rows_are_their_files(seed):
+    folder = f"results/capacity/finish-sst/kd3-bam-private-{seed}"
+    assert row_figures(REPO / "docs/results/distillation.md", f"`{folder}/`") == metrics(folder)
+    saved = yaml.safe_load((REPO / folder / "config.yaml").read_text())
+    assert len(saved["train"]["distill"]["teachers"]["sst"]) == 3
