@@ -138,3 +138,9 @@ def test_the_ensemble_teacher_finishing_rows_are_their_files(seed):
     assert row_figures(REPO / "docs/results/distillation.md", f"`{folder}/`") == metrics(folder)
     saved = yaml.safe_load((REPO / folder / "config.yaml").read_text())
     assert len(saved["train"]["distill"]["teachers"]["sst"]) == 3
+
+
+def test_the_second_sts_seed_is_its_file():
+    text = " ".join((REPO / "docs/results/distillation.md").read_text().split())
+    sts = json.loads((REPO / "results/single/seeds/sts-11712/best_metrics.json").read_text())["sts"]
+    assert f"`results/single/seeds/sts-11712/`, 1,973 s of training beside two other jobs): STS r {sts:.3f}," in text
