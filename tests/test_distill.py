@@ -260,3 +260,15 @@ def test_another_seed_reads_the_teacher_outputs_of_a_sibling_run(student, teache
     minbert_cli(*tiny_args(other, tiny_backbone, small_data_dir, "[sst, para, sts]", "--set",
                            f"train.distill.teachers={{sst: [{teacher}]}}"))
     assert "scored" in (other / "log.txt").read_text()
+
+
+def test_a_student_trains_the_same_whether_its_teacher_outputs_were_scored_or_read(student, teacher, tiny_backbone,
+                                                                                 small_data_dir):
+    """Scoring the teachers builds their models (random init, then their weights): that must not move the
+    student's random stream, or its dropout masks would differ between a first run and one reading a cache."""
+    again = student.parent / "same-seed"
+    minbert_cli(*student_args(again, tiny_backbone, small_data_dir, teacher))
+    assert "teacher outputs read from" in (again / "log.txt").read_text()
+    assert "scored" in (student / "log.txt").read_text()
+    a, b = weights(student / "best"), weights(again / "best")
+    assert all(torch.equal(a[k], b[k]) for k in a)
