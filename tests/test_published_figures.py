@@ -98,8 +98,7 @@ def test_the_sst_finishing_stage_leaves_quora_and_sts_as_the_run_it_started_from
 
 @pytest.mark.parametrize("doc, marker, folder", [
     ("docs/results/distillation.md", "`results/distill/bam-private/`", "results/distill/bam-private/student-private-{}"),
-    ("docs/results/distillation.md", "`results/capacity/finish-sst/kd-bam-private-*`", "results/capacity/finish-sst/kd-bam-private-{}"),
-    ("README.md", "`results/capacity/finish-sst/kd-bam-private-*`", "results/capacity/finish-sst/kd-bam-private-{}")])
+    ("docs/results/distillation.md", "`results/capacity/finish-sst/kd-bam-private-*`", "results/capacity/finish-sst/kd-bam-private-{}")])
 def test_the_two_seed_rows_of_bam_with_the_private_layer_are_their_files(doc, marker, folder):
     import statistics
     line = next(line for line in (REPO / doc).read_text().splitlines() if line.startswith("|") and marker in line)
@@ -144,3 +143,25 @@ def test_the_second_sts_seed_is_its_file():
     text = " ".join((REPO / "docs/results/distillation.md").read_text().split())
     sts = json.loads((REPO / "results/single/seeds/sts-11712/best_metrics.json").read_text())["sts"]
     assert f"`results/single/seeds/sts-11712/`, 1,973 s of training beside two other jobs): STS r {sts:.3f}," in text
+
+
+RECIPE = "results/distill/bam-private-finish-recipe"
+
+
+@pytest.mark.parametrize("run", ["student-11711", "student-11712", "finish-11711", "finish-11712"])
+def test_each_run_of_the_end_to_end_recipe_is_its_files(run):
+    assert row_figures(REPO / "docs/results/distillation.md", f"`{RECIPE}/{run}/`") == metrics(f"{RECIPE}/{run}")
+
+
+@pytest.mark.parametrize("doc, marker", [("README.md", f"`{RECIPE}/finish-*`"),
+                                         ("docs/results/distillation.md", "all four runs of this config")])
+def test_the_four_run_row_of_the_finished_recipe_is_its_files(doc, marker):
+    import statistics
+    line = next(line for line in (REPO / doc).read_text().splitlines() if line.startswith("|") and marker in line)
+    cells = [c.strip().strip("*").split(" ± ") for c in line.split("|")[2:6]]
+    runs = [metrics(f"results/capacity/finish-sst/kd-bam-private-{s}") for s in (11711, 11712)]
+    runs += [metrics(f"{RECIPE}/finish-{s}") for s in (11711, 11712)]
+    for i, (mean, std) in enumerate(cells):
+        values = [r[i] for r in runs]
+        assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
+        assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
