@@ -25,6 +25,20 @@ def metrics(*folders: str) -> list[float]:
     return [round(m[k], 3) for k in ("sst", "para", "sts")] + [round(overall_score(m), 3)]
 
 
+def table_line(doc: Path, marker: str) -> str:
+    return next(line for line in doc.read_text().splitlines() if line.startswith("|") and marker in line)
+
+
+def assert_mean_row(doc: Path, marker: str, runs: list[list[float]]) -> None:
+    """The row's four `mean ± std` cells are the runs' figures' mean and standard deviation."""
+    import statistics
+    cells = [c.strip().strip("*").split(" ± ") for c in table_line(doc, marker).split("|")[2:6]]
+    for i, (mean, std) in enumerate(cells):
+        values = [r[i] for r in runs]
+        assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
+        assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
+
+
 @pytest.mark.parametrize("doc", ["README.md", "docs/results/distillation.md"])
 def test_the_distilled_students_row_is_its_files(doc):
     assert row_figures(REPO / doc, "results/distill/bam-sst/") == metrics("results/distill/bam-sst")
@@ -100,19 +114,11 @@ def test_the_sst_finishing_stage_leaves_quora_and_sts_as_the_run_it_started_from
     ("docs/results/distillation.md", "`results/distill/bam-private/`", "results/distill/bam-private/student-private-{}"),
     ("docs/results/distillation.md", "`results/capacity/finish-sst/kd-bam-private-*`", "results/capacity/finish-sst/kd-bam-private-{}")])
 def test_the_two_seed_rows_of_bam_with_the_private_layer_are_their_files(doc, marker, folder):
-    import statistics
-    line = next(line for line in (REPO / doc).read_text().splitlines() if line.startswith("|") and marker in line)
-    cells = [c.strip().strip("*").split(" ± ") for c in line.split("|")[2:6]]
-    seeds = [metrics(folder.format(s)) for s in (11711, 11712)]
-    for i, (mean, std) in enumerate(cells):
-        values = [s[i] for s in seeds]
-        assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
-        assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
+    assert_mean_row(REPO / doc, marker, [metrics(folder.format(s)) for s in (11711, 11712)])
 
 
 def sst_cell(doc: Path, marker: str) -> str:
-    line = next(line for line in doc.read_text().splitlines() if line.startswith("|") and marker in line)
-    return line.split("|")[2].strip()
+    return table_line(doc, marker).split("|")[2].strip()
 
 
 def test_the_sst_seed_rows_and_their_mean_and_ensemble_are_their_files():
@@ -156,12 +162,5 @@ def test_each_run_of_the_end_to_end_recipe_is_its_files(run):
 @pytest.mark.parametrize("doc, marker", [("README.md", f"`{RECIPE}/finish-*`"),
                                          ("docs/results/distillation.md", "all four runs of this config")])
 def test_the_four_run_row_of_the_finished_recipe_is_its_files(doc, marker):
-    import statistics
-    line = next(line for line in (REPO / doc).read_text().splitlines() if line.startswith("|") and marker in line)
-    cells = [c.strip().strip("*").split(" ± ") for c in line.split("|")[2:6]]
     runs = [metrics(f"results/capacity/finish-sst/kd-bam-private-{s}") for s in (11711, 11712)]
-    runs += [metrics(f"{RECIPE}/finish-{s}") for s in (11711, 11712)]
-    for i, (mean, std) in enumerate(cells):
-        values = [r[i] for r in runs]
-        assert float(mean) == pytest.approx(statistics.mean(values), abs=1.5e-3)
-        assert float(std) == pytest.approx(statistics.stdev(values), abs=1.5e-3)
+    assert_mean_row(REPO / doc, marker, runs + [metrics(f"{RECIPE}/finish-{s}") for s in (11711, 11712)])
