@@ -104,7 +104,7 @@ def test_distill_settings_are_validated():
         load_config(None, ["tasks=[sst]", "train.distill.teachers={para: [x]}"])
     with pytest.raises(ConfigError, match="train.distill.teachers.sst: name at least one"):
         load_config(None, ["train.distill.teachers={sst: []}"])
-    with pytest.raises(ConfigError, match="train.distill.teachers.sts: train.schedule.subset_size.sts is 0"):
+    with pytest.raises(ConfigError, match="train.distill.teachers.sts: train.schedule draws no sts training batch"):
         load_config(None, ["train.schedule.name=random_subset", "train.schedule.subset_size={sts: 0}",
                            "train.distill.teachers={sst: [x], sts: [y]}"])
     load_config(None, ["train.schedule.name=random_subset", "train.schedule.subset_size={sts: 0}",

@@ -37,7 +37,14 @@ UNTIL = names("train.schedule.until", ("longest", "shortest", "fixed_steps"))
 
 # ---- each schedule's settings (train.schedule.*), picked by train.schedule.name ----
 @dataclass
-class StepsSettings(Choice):
+class ScheduleSettings(Choice):
+    def trains(self, task: str) -> bool:
+        """Whether the schedule draws any training batch of `task` (False: it is only evaluated)."""
+        return True
+
+
+@dataclass
+class StepsSettings(ScheduleSettings):
     steps_per_epoch: int | None = setting(None, "steps per epoch (None: from the data)", check="positive")
 
 
@@ -52,7 +59,7 @@ class RoundRobinSettings(StepsSettings):
 
 
 @dataclass
-class OrderSettings(Choice):
+class OrderSettings(ScheduleSettings):
     order: list[str] | None = setting(None, "task order; None: sst, sts, para", one_of="task")
 
 
@@ -62,13 +69,16 @@ class TaskByTaskSettings(OrderSettings):
 
 
 @dataclass
-class RandomSubsetSettings(Choice):
+class RandomSubsetSettings(ScheduleSettings):
     subset_size: dict[str, int] | None = setting(None, "examples per epoch of these tasks, e.g. {para: 20000}; 0: "
                                                  "the task is evaluated, not trained", check="non_negative", keys="task")
 
     def check(self, key, root):
         if root.tasks and all((self.subset_size or {}).get(t) == 0 for t in root.tasks):
             raise ConfigError(f"{key}.subset_size: every task draws 0 examples, so nothing is trained")
+
+    def trains(self, task: str) -> bool:
+        return (self.subset_size or {}).get(task) != 0
 
 
 @dataclass

@@ -74,11 +74,13 @@ class DistillSettings(Settings):
         for task, folders in (self.teachers or {}).items():
             if not folders:
                 raise ConfigError(f"{key}.teachers.{task}: name at least one teacher run folder")
-            if (getattr(root.train.schedule, "subset_size", None) or {}).get(task) == 0:
-                raise ConfigError(f"{key}.teachers.{task}: train.schedule.subset_size.{task} is 0, so {task} is not "
-                                  "trained and its teachers would teach nothing; drop them or draw its rows")
+            if not root.train.schedule.trains(task):
+                raise ConfigError(f"{key}.teachers.{task}: train.schedule draws no {task} training batch (only "
+                                  f"evaluated), so its teachers would teach nothing; drop them or train {task}")
         if self.out_of_fold and not self.teachers:
             raise ConfigError(f"{key}.out_of_fold: needs {key}.teachers")
+
+
 CACHE = "teacher_outputs.safetensors"
 
 
