@@ -121,20 +121,46 @@ def sst_cell(doc: Path, marker: str) -> str:
     return table_line(doc, marker).split("|")[2].strip()
 
 
+def single_task_seeds(task: str) -> list[str]:
+    """The single-task run folders of `task`: results/single/TASK (seed 11711) and results/single/seeds/TASK-SEED."""
+    return [f"results/single/{task}", *sorted(str(p.relative_to(REPO)) for p in (REPO / "results/single/seeds").glob(
+        f"{task}-1*"))]
+
+
+def seed_figures(task: str) -> list[float]:
+    return [json.loads((REPO / f / "best_metrics.json").read_text())[task] for f in single_task_seeds(task)]
+
+
 def test_the_sst_seed_rows_and_their_mean_and_ensemble_are_their_files():
     import statistics
     doc = REPO / "docs/results/distillation.md"
-    folders = ["results/single/sst", "results/single/seeds/sst-11712", "results/single/seeds/sst-11713"]
-    accs = [json.loads((REPO / f / "best_metrics.json").read_text())["sst"] for f in folders]
+    folders = single_task_seeds("sst")
+    accs = seed_figures("sst")
+    assert len(folders) == 5
     markers = ["`results/single/sst/`, the teacher", *(f"`{f}/`" for f in folders[1:])]
     for marker, acc in zip(markers, accs):
         assert float(sst_cell(doc, marker)) == round(acc, 3)
-    mean, std = sst_cell(doc, "3 seeds, mean ± std").split(" ± ")
+    mean, std = sst_cell(doc, "5 seeds, mean ± std").split(" ± ")
     assert float(mean) == pytest.approx(statistics.mean(accs), abs=5e-4)
     assert float(std) == pytest.approx(statistics.stdev(accs), abs=5e-4)
     ensemble = json.loads((REPO / "results/single/seeds/sst-ensemble/ensemble_metrics.json").read_text())
     assert [Path(m).name for m in ensemble["members"]] == ["teacher-sst", "teacher-sst-11712", "teacher-sst-11713"]
     assert float(sst_cell(doc, "`results/single/seeds/sst-ensemble/`")) == round(ensemble["dev"]["sst"], 3)
+
+
+def test_the_readmes_single_task_seed_mean_row_is_their_files():
+    import statistics
+    cells = [c.strip() for c in table_line(REPO / "README.md", "`results/single/seeds/`").split("|")[2:6]]
+    means = {}
+    for task, cell in zip(("sst", "para", "sts"), cells):
+        values = seed_figures(task)
+        mean, std = cell.split(" ± ")
+        assert float(mean) == pytest.approx(statistics.mean(values), abs=5e-4)
+        assert float(std) == pytest.approx(statistics.stdev(values), abs=5e-4)
+        means[task] = statistics.mean(values)
+    assert float(cells[3]) == pytest.approx(overall_score(means), abs=5e-4)
+    assert f"(SST {len(seed_figures('sst'))}, Quora {len(seed_figures('para'))}, STS {len(seed_figures('sts'))};" in \
+        table_line(REPO / "README.md", "`results/single/seeds/`")
 
 
 @pytest.mark.parametrize("seed", [11711, 11712])
@@ -145,10 +171,13 @@ def test_the_ensemble_teacher_finishing_rows_are_their_files(seed):
     assert len(saved["train"]["distill"]["teachers"]["sst"]) == 3
 
 
-def test_the_second_sts_seed_is_its_file():
+@pytest.mark.parametrize("task, sentence", [
+    ("sts", "`results/single/seeds/sts-11712/`, 1,973 s of training beside two other jobs): STS r {:.3f},"),
+    ("para", "`results/single/seeds/para-11712/`, 2,918 s of training beside one other job): {:.3f},")])
+def test_the_second_quora_and_sts_seeds_are_their_files(task, sentence):
     text = " ".join((REPO / "docs/results/distillation.md").read_text().split())
-    sts = json.loads((REPO / "results/single/seeds/sts-11712/best_metrics.json").read_text())["sts"]
-    assert f"`results/single/seeds/sts-11712/`, 1,973 s of training beside two other jobs): STS r {sts:.3f}," in text
+    figure = json.loads((REPO / f"results/single/seeds/{task}-11712/best_metrics.json").read_text())[task]
+    assert sentence.format(figure) in text
 
 
 RECIPE = "results/distill/bam-private-finish-recipe"
