@@ -180,6 +180,18 @@ def test_the_second_quora_and_sts_seeds_are_their_files(task, sentence):
     assert sentence.format(figure) in text
 
 
+@pytest.mark.parametrize("seed", [11711, 11712])
+def test_each_layer_decay_row_is_its_files(seed):
+    folder = f"results/capacity/llrd-{seed}"
+    assert row_figures(REPO / "docs/results/distillation.md", f"`{folder}/`") == metrics(folder)
+    assert yaml.safe_load((REPO / folder / "config.yaml").read_text())["train"]["layer_decay"] == 0.9
+
+
+def test_the_layer_decay_mean_row_is_its_files():
+    assert_mean_row(REPO / "docs/results/distillation.md", "`results/capacity/llrd-*`",
+                    [metrics(f"results/capacity/llrd-{seed}") for seed in (11711, 11712)])
+
+
 RECIPE = "results/distill/bam-private-finish-recipe"
 
 
