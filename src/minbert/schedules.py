@@ -74,7 +74,7 @@ class RandomSubsetSettings(ScheduleSettings):
                                                  "the task is evaluated, not trained", check="non_negative", keys="task")
 
     def check(self, key, root):
-        if root.tasks and all((self.subset_size or {}).get(t) == 0 for t in root.tasks):
+        if root.tasks and not any(self.trains(t) for t in root.tasks):
             raise ConfigError(f"{key}.subset_size: every task draws 0 examples, so nothing is trained")
 
     def trains(self, task: str) -> bool:
