@@ -165,3 +165,13 @@ def test_dev_loss_per_epoch_is_the_loss_on_the_dev_rows(runs, small_data_dir):
         losses = [torch.nn.functional.cross_entropy(model("sst", [tok([e.texts[0]])]), torch.tensor([e.label]))
                   for e in examples]
     assert record["dev_loss"]["sst"] == pytest.approx(float(torch.stack(losses).mean()), rel=1e-4)
+
+
+def test_loading_a_run_leaves_the_callers_random_stream_where_it_was(runs):
+    """Building the model draws init weights; a training run that loads a teacher mid-way must draw the same
+    dropout masks after it as without it."""
+    torch.manual_seed(5)
+    want = torch.rand(4)
+    torch.manual_seed(5)
+    load_run(runs[0])
+    assert torch.equal(torch.rand(4), want)

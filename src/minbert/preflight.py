@@ -156,8 +156,9 @@ def check_model_folder(cfg: Config, folder: Path, encoder_config: BertConfig) ->
     from .model import build_heads
 
     check_tensors(folder / "model.safetensors", BertModel.parameter_shapes(encoder_config), prefix="bert.")
-    heads = build_heads(encoder_config, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks},
-                        cfg.model.shared_heads)
+    with torch.device("meta"):  # shapes only: no memory, no random init drawn from the caller's stream
+        heads = build_heads(encoder_config, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks},
+                            cfg.model.shared_heads)
     expected = {k: tuple(v.shape) for k, v in heads.state_dict().items()}
     check_tensors(folder / "heads.safetensors", expected)
     unexpected = sorted(set(safetensors_shapes(folder / "heads.safetensors")) - set(expected))

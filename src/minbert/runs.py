@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .errors import ConfigError, CheckpointError
 from .schema import Config, load_config
@@ -59,8 +60,11 @@ def check_run(run_dir: str | Path) -> Config:
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
+    """A finished run's best model, evaluation-ready. The caller's random stream is left where it was: building the
+    model draws init weights (then overwritten), which would otherwise move a training run's dropout masks."""
     cfg = check_run(run_dir)
-    model, tokenizer = build_model(cfg, backbone=str(Path(run_dir) / "best"))
+    with torch.random.fork_rng(devices=[]):
+        model, tokenizer = build_model(cfg, backbone=str(Path(run_dir) / "best"))
     model.load_heads(Path(run_dir) / "best")
     model.to(usable_device(cfg.train.device)).eval()
     return cfg, model, tokenizer

