@@ -180,16 +180,23 @@ def test_the_second_quora_and_sts_seeds_are_their_files(task, sentence):
     assert sentence.format(figure) in text
 
 
+BEST_CPU_VARIANTS = {"llrd": ("train", "layer_decay", 0.9), "orders": ("data", "both_orders", True)}
+
+
+@pytest.mark.parametrize("variant", BEST_CPU_VARIANTS)
 @pytest.mark.parametrize("seed", [11711, 11712])
-def test_each_layer_decay_row_is_its_files(seed):
-    folder = f"results/capacity/llrd-{seed}"
+def test_each_best_cpu_variant_row_is_its_files(variant, seed):
+    folder = f"results/capacity/{variant}-{seed}"
     assert row_figures(REPO / "docs/results/distillation.md", f"`{folder}/`") == metrics(folder)
-    assert yaml.safe_load((REPO / folder / "config.yaml").read_text())["train"]["layer_decay"] == 0.9
+    section, key, value = BEST_CPU_VARIANTS[variant]
+    saved = yaml.safe_load((REPO / folder / "config.yaml").read_text())
+    assert saved[section][key] == value and saved["train"]["seed"] == seed
 
 
-def test_the_layer_decay_mean_row_is_its_files():
-    assert_mean_row(REPO / "docs/results/distillation.md", "`results/capacity/llrd-*`",
-                    [metrics(f"results/capacity/llrd-{seed}") for seed in (11711, 11712)])
+@pytest.mark.parametrize("variant", BEST_CPU_VARIANTS)
+def test_each_best_cpu_variant_mean_row_is_its_files(variant):
+    assert_mean_row(REPO / "docs/results/distillation.md", f"`results/capacity/{variant}-*`",
+                    [metrics(f"results/capacity/{variant}-{seed}") for seed in (11711, 11712)])
 
 
 RECIPE = "results/distill/bam-private-finish-recipe"
