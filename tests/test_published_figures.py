@@ -180,7 +180,8 @@ def test_the_second_quora_and_sts_seeds_are_their_files(task, sentence):
     assert sentence.format(figure) in text
 
 
-BEST_CPU_VARIANTS = {"llrd": ("train", "layer_decay", 0.9), "orders": ("data", "both_orders", True)}
+BEST_CPU_VARIANTS = {"llrd": ("train", "layer_decay", 0.9), "orders": ("data", "both_orders", True),
+                     "ema": ("train", "ema", 0.999)}
 
 
 @pytest.mark.parametrize("variant", BEST_CPU_VARIANTS)
