@@ -4,16 +4,19 @@ each bad teacher a one-line error before the run folder exists."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import minbert
 from minbert.schema import load_config
@@ -21,7 +24,7 @@ from minbert.training.distill import DistillSettings as DistillConfig
 from minbert.data.loading import rows_fingerprint
 from minbert.errors import ConfigError
 from minbert.tasks import TASKS
-from minbert.training.distill import CACHE, Distiller
+from minbert.training.distill import CACHE, PARTS, Distiller, Teacher, hold, parts_of, score_shared, weights_identity
 from test_resume import progress, signal_when, weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,6 +156,7 @@ def test_cached_teacher_outputs_equal_a_fresh_predictors(student, teacher, small
         assert torch.allclose(cache[f"{task}.outputs"][0], fresh, atol=1e-5)  # other batches: other padding
         assert cache[f"{task}.mask"].bool().all()
     assert "para.outputs" not in cache  # no teacher: para learns from its labels alone
+    assert not (student / PARTS).exists()  # the outputs shared with siblings while scoring go when the run ends
     saved = load_config(student / "config.yaml")
     assert saved.train.distill.teachers == {"sst": [str(teacher)], "sts": [str(teacher)]}
     assert len(saved.train.distill.identities["sst"][0]) == 16
@@ -272,3 +276,59 @@ def test_a_student_trains_the_same_whether_its_teacher_outputs_were_scored_or_re
     assert "scored" in (student / "log.txt").read_text()
     a, b = weights(student / "best"), weights(again / "best")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- sibling runs share the scoring ----
+def sst_part(teacher, data):
+    rows = {"sst": TASKS["sst"].read(data, "train")[0]}
+    t = Teacher("sst", teacher, weights_identity(teacher / "best"), None)
+    return parts_of({"sst": [t]}, rows, False), rows
+
+
+def predictor_outputs(teacher, data) -> torch.Tensor:
+    examples, _ = TASKS["sst"].read(data, "train")
+    return torch.as_tensor(minbert.load(teacher).predict("sst", [e.texts[0] for e in examples]).outputs)
+
+
+def test_a_run_waits_for_the_output_a_live_sibling_is_scoring_and_reads_it(teacher, small_data_dir, tmp_path):
+    """Two seeds started at once: while a sibling holds the claim on a teacher's outputs, the run scores nothing
+    and waits; it then takes the sibling's file (here marked, so reading and scoring cannot be confused)."""
+    parts, rows = sst_part(teacher, small_data_dir)
+    own, sibling = tmp_path / "student-2" / PARTS, tmp_path / "student-1" / PARTS
+    own.parent.mkdir()
+    sibling.mkdir(parents=True)
+    fd = hold(sibling / f"{parts[0].name}.claim", create=True)  # the sibling, scoring
+    lines, result = [], {}
+    waiter = threading.Thread(target=lambda: result.update(
+        score_shared(parts, rows, own, torch.device("cpu"), 16, lines.append, poll=0.05)))
+    waiter.start()
+    for _ in range(200):
+        if any("waiting" in line for line in lines):
+            break
+        time.sleep(0.05)
+    assert any("waiting for 1 teacher output" in line for line in lines), lines
+    marked = predictor_outputs(teacher, small_data_dir) + 1000.0
+    save_file({"outputs": marked}, str(sibling / f"{parts[0].name}.safetensors"), metadata={"key": parts[0].key})
+    (sibling / f"{parts[0].name}.claim").unlink()
+    os.close(fd)
+    waiter.join(timeout=60)
+    assert not waiter.is_alive()
+    assert torch.equal(result[parts[0].name], marked)
+    assert not any("scored" in line for line in lines)
+    assert not (own / f"{parts[0].name}.safetensors").exists()
+
+
+def test_a_dead_siblings_claim_is_taken_over(teacher, small_data_dir, tmp_path):
+    """A claim file no process locks (its scorer was killed) does not hold the run up: it scores the outputs
+    itself, equal to a fresh Predictor's, and leaves them in its own parts folder for the others."""
+    parts, rows = sst_part(teacher, small_data_dir)
+    own, sibling = tmp_path / "student-2" / PARTS, tmp_path / "student-1" / PARTS
+    own.parent.mkdir()
+    sibling.mkdir(parents=True)
+    (sibling / f"{parts[0].name}.claim").write_text("")
+    lines = []
+    got = score_shared(parts, rows, own, torch.device("cpu"), 16, lines.append, poll=0.05)[parts[0].name]
+    assert any("scored 64 sst training rows" in line for line in lines), lines
+    assert torch.allclose(got, predictor_outputs(teacher, small_data_dir), atol=1e-5)
+    assert torch.equal(load_file(str(own / f"{parts[0].name}.safetensors"))["outputs"], got)
+    assert not (own / f"{parts[0].name}.claim").exists()

@@ -18,6 +18,13 @@ weight hashes, the rows' fingerprint), so a step costs what a plain step costs a
 them. The hashes are recorded in the run's config (`train.distill.identities`): a teacher retrained since is
 refused on resume.
 
+Sibling runs (the seeds of one student, NAME-SEED folders side by side) share the scoring: each (task, teacher)
+output is written to RUN_DIR/teacher_outputs.parts/ as soon as it is scored, and a run takes what a sibling's
+parts folder holds instead of scoring it again. While a run scores an output it holds an OS lock on a claim file
+beside it (`fcntl.flock`, released however the process ends), so two seeds started at once split the teachers
+between them and wait for each other's outputs; a claim whose process has died is taken over. The parts folder
+goes when the run ends.
+
 `check_teachers` runs before the run folder is touched: a teacher that is not a finished run, was not trained on
 its task, or was trained on other rows of it than the same settings draw from the student's data files (its
 recorded training-set fingerprint), and, with out_of_fold, rows that every teacher trained on, are each a
@@ -25,12 +32,15 @@ one-line error naming the key.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -205,12 +215,128 @@ class Distiller:
         return lam * gold_loss + (1 - lam) * soft
 
 
+def rows_key(rows: list[Example]) -> dict[str, str]:
+    """The rows' ids and texts (a sibling run may read the same ids from another data folder)."""
+    return {"rows": rows_fingerprint([r.id for r in rows]),
+            "texts": hashlib.sha1("\n".join("\t".join(r.texts) for r in rows).encode()).hexdigest()}
+
+
 def cache_key(teachers: dict[str, list[Teacher]], rows: dict[str, list[Example]], out_of_fold: bool) -> str:
-    """What the teachers' outputs depend on: their weights, the rows' ids and texts (a sibling run may read the
-    same ids from another data folder), and out-of-fold scoring."""
-    return json.dumps({n: {"teachers": [t.identity for t in ts], "rows": rows_fingerprint([r.id for r in rows[n]]),
-                           "texts": hashlib.sha1("\n".join("\t".join(r.texts) for r in rows[n]).encode()).hexdigest(),
-                           "out_of_fold": out_of_fold} for n, ts in sorted(teachers.items())}, sort_keys=True)
+    """What the teachers' outputs depend on: their weights, the rows, and out-of-fold scoring."""
+    return json.dumps({n: {"teachers": [t.identity for t in ts], **rows_key(rows[n]), "out_of_fold": out_of_fold}
+                       for n, ts in sorted(teachers.items())}, sort_keys=True)
+
+
+PARTS = "teacher_outputs.parts"  # RUN_DIR/PARTS/NAME.safetensors: one (task, teacher) output; NAME.claim: its scorer's lock
+
+
+class Part(NamedTuple):
+    """One teacher's outputs on one task's rows: what sibling runs share while they score."""
+    task: str
+    teacher: Teacher
+    mask: torch.Tensor  # (rows,) bool: the rows it scores
+    key: str
+
+    @property
+    def name(self) -> str:
+        return hashlib.sha1(self.key.encode()).hexdigest()[:24]
+
+
+def parts_of(teachers: dict[str, list[Teacher]], rows: dict[str, list[Example]], out_of_fold: bool) -> list[Part]:
+    parts = []
+    for name, ts in teachers.items():
+        for t in ts:  # out of fold: a teacher scores only the rows it did not train on
+            mask = torch.tensor([t.trained_ids is None or r.id not in t.trained_ids for r in rows[name]])
+            key = json.dumps({"task": name, "teacher": t.identity, **rows_key(rows[name]), "out_of_fold": out_of_fold},
+                             sort_keys=True)
+            parts.append(Part(name, t, mask, key))
+    return parts
+
+
+def hold(path: Path, create: bool) -> int | None:
+    """An exclusive lock on `path` (created when `create`): its file descriptor, or None when another process
+    (or another descriptor of this one) holds it, or the file is gone."""
+    try:
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def claimed(folder: Path, part: Part) -> bool:
+    """Whether a live process is scoring `part` into `folder` (a claim file nobody locks is a dead scorer's)."""
+    path = folder / f"{part.name}.claim"
+    if not path.exists():
+        return False
+    fd = hold(path, create=False)
+    if fd is None:
+        return path.exists()
+    os.close(fd)
+    return False
+
+
+def read_part(folder: Path, part: Part) -> torch.Tensor | None:
+    found = read_cache(folder / f"{part.name}.safetensors", part.key)
+    return None if found is None else found["outputs"]
+
+
+def score_shared(parts: list[Part], rows: dict[str, list[Example]], own: Path | None, device: torch.device,
+                 batch_size: int, log: Callable[[str], None], poll: float = 2.0) -> dict[str, torch.Tensor]:
+    """Each part's outputs (rows, ...) in task units: read from a parts folder beside `own` (this run's, or a
+    sibling's), else scored here, claimed while it is scored and written to `own` when done (`own` None: every part
+    scored here, nothing shared). A part a live sibling is scoring is waited for."""
+    def scored(part: Part) -> torch.Tensor:
+        out = teacher_outputs(part.teacher, [r for r, m in zip(rows[part.task], part.mask.tolist()) if m], device,
+                              batch_size, log).cpu()
+        width = get_task(part.task).num_outputs
+        full = torch.zeros((len(rows[part.task]), *([width] if width > 1 else [])))
+        full[part.mask] = out.reshape(-1, *full.shape[1:])
+        return full
+
+    if own is None or not parts or not own.parent.is_dir():
+        return {p.name: scored(p) for p in parts}
+    own.mkdir(exist_ok=True)
+    done: dict[str, torch.Tensor] = {}
+    waited = False
+    while len(done) < len(parts):
+        folders = [own, *sorted(f for f in own.parent.parent.glob(f"*/{PARTS}") if f.resolve() != own.resolve())]
+        for part in (p for p in parts if p.name not in done):
+            for folder in folders:
+                if (found := read_part(folder, part)) is not None:
+                    done[part.name] = found
+                    if folder != own:
+                        log(f"distill: {part.task} outputs of {part.teacher.folder} read from {folder}")
+                    break
+            if part.name in done or any(claimed(f, part) for f in folders[1:]):
+                continue
+            claim = own / f"{part.name}.claim"
+            fd = hold(claim, create=True)
+            if fd is None:
+                continue
+            try:
+                if any(claimed(f, part) and f.parent.name < own.parent.name for f in folders[1:]):
+                    continue  # claimed at the same moment by a sibling that comes first: its to score
+                if (found := next((o for f in folders[1:] if (o := read_part(f, part)) is not None), None)) is not None:
+                    done[part.name] = found  # written while this run looked elsewhere
+                    continue
+                done[part.name] = scored(part)
+                tmp = own / f"{part.name}.safetensors.tmp"
+                save_file({"outputs": done[part.name].contiguous()}, str(tmp), metadata={"key": part.key})
+                tmp.replace(own / f"{part.name}.safetensors")
+            finally:
+                claim.unlink(missing_ok=True)
+                os.close(fd)
+        if len(done) < len(parts):
+            if not waited:
+                log(f"distill: waiting for {len(parts) - len(done)} teacher output(s) a sibling run is scoring")
+                waited = True
+            time.sleep(poll)
+    return done
 
 
 def read_cache(path: Path, key: str) -> dict[str, torch.Tensor] | None:
@@ -249,7 +375,9 @@ class TeacherOutputs:
     by `keep` once the run folder is open. A sibling's file is only read."""
 
     def __init__(self, cfg: Config, teachers: dict[str, list[Teacher]], rows: dict[str, list[Example]],
-                 run_dir: Path, device: torch.device, log: Callable[[str], None]):
+                 run_dir: Path, device: torch.device, log: Callable[[str], None], share: bool = True):
+        """`share`: score through RUN_DIR/teacher_outputs.parts with sibling runs (the process that writes the
+        run folder); otherwise every output is scored here."""
         self.key = cache_key(teachers, rows, cfg.train.distill.out_of_fold)
         source = run_dir / CACHE
         cached = read_cache(source, self.key) if teachers else None
@@ -263,19 +391,13 @@ class TeacherOutputs:
                                                                   " (the same teachers and training rows)"))
             self.tensors = cached
             return
+        parts = parts_of(teachers, rows, cfg.train.distill.out_of_fold)
+        outputs = score_shared(parts, rows, run_dir / PARTS if share else None, device, cfg.eval.batch_size, log)
         self.tensors = {}
-        for name, ts in teachers.items():
-            masks = torch.tensor([[t.trained_ids is None or r.id not in t.trained_ids for r in rows[name]] for t in ts])
-            outputs = []
-            for t, mask in zip(ts, masks):  # out of fold: a teacher scores only the rows it did not train on
-                scored = teacher_outputs(t, [r for r, m in zip(rows[name], mask.tolist()) if m], device,
-                                         cfg.eval.batch_size, log).cpu()
-                width = get_task(name).num_outputs
-                full = torch.zeros((len(rows[name]), *([width] if width > 1 else [])))
-                full[mask] = scored.reshape(-1, *full.shape[1:])
-                outputs.append(full)
-            self.tensors[f"{name}.outputs"] = torch.stack(outputs)
-            self.tensors[f"{name}.mask"] = masks.to(torch.uint8)
+        for name in teachers:
+            mine = [p for p in parts if p.task == name]
+            self.tensors[f"{name}.outputs"] = torch.stack([outputs[p.name] for p in mine])
+            self.tensors[f"{name}.mask"] = torch.stack([p.mask for p in mine]).to(torch.uint8)
 
     def keep(self, run_dir: Path) -> None:
         """Write the outputs into the run folder (for a resume or a re-run) unless it holds them already."""
@@ -284,6 +406,11 @@ class TeacherOutputs:
             save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(tmp), metadata={"key": self.key})
             tmp.replace(run_dir / CACHE)
             self.fresh = False
+
+    @staticmethod
+    def tidy(run_dir: Path) -> None:
+        """The run has ended: its parts folder (kept while it trained, for siblings still scoring) goes."""
+        shutil.rmtree(run_dir / PARTS, ignore_errors=True)
 
     def distiller(self, cfg: DistillSettings, tasks: dict[str, Task], total_updates: int) -> Distiller:
         names = [k.removesuffix(".outputs") for k in self.tensors if k.endswith(".outputs")]

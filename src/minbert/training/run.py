@@ -75,7 +75,10 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
             begin_run(folder, cfg, log, fresh=True)
             trainer.teacher_outputs.keep(run_dir)
         par.barrier()
-        return trainer.run()
+        metrics = trainer.run()
+        if par.main:
+            trainer.teacher_outputs.tidy(run_dir)
+        return metrics
 
 
 def resume_config(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
@@ -123,4 +126,6 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
         begin_run(folder, cfg, log, fresh=False)
         trainer.teacher_outputs.keep(run_dir)
         trainer.rewind_logs()
-        return trainer.run()
+        metrics = trainer.run()
+        trainer.teacher_outputs.tidy(run_dir)
+        return metrics

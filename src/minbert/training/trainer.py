@@ -95,7 +95,8 @@ class Trainer:
                                        self.par.sum_gradients if self.par.world > 1 else None)
         self.regulariser = build_regulariser(cfg.train.smart, self.model)
         self.average = build_average(cfg.train.ema, self.model)  # evaluated and saved as best/ when set
-        self.teacher_outputs = TeacherOutputs(cfg, teachers, taught, run_dir, self.device, log)
+        self.teacher_outputs = TeacherOutputs(cfg, teachers, taught, run_dir, self.device, log,
+                                              share=self.par.main)
         self.distiller = self.teacher_outputs.distiller(cfg.train.distill, model.tasks, total_updates)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
         if self.amp_dtype is not None and self.device.type not in self.AMP_DEVICES:
