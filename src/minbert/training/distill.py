@@ -257,7 +257,7 @@ def hold(path: Path, create: bool) -> int | None:
     """An exclusive lock on `path` (created when `create`): its file descriptor, or None when another process
     (or another descriptor of this one) holds it, or the file is gone."""
     try:
-        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, 0o644)  # flock needs no write access
     except OSError:
         return None
     try:
