@@ -332,3 +332,36 @@ def test_a_dead_siblings_claim_is_taken_over(teacher, small_data_dir, tmp_path):
     assert torch.allclose(got, predictor_outputs(teacher, small_data_dir), atol=1e-5)
     assert torch.equal(load_file(str(own / f"{parts[0].name}.safetensors"))["outputs"], got)
     assert not (own / f"{parts[0].name}.claim").exists()
+
+
+def test_a_sibling_that_starts_a_moment_later_is_seen_at_the_next_output(teacher, small_data_dir, tmp_path):
+    """Two seeds started together create their parts folders at about the same moment: a sibling whose folder
+    appears while this run scores its first output must be seen before the second one is scored (on the full
+    data both seeds once scored every output because the folders were listed once per pass)."""
+    rows = {n: TASKS[n].read(small_data_dir, "train")[0] for n in ("sst", "sts")}
+    t = {n: Teacher(n, teacher, weights_identity(teacher / "best"), None) for n in rows}
+    parts = parts_of({n: [t[n]] for n in rows}, rows, False)
+    own, sibling = tmp_path / "student-2" / PARTS, tmp_path / "student-1" / PARTS
+    own.parent.mkdir()
+    lines, held, result = [], [], {}
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if "scored" in line and not held:  # the sibling starts now and claims the second output
+            sibling.mkdir(parents=True)
+            held.append(hold(sibling / f"{parts[1].name}.claim", create=True))
+
+    waiter = threading.Thread(target=lambda: result.update(
+        score_shared(parts, rows, own, torch.device("cpu"), 16, log, poll=0.05)))
+    waiter.start()
+    for _ in range(400):
+        if any("waiting" in line for line in lines):
+            break
+        time.sleep(0.05)
+    assert sum("scored" in line for line in lines) == 1 and any("waiting for 1" in line for line in lines), lines
+    marked = torch.full((len(rows["sts"]),), 7.0)
+    save_file({"outputs": marked}, str(sibling / f"{parts[1].name}.safetensors"), metadata={"key": parts[1].key})
+    (sibling / f"{parts[1].name}.claim").unlink()
+    os.close(held[0])
+    waiter.join(timeout=60)
+    assert not waiter.is_alive() and torch.equal(result[parts[1].name], marked)

@@ -285,6 +285,11 @@ def read_part(folder: Path, part: Part) -> torch.Tensor | None:
     return None if found is None else found["outputs"]
 
 
+def siblings(own: Path) -> list[Path]:
+    """The parts folders of the run folders beside this run's."""
+    return sorted(f for f in own.parent.parent.glob(f"*/{PARTS}") if f.resolve() != own.resolve())
+
+
 def score_shared(parts: list[Part], rows: dict[str, list[Example]], own: Path | None, device: torch.device,
                  batch_size: int, log: Callable[[str], None], poll: float = 2.0) -> dict[str, torch.Tensor]:
     """Each part's outputs (rows, ...) in task units: read from a parts folder beside `own` (this run's, or a
@@ -304,8 +309,8 @@ def score_shared(parts: list[Part], rows: dict[str, list[Example]], own: Path | 
     done: dict[str, torch.Tensor] = {}
     waited = False
     while len(done) < len(parts):
-        folders = [own, *sorted(f for f in own.parent.parent.glob(f"*/{PARTS}") if f.resolve() != own.resolve())]
-        for part in (p for p in parts if p.name not in done):
+        for part in (p for p in parts if p.name not in done):  # siblings looked for again at each part: one
+            folders = [own, *siblings(own)]                     # started a moment later is seen at the next
             for folder in folders:
                 if (found := read_part(folder, part)) is not None:
                     done[part.name] = found
