@@ -213,3 +213,19 @@ def test_each_run_of_the_end_to_end_recipe_is_its_files(run):
 def test_the_four_run_row_of_the_finished_recipe_is_its_files(doc, marker):
     runs = [metrics(f"results/capacity/finish-sst/kd-bam-private-{s}") for s in (11711, 11712)]
     assert_mean_row(REPO / doc, marker, runs + [metrics(f"{RECIPE}/finish-{s}") for s in (11711, 11712)])
+
+
+MT_DNN_KD = "results/distill/mt-dnn-kd"
+
+
+@pytest.mark.parametrize("seed", [11711, 11712])
+def test_each_mt_dnn_kd_teacher_row_is_its_files(seed):
+    folder = f"{MT_DNN_KD}/teacher-{seed}"
+    assert row_figures(REPO / "docs/results/distillation.md", f"`{folder}/`") == metrics(folder)
+    assert yaml.safe_load((REPO / folder / "config.yaml").read_text())["train"]["seed"] == seed
+
+
+def test_the_mt_dnn_kd_teacher_ensemble_row_is_its_file():
+    dev = json.loads((REPO / MT_DNN_KD / "teacher-ensemble" / "ensemble_metrics.json").read_text())["dev"]
+    expected = [round(dev[k], 3) for k in ("sst", "para", "sts", "overall")]
+    assert row_figures(REPO / "docs/results/distillation.md", f"`{MT_DNN_KD}/teacher-ensemble/`") == expected
