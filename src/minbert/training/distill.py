@@ -325,7 +325,7 @@ def score_shared(parts: list[Part], rows: dict[str, list[Example]], own: Path | 
                 continue
             try:
                 if any(claimed(f, part) and f.parent.name < own.parent.name for f in folders[1:]):
-                    continue  # claimed at the same moment by a sibling that comes first: its to score
+                    continue  # claimed at the same moment by a sibling whose name sorts first: it scores it
                 if (found := next((o for f in folders[1:] if (o := read_part(f, part)) is not None), None)) is not None:
                     done[part.name] = found  # written while this run looked elsewhere
                     continue
