@@ -218,9 +218,10 @@ def test_the_four_run_row_of_the_finished_recipe_is_its_files(doc, marker):
 MT_DNN_KD = "results/distill/mt-dnn-kd"
 
 
+@pytest.mark.parametrize("run", ["teacher", "student"])
 @pytest.mark.parametrize("seed", [11711, 11712])
-def test_each_mt_dnn_kd_teacher_row_is_its_files(seed):
-    folder = f"{MT_DNN_KD}/teacher-{seed}"
+def test_each_mt_dnn_kd_row_is_its_files(run, seed):
+    folder = f"{MT_DNN_KD}/{run}-{seed}"
     assert row_figures(REPO / "docs/results/distillation.md", f"`{folder}/`") == metrics(folder)
     assert yaml.safe_load((REPO / folder / "config.yaml").read_text())["train"]["seed"] == seed
 
@@ -229,3 +230,8 @@ def test_the_mt_dnn_kd_teacher_ensemble_row_is_its_file():
     dev = json.loads((REPO / MT_DNN_KD / "teacher-ensemble" / "ensemble_metrics.json").read_text())["dev"]
     expected = [round(dev[k], 3) for k in ("sst", "para", "sts", "overall")]
     assert row_figures(REPO / "docs/results/distillation.md", f"`{MT_DNN_KD}/teacher-ensemble/`") == expected
+
+
+def test_the_mt_dnn_kd_students_mean_row_is_their_files():
+    assert_mean_row(REPO / "docs/results/distillation.md", f"`{MT_DNN_KD}/student-*`",
+                    [metrics(f"{MT_DNN_KD}/student-{seed}") for seed in (11711, 11712)])
