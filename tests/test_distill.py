@@ -4,9 +4,9 @@ each bad teacher a one-line error before the run folder exists."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +24,7 @@ from minbert.training.distill import DistillSettings as DistillConfig
 from minbert.data.loading import rows_fingerprint
 from minbert.errors import ConfigError
 from minbert.tasks import TASKS
-from minbert.training.distill import CACHE, PARTS, Distiller, Teacher, hold, parts_of, score_shared, weights_identity
+from minbert.training.distill import CACHE, PARTS, Distiller, Teacher, parts_of, score_shared, weights_identity
 from test_resume import progress, signal_when, weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,6 +279,24 @@ def test_a_student_trains_the_same_whether_its_teacher_outputs_were_scored_or_re
 
 
 # ---- sibling runs share the scoring ----
+HOLDER = """
+import sys, time
+from pathlib import Path
+from minbert.run_folder import acquire
+acquire(Path(sys.argv[1]))
+print("held", flush=True)
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.02)
+"""
+
+
+def sibling_scoring(claim: Path, until: Path) -> subprocess.Popen:
+    """Another process holding the claim on an output (a sibling seed scoring it) until the file `until` exists."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(claim), str(until)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
 def sst_part(teacher, data):
     rows = {"sst": TASKS["sst"].read(data, "train")[0]}
     t = Teacher("sst", teacher, weights_identity(teacher / "best"), None)
@@ -290,27 +308,30 @@ def predictor_outputs(teacher, data) -> torch.Tensor:
     return torch.as_tensor(minbert.load(teacher).predict("sst", [e.texts[0] for e in examples]).outputs)
 
 
+def wait_for(lines: list[str], text: str) -> None:
+    for _ in range(400):
+        if any(text in line for line in lines):
+            return
+        time.sleep(0.05)
+
+
 def test_a_run_waits_for_the_output_a_live_sibling_is_scoring_and_reads_it(teacher, small_data_dir, tmp_path):
-    """Two seeds started at once: while a sibling holds the claim on a teacher's outputs, the run scores nothing
-    and waits; it then takes the sibling's file (here marked, so reading and scoring cannot be confused)."""
+    """Two seeds started at once: while a sibling process holds the claim on a teacher's outputs, the run scores
+    nothing and waits; it then takes the sibling's file (here marked, so reading and scoring cannot be confused)."""
     parts, rows = sst_part(teacher, small_data_dir)
     own, sibling = tmp_path / "student-2" / PARTS, tmp_path / "student-1" / PARTS
     own.parent.mkdir()
-    sibling.mkdir(parents=True)
-    fd = hold(sibling / f"{parts[0].name}.claim", create=True)  # the sibling, scoring
+    proc = sibling_scoring(sibling / f"{parts[0].name}.claim", tmp_path / "done")
     lines, result = [], {}
     waiter = threading.Thread(target=lambda: result.update(
         score_shared(parts, rows, own, torch.device("cpu"), 16, lines.append, poll=0.05)))
     waiter.start()
-    for _ in range(200):
-        if any("waiting" in line for line in lines):
-            break
-        time.sleep(0.05)
+    wait_for(lines, "waiting")
     assert any("waiting for 1 teacher output" in line for line in lines), lines
     marked = predictor_outputs(teacher, small_data_dir) + 1000.0
     save_file({"outputs": marked}, str(sibling / f"{parts[0].name}.safetensors"), metadata={"key": parts[0].key})
-    (sibling / f"{parts[0].name}.claim").unlink()
-    os.close(fd)
+    (tmp_path / "done").touch()
+    proc.wait(timeout=60)
     waiter.join(timeout=60)
     assert not waiter.is_alive()
     assert torch.equal(result[parts[0].name], marked)
@@ -318,17 +339,20 @@ def test_a_run_waits_for_the_output_a_live_sibling_is_scoring_and_reads_it(teach
     assert not (own / f"{parts[0].name}.safetensors").exists()
 
 
-def test_a_dead_siblings_claim_is_taken_over(teacher, small_data_dir, tmp_path):
-    """A claim file no process locks (its scorer was killed) does not hold the run up: it scores the outputs
-    itself, equal to a fresh Predictor's, and leaves them in its own parts folder for the others."""
+def test_a_killed_siblings_claim_is_taken_over(teacher, small_data_dir, tmp_path):
+    """A sibling killed (SIGKILL) while it scored leaves its claim folder behind but not its lock: the run does
+    not wait for it; it scores the outputs itself, equal to a fresh Predictor's, and leaves them for the others."""
     parts, rows = sst_part(teacher, small_data_dir)
     own, sibling = tmp_path / "student-2" / PARTS, tmp_path / "student-1" / PARTS
     own.parent.mkdir()
-    sibling.mkdir(parents=True)
-    (sibling / f"{parts[0].name}.claim").write_text("")
+    proc = sibling_scoring(sibling / f"{parts[0].name}.claim", tmp_path / "never")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert (sibling / f"{parts[0].name}.claim").is_dir()
     lines = []
     got = score_shared(parts, rows, own, torch.device("cpu"), 16, lines.append, poll=0.05)[parts[0].name]
     assert any("scored 64 sst training rows" in line for line in lines), lines
+    assert not any("waiting" in line for line in lines)
     assert torch.allclose(got, predictor_outputs(teacher, small_data_dir), atol=1e-5)
     assert torch.equal(load_file(str(own / f"{parts[0].name}.safetensors"))["outputs"], got)
     assert not (own / f"{parts[0].name}.claim").exists()
@@ -343,25 +367,21 @@ def test_a_sibling_that_starts_a_moment_later_is_seen_at_the_next_output(teacher
     parts = parts_of({n: [t[n]] for n in rows}, rows, False)
     own, sibling = tmp_path / "student-2" / PARTS, tmp_path / "student-1" / PARTS
     own.parent.mkdir()
-    lines, held, result = [], [], {}
+    lines, procs, result = [], [], {}
 
     def log(line: str) -> None:
         lines.append(line)
-        if "scored" in line and not held:  # the sibling starts now and claims the second output
-            sibling.mkdir(parents=True)
-            held.append(hold(sibling / f"{parts[1].name}.claim", create=True))
+        if "scored" in line and not procs:  # the sibling starts now and claims the second output
+            procs.append(sibling_scoring(sibling / f"{parts[1].name}.claim", tmp_path / "done"))
 
     waiter = threading.Thread(target=lambda: result.update(
         score_shared(parts, rows, own, torch.device("cpu"), 16, log, poll=0.05)))
     waiter.start()
-    for _ in range(400):
-        if any("waiting" in line for line in lines):
-            break
-        time.sleep(0.05)
+    wait_for(lines, "waiting")
     assert sum("scored" in line for line in lines) == 1 and any("waiting for 1" in line for line in lines), lines
     marked = torch.full((len(rows["sts"]),), 7.0)
     save_file({"outputs": marked}, str(sibling / f"{parts[1].name}.safetensors"), metadata={"key": parts[1].key})
-    (sibling / f"{parts[1].name}.claim").unlink()
-    os.close(held[0])
+    (tmp_path / "done").touch()
+    procs[0].wait(timeout=60)
     waiter.join(timeout=60)
     assert not waiter.is_alive() and torch.equal(result[parts[1].name], marked)

@@ -20,8 +20,8 @@ refused on resume.
 
 Sibling runs (the seeds of one student, NAME-SEED folders side by side) share the scoring: each (task, teacher)
 output is written to RUN_DIR/teacher_outputs.parts/ as soon as it is scored, and a run takes what a sibling's
-parts folder holds instead of scoring it again. While a run scores an output it holds an OS lock on a claim file
-beside it (`fcntl.flock`, released however the process ends), so two seeds started at once split the teachers
+parts folder holds instead of scoring it again. While a run scores an output it holds the lock of a claim folder
+beside it (run_folder.py's `fcntl.flock`, released however the process ends), so two seeds started at once split the teachers
 between them and wait for each other's outputs; a claim whose process has died is taken over. The parts folder
 goes when the run ends.
 
@@ -32,10 +32,8 @@ one-line error naming the key.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -50,8 +48,9 @@ from ..schema import Config
 from ..data.batching import encode_examples
 from ..data.loading import rows_fingerprint
 from ..data.readers import Example
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, RunFolderError
 from ..evaluate import predict_outputs
+from ..run_folder import acquire, holder, release
 from ..runs import check_run, load_run
 from ..settings import Settings, names, register, setting
 from ..tasks import Task, get_task
@@ -227,7 +226,7 @@ def cache_key(teachers: dict[str, list[Teacher]], rows: dict[str, list[Example]]
                        for n, ts in sorted(teachers.items())}, sort_keys=True)
 
 
-PARTS = "teacher_outputs.parts"  # RUN_DIR/PARTS/NAME.safetensors: one (task, teacher) output; NAME.claim: its scorer's lock
+PARTS = "teacher_outputs.parts"  # RUN_DIR/PARTS/NAME.safetensors: one (task, teacher) output; NAME.claim/: its scorer's lock
 
 
 class Part(NamedTuple):
@@ -253,31 +252,10 @@ def parts_of(teachers: dict[str, list[Teacher]], rows: dict[str, list[Example]],
     return parts
 
 
-def hold(path: Path, create: bool) -> int | None:
-    """An exclusive lock on `path` (created when `create`): its file descriptor, or None when another process
-    (or another descriptor of this one) holds it, or the file is gone."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, 0o644)  # flock needs no write access
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def claimed(folder: Path, part: Part) -> bool:
-    """Whether a live process is scoring `part` into `folder` (a claim file nobody locks is a dead scorer's)."""
-    path = folder / f"{part.name}.claim"
-    if not path.exists():
-        return False
-    fd = hold(path, create=False)
-    if fd is None:
-        return path.exists()
-    os.close(fd)
-    return False
+    """Whether a live process is scoring `part` into `folder`: it holds the claim folder's lock (run_folder.py's,
+    released however the process ends, so a dead scorer's claim is free)."""
+    return holder(folder / f"{part.name}.claim") is not None
 
 
 def read_part(folder: Path, part: Part) -> torch.Tensor | None:
@@ -320,22 +298,18 @@ def score_shared(parts: list[Part], rows: dict[str, list[Example]], own: Path | 
             if part.name in done or any(claimed(f, part) for f in folders[1:]):
                 continue
             claim = own / f"{part.name}.claim"
-            fd = hold(claim, create=True)
-            if fd is None:
-                continue
             try:
-                if any(claimed(f, part) and f.parent.name < own.parent.name for f in folders[1:]):
-                    continue  # claimed at the same moment by a sibling whose name sorts first: it scores it
-                if (found := next((o for f in folders[1:] if (o := read_part(f, part)) is not None), None)) is not None:
-                    done[part.name] = found  # written while this run looked elsewhere
-                    continue
+                acquire(claim)
+            except RunFolderError:  # another process of this run folder (cannot happen with one writer)
+                continue
+            try:  # two siblings claiming within the same microsecond both score it: a cost, never a wrong output
                 done[part.name] = scored(part)
                 tmp = own / f"{part.name}.safetensors.tmp"
                 save_file({"outputs": done[part.name].contiguous()}, str(tmp), metadata={"key": part.key})
                 tmp.replace(own / f"{part.name}.safetensors")
             finally:
-                claim.unlink(missing_ok=True)
-                os.close(fd)
+                shutil.rmtree(claim, ignore_errors=True)
+                release(claim)
         if len(done) < len(parts):
             if not waited:
                 log(f"distill: waiting for {len(parts) - len(done)} teacher output(s) a sibling run is scoring")
