@@ -177,6 +177,23 @@ def test_ce_emd_matches_its_definition_and_charges_a_far_class_more():
     assert LOSSES["ce_emd"].kinds == ("classify",)  # SST (and CFIMDB); not the pair tasks
 
 
+def test_ce_smooth_is_cross_entropy_against_the_smoothed_gold_distribution():
+    """Label smoothing against numpy: the target puts 1 - eps + eps / K on the gold class and eps / K on each
+    other; the loss is the cross-entropy against that target, whose minimum is at the target, not a one-hot."""
+    torch.manual_seed(0)
+    logits, gold, eps, k = torch.randn(4, 5), torch.tensor([0, 2, 4, 1]), 0.1, 5
+    logp = logits.numpy() - np.log(np.exp(logits.numpy()).sum(1, keepdims=True))
+    target = np.full((4, k), eps / k)
+    target[np.arange(4), gold.numpy()] += 1 - eps
+    want = np.mean(-(target * logp).sum(1))
+    assert float(LOSSES["ce_smooth"].fn(HeadOutput(logits), gold, TASKS["sst"])) == pytest.approx(want, rel=1e-5)
+    at_target = torch.log(torch.tensor(target[:1], dtype=torch.float32))
+    sharper = torch.log(torch.tensor([[0.99, 0.0025, 0.0025, 0.0025, 0.0025]]))
+    loss = [float(LOSSES["ce_smooth"].fn(HeadOutput(x), gold[:1], TASKS["sst"])) for x in (at_target, sharper)]
+    assert loss[0] < loss[1]  # plain cross-entropy would prefer the sharper one
+    assert LOSSES["ce_smooth"].kinds == ("classify",)
+
+
 @pytest.mark.parametrize("task", ["para", "sts"])
 def test_cosine_embedding_loss_matches_torch(parts, task):
     enc, tok = parts
