@@ -180,8 +180,8 @@ def test_the_second_quora_and_sts_seeds_are_their_files(task, sentence):
     assert sentence.format(figure) in text
 
 
-BEST_CPU_VARIANTS = {"llrd": ("train", "layer_decay", 0.9), "orders": ("data", "both_orders", True),
-                     "ema": ("train", "ema", 0.999)}
+BEST_CPU_VARIANTS = {"llrd": (("train", "layer_decay"), 0.9), "orders": (("data", "both_orders"), True),
+                     "ema": (("train", "ema"), 0.999), "smooth": (("model", "heads", "sst", "loss"), "ce_smooth")}
 
 
 @pytest.mark.parametrize("variant", BEST_CPU_VARIANTS)
@@ -189,9 +189,12 @@ BEST_CPU_VARIANTS = {"llrd": ("train", "layer_decay", 0.9), "orders": ("data", "
 def test_each_best_cpu_variant_row_is_its_files(variant, seed):
     folder = f"results/capacity/{variant}-{seed}"
     assert row_figures(REPO / "docs/results/distillation.md", f"`{folder}/`") == metrics(folder)
-    section, key, value = BEST_CPU_VARIANTS[variant]
+    keys, value = BEST_CPU_VARIANTS[variant]
     saved = yaml.safe_load((REPO / folder / "config.yaml").read_text())
-    assert saved[section][key] == value and saved["train"]["seed"] == seed
+    setting = saved
+    for key in keys:
+        setting = setting[key]
+    assert setting == value and saved["train"]["seed"] == seed
 
 
 @pytest.mark.parametrize("variant", BEST_CPU_VARIANTS)
