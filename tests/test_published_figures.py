@@ -239,3 +239,12 @@ def test_the_mt_dnn_kd_teacher_ensemble_row_is_its_file():
 def test_the_mt_dnn_kd_students_mean_row_is_their_files(marker):
     assert_mean_row(REPO / "docs/results/distillation.md", marker,
                     [metrics(f"{MT_DNN_KD}/student-{seed}") for seed in (11711, 11712)])
+
+
+@pytest.mark.parametrize("temperature", [2, 4])
+def test_each_sst_temperature_row_is_its_files(temperature):
+    folder = REPO / f"results/distill/sst-temperature/born-again-t{temperature}"
+    line = table_line(REPO / "docs/results/distillation.md", f"`results/distill/sst-temperature/born-again-t{temperature}/`")
+    epochs = [json.loads(x)["dev"]["sst"] for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert line.split("|")[2].strip().replace("*", "") == ", ".join(f"{x:.3f}" for x in epochs)
+    assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["distill"]["temperature"] == temperature
