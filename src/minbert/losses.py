@@ -15,8 +15,8 @@ the gold labels and the task.
   sum_k (P(y <= k) - 1[gold <= k])^2, which costs a prediction more the farther its mass sits from the gold
   class; cross-entropy alone treats "positive" for "very positive" like "very negative".
 - `ce_smooth` (SST-5; Szegedy et al. 2016, label smoothing): cross-entropy against the gold class given
-  1 - eps of the mass and the other eps spread evenly over all classes, eps = 0.1; SST's five-way labels are
-  noisy at the class borders, and this keeps the head from driving any class to certainty.
+  1 - eps of the mass and the other eps spread evenly over all classes, eps = 0.1: the loss is least at that
+  target, not at a one-hot prediction, so the head is never pushed to certainty.
 """
 from __future__ import annotations
 
