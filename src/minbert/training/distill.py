@@ -48,7 +48,7 @@ from ..schema import Config
 from ..data.batching import encode_examples
 from ..data.loading import rows_fingerprint
 from ..data.readers import Example
-from ..errors import CheckpointError, ConfigError, RunFolderError
+from ..errors import CheckpointError, ConfigError
 from ..evaluate import predict_outputs
 from ..run_folder import acquire, holder, release
 from ..runs import check_run, load_run
@@ -298,10 +298,7 @@ def score_shared(parts: list[Part], rows: dict[str, list[Example]], own: Path | 
             if part.name in done or any(claimed(f, part) for f in folders[1:]):
                 continue
             claim = own / f"{part.name}.claim"
-            try:
-                acquire(claim)
-            except RunFolderError:  # another process of this run folder (cannot happen with one writer)
-                continue
+            acquire(claim)  # this run folder has one writer, so the claim is free; a disk error surfaces
             try:  # two siblings claiming within the same microsecond both score it: a cost, never a wrong output
                 done[part.name] = scored(part)
                 tmp = own / f"{part.name}.safetensors.tmp"
