@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from minbert.tasks import TASKS
+from minbert.tasks import COURSE_TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,8 +54,8 @@ def test_train_writes_the_run_directory(tiny_run, small_data_dir):
         for split, file_split in (("dev", "dev"), ("test", "test-student")):
             header, preds = read_predictions(tiny_run / "predictions" / f"{task}-{split}-output.csv")
             assert header.split("\t")[0].strip() == "id"
-            assert header.split("\t")[1].strip() == TASKS[task].prediction_header
-            examples, _ = TASKS[task].read(small_data_dir, split)
+            assert header.split("\t")[1].strip() == COURSE_TASKS[task].prediction_header
+            examples, _ = COURSE_TASKS[task].read(small_data_dir, split)
             assert list(preds) == [ex.id for ex in examples]
 
 
@@ -69,7 +69,7 @@ def test_evaluate_recomputes_best_dev_metrics(tiny_run, small_data_dir):
 
 def test_dev_predictions_score_as_reported(tiny_run, small_data_dir):
     best = json.loads((tiny_run / "best_metrics.json").read_text())
-    examples, _ = TASKS["sst"].read(small_data_dir, "dev")
+    examples, _ = COURSE_TASKS["sst"].read(small_data_dir, "dev")
     _, preds = read_predictions(tiny_run / "predictions" / "sst-dev-output.csv")
     acc = sum(int(preds[ex.id]) == ex.label for ex in examples) / len(examples)
     assert acc == pytest.approx(best["sst"])

@@ -23,7 +23,9 @@ from minbert.schema import load_config
 from minbert.training.distill import DistillSettings as DistillConfig
 from minbert.data.loading import rows_fingerprint
 from minbert.errors import ConfigError
-from minbert.tasks import TASKS
+from minbert.tasks import COURSE_TASKS
+
+WIDTHS = {n: t.num_outputs for n, t in COURSE_TASKS.items()}  # each task's outputs per row
 from minbert.training.distill import CACHE, PARTS, Distiller, Teacher, parts_of, score_shared, weights_identity
 from test_resume import progress, signal_when, weights
 
@@ -49,18 +51,18 @@ def tiny_args(out: Path, backbone: Path, data: Path, tasks: str, *extra: str) ->
 def test_soft_losses_match_their_closed_forms():
     torch.manual_seed(0)
     student, teacher, t = torch.randn(6, 5), torch.randn(6, 5), 2.5
-    kind = TASKS["sst"].kind
+    kind = COURSE_TASKS["sst"].kind
     p = torch.exp(teacher / t) / torch.exp(teacher / t).sum(-1, keepdim=True)
     q = torch.exp(student / t) / torch.exp(student / t).sum(-1, keepdim=True)
     assert torch.allclose(kind.soft_target(teacher, t), p)
     assert torch.allclose(kind.soft_loss(student, p, t), -(p * q.log()).sum(-1).mean() * t * t)
     s, z = torch.randn(6), torch.randn(6)
     pb, qb = 1 / (1 + torch.exp(-z / t)), 1 / (1 + torch.exp(-s / t))
-    binary = TASKS["para"].kind
+    binary = COURSE_TASKS["para"].kind
     assert torch.allclose(binary.soft_loss(s, binary.soft_target(z, t), t),
                           -(pb * qb.log() + (1 - pb) * (1 - qb).log()).mean() * t * t, atol=1e-6)
     scores = torch.rand(6) * 5
-    assert torch.allclose(TASKS["sts"].kind.soft_loss(s, TASKS["sts"].kind.soft_target(scores, t), t),
+    assert torch.allclose(COURSE_TASKS["sts"].kind.soft_loss(s, COURSE_TASKS["sts"].kind.soft_target(scores, t), t),
                           ((s - scores) ** 2).mean())
 
 
@@ -68,7 +70,7 @@ def distiller(anneal="linear", gold_weight=0.0, temperature=1.0, total=10, teach
     outs = teachers if teachers is not None else torch.randn(1, 8, 5)
     mask = masks if masks is not None else torch.ones(outs.shape[:2], dtype=torch.bool)
     cfg = DistillConfig(teachers={"sst": ["t"]}, temperature=temperature, anneal=anneal, gold_weight=gold_weight)
-    return Distiller(cfg, {"sst": TASKS["sst"]}, {"sst": outs}, {"sst": mask}, total)
+    return Distiller(cfg, {"sst": COURSE_TASKS["sst"]}, {"sst": outs}, {"sst": mask}, total)
 
 
 def test_the_annealed_target_at_lambda_0_and_1():
@@ -149,7 +151,7 @@ def test_cached_teacher_outputs_equal_a_fresh_predictors(student, teacher, small
     cache = load_file(str(student / CACHE))
     predictor = minbert.load(teacher)
     for task, column in (("sst", "sentence"), ("sts", None)):
-        examples, _ = TASKS[task].read(small_data_dir, "train")
+        examples, _ = COURSE_TASKS[task].read(small_data_dir, "train")
         texts = [e.texts[0] if column else e.texts for e in examples]
         fresh = torch.as_tensor(predictor.predict(task, texts).outputs)
         assert cache[f"{task}.outputs"].shape == (1, *fresh.shape)
@@ -243,7 +245,7 @@ def test_out_of_fold_teachers_each_score_the_fold_they_did_not_see(tiny_backbone
                            "--set", "train.distill.out_of_fold=true"))
     mask = load_file(str(out / CACHE))["sst.mask"].bool()
     assert mask.shape == (2, 64) and torch.equal(mask[0], ~mask[1])  # each row from exactly one teacher
-    ids = [e.id for e in TASKS["sst"].read(small_data_dir, "train")[0]]
+    ids = [e.id for e in COURSE_TASKS["sst"].read(small_data_dir, "train")[0]]
     for k in range(2):  # teacher k scores the rows it did not train on: its recorded training rows are the others
         recorded = json.loads((folds[k] / "last" / "trainer_state.json").read_text())["data"]["sst"]
         assert recorded == rows_fingerprint([i for i, seen in zip(ids, mask[k].tolist()) if not seen])
@@ -298,13 +300,13 @@ def sibling_scoring(claim: Path, until: Path) -> subprocess.Popen:
 
 
 def sst_part(teacher, data):
-    rows = {"sst": TASKS["sst"].read(data, "train")[0]}
+    rows = {"sst": COURSE_TASKS["sst"].read(data, "train")[0]}
     t = Teacher("sst", teacher, weights_identity(teacher / "best"), None)
     return parts_of({"sst": [t]}, rows, False), rows
 
 
 def predictor_outputs(teacher, data) -> torch.Tensor:
-    examples, _ = TASKS["sst"].read(data, "train")
+    examples, _ = COURSE_TASKS["sst"].read(data, "train")
     return torch.as_tensor(minbert.load(teacher).predict("sst", [e.texts[0] for e in examples]).outputs)
 
 
@@ -324,7 +326,7 @@ def test_a_run_waits_for_the_output_a_live_sibling_is_scoring_and_reads_it(teach
     proc = sibling_scoring(sibling / f"{parts[0].name}.claim", tmp_path / "done")
     lines, result = [], {}
     waiter = threading.Thread(target=lambda: result.update(
-        score_shared(parts, rows, own, torch.device("cpu"), 16, lines.append, poll=0.05)))
+        score_shared(parts, rows, own, torch.device("cpu"), 16, lines.append, WIDTHS, poll=0.05)))
     waiter.start()
     wait_for(lines, "waiting")
     assert any("waiting for 1 teacher output" in line for line in lines), lines
@@ -350,7 +352,7 @@ def test_a_killed_siblings_claim_is_taken_over(teacher, small_data_dir, tmp_path
     proc.wait(timeout=60)
     assert (sibling / f"{parts[0].name}.claim").is_dir()
     lines = []
-    got = score_shared(parts, rows, own, torch.device("cpu"), 16, lines.append, poll=0.05)[parts[0].name]
+    got = score_shared(parts, rows, own, torch.device("cpu"), 16, lines.append, WIDTHS, poll=0.05)[parts[0].name]
     assert any("scored 64 sst training rows" in line for line in lines), lines
     assert not any("waiting" in line for line in lines)
     assert torch.allclose(got, predictor_outputs(teacher, small_data_dir), atol=1e-5)
@@ -362,7 +364,7 @@ def test_a_sibling_that_starts_a_moment_later_is_seen_at_the_next_output(teacher
     """Two seeds started together create their parts folders at about the same moment: a sibling whose folder
     appears while this run scores its first output must be seen before the second one is scored (on the full
     data both seeds once scored every output because the folders were listed once per pass)."""
-    rows = {n: TASKS[n].read(small_data_dir, "train")[0] for n in ("sst", "sts")}
+    rows = {n: COURSE_TASKS[n].read(small_data_dir, "train")[0] for n in ("sst", "sts")}
     t = {n: Teacher(n, teacher, weights_identity(teacher / "best"), None) for n in rows}
     parts = parts_of({n: [t[n]] for n in rows}, rows, False)
     own, sibling = tmp_path / "student-2" / PARTS, tmp_path / "student-1" / PARTS
@@ -375,7 +377,7 @@ def test_a_sibling_that_starts_a_moment_later_is_seen_at_the_next_output(teacher
             procs.append(sibling_scoring(sibling / f"{parts[1].name}.claim", tmp_path / "done"))
 
     waiter = threading.Thread(target=lambda: result.update(
-        score_shared(parts, rows, own, torch.device("cpu"), 16, log, poll=0.05)))
+        score_shared(parts, rows, own, torch.device("cpu"), 16, log, WIDTHS, poll=0.05)))
     waiter.start()
     wait_for(lines, "waiting")
     assert sum("scored" in line for line in lines) == 1 and any("waiting for 1" in line for line in lines), lines

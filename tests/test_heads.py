@@ -14,7 +14,7 @@ from minbert.heads.settings import HeadSettings as HeadConfig
 from minbert.schema import load_config
 from minbert.heads import POOLING, HeadOutput, build_head
 from minbert.losses import LOSSES
-from minbert.tasks import TASKS, overall_score
+from minbert.tasks import COURSE_TASKS, overall_score
 
 
 @pytest.mark.parametrize("name", sorted(POOLING))
@@ -110,9 +110,9 @@ def test_projected_cosine_head_learns_a_projection(parts):
 def test_residual_cnn_with_zero_weights_is_no_cnn(parts, kernel):
     enc, tok = parts
     torch.manual_seed(1)
-    plain = build_head(enc.config, TASKS["sst"], HeadConfig(dropout=0.0))
+    plain = build_head(enc.config, COURSE_TASKS["sst"], HeadConfig(dropout=0.0))
     torch.manual_seed(1)
-    with_cnn = build_head(enc.config, TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=kernel, cnn_residual=True))
+    with_cnn = build_head(enc.config, COURSE_TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=kernel, cnn_residual=True))
     with_cnn.out.load_state_dict(plain.out.state_dict())
     x = [tok(A)]
     assert not torch.allclose(with_cnn(enc, x).value, plain(enc, x).value)  # random conv weights change the output
@@ -124,7 +124,7 @@ def test_residual_cnn_with_zero_weights_is_no_cnn(parts, kernel):
 @pytest.mark.parametrize("residual", [False, True])
 def test_cnn_ignores_padding(parts, residual):
     enc, tok = parts
-    head = build_head(enc.config, TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=3, cnn_residual=residual, pooling="max"))
+    head = build_head(enc.config, COURSE_TASKS["sst"], HeadConfig(dropout=0.0, cnn_kernel=3, cnn_residual=residual, pooling="max"))
     alone = head(enc, [tok(["Cats sleep."])]).value
     padded = head(enc, [tok(["Cats sleep.", "A much longer sentence that forces padding onto the first."])]).value
     assert torch.allclose(alone[0], padded[0], atol=1e-5)
@@ -132,7 +132,7 @@ def test_cnn_ignores_padding(parts, residual):
 
 def test_mlp_head_layers_and_widths(parts):
     enc, tok = parts
-    head = build_head(enc.config, TASKS["sst"], HeadConfig(mlp_layers=2, mlp_hidden=24, dropout=0.3))
+    head = build_head(enc.config, COURSE_TASKS["sst"], HeadConfig(mlp_layers=2, mlp_hidden=24, dropout=0.3))
     linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(32, 24), (24, 24)]
     assert head.out.in_features == 24 and head(enc, [tok(A)]).value.shape == (2, 5)
@@ -154,10 +154,10 @@ def test_cosent_matches_its_definition():
     s = (scores / 5 * 20).tolist()
     terms = [np.exp(s[j] - s[i]) for i, j in itertools.permutations(range(6), 2) if gold[i] > gold[j]]
     want = np.log(1 + sum(terms))
-    got = LOSSES["cosent"].fn(HeadOutput(scores), gold, TASKS["sts"])
+    got = LOSSES["cosent"].fn(HeadOutput(scores), gold, COURSE_TASKS["sts"])
     assert float(got) == pytest.approx(want, rel=1e-5)
-    perfect = LOSSES["cosent"].fn(HeadOutput(gold * 1.0), gold, TASKS["sts"])  # right order: loss below a wrong order's
-    assert float(perfect) < float(LOSSES["cosent"].fn(HeadOutput(5 - gold), gold, TASKS["sts"]))
+    perfect = LOSSES["cosent"].fn(HeadOutput(gold * 1.0), gold, COURSE_TASKS["sts"])  # right order: loss below a wrong order's
+    assert float(perfect) < float(LOSSES["cosent"].fn(HeadOutput(5 - gold), gold, COURSE_TASKS["sts"]))
 
 
 def test_ce_emd_matches_its_definition_and_charges_a_far_class_more():
@@ -168,11 +168,11 @@ def test_ce_emd_matches_its_definition_and_charges_a_far_class_more():
     p = np.exp(logits.numpy()) / np.exp(logits.numpy()).sum(1, keepdims=True)
     cdf_gold = (np.arange(5)[None, :] >= gold.numpy()[:, None]).astype(float)
     want = np.mean(-np.log(p[np.arange(4), gold.numpy()])) + np.mean(((p.cumsum(1) - cdf_gold) ** 2).sum(1))
-    assert float(LOSSES["ce_emd"].fn(HeadOutput(logits), gold, TASKS["sst"])) == pytest.approx(want, rel=1e-5)
+    assert float(LOSSES["ce_emd"].fn(HeadOutput(logits), gold, COURSE_TASKS["sst"])) == pytest.approx(want, rel=1e-5)
     near, far = torch.log(torch.tensor([[0.05, 0.05, 0.2, 0.6, 0.1]])), torch.log(torch.tensor([[0.6, 0.05, 0.2, 0.05, 0.1]]))
     gold = torch.tensor([2])
-    ce = [float(LOSSES["ce"].fn(HeadOutput(x), gold, TASKS["sst"])) for x in (near, far)]
-    emd = [float(LOSSES["ce_emd"].fn(HeadOutput(x), gold, TASKS["sst"])) for x in (near, far)]
+    ce = [float(LOSSES["ce"].fn(HeadOutput(x), gold, COURSE_TASKS["sst"])) for x in (near, far)]
+    emd = [float(LOSSES["ce_emd"].fn(HeadOutput(x), gold, COURSE_TASKS["sst"])) for x in (near, far)]
     assert ce[0] == pytest.approx(ce[1]) and emd[0] < emd[1]
     assert LOSSES["ce_emd"].kinds == ("classify",)  # SST (and CFIMDB); not the pair tasks
 
@@ -186,10 +186,10 @@ def test_ce_smooth_is_cross_entropy_against_the_smoothed_gold_distribution():
     target = np.full((4, k), eps / k)
     target[np.arange(4), gold.numpy()] += 1 - eps
     want = np.mean(-(target * logp).sum(1))
-    assert float(LOSSES["ce_smooth"].fn(HeadOutput(logits), gold, TASKS["sst"])) == pytest.approx(want, rel=1e-5)
+    assert float(LOSSES["ce_smooth"].fn(HeadOutput(logits), gold, COURSE_TASKS["sst"])) == pytest.approx(want, rel=1e-5)
     at_target = torch.log(torch.tensor(target[:1], dtype=torch.float32))
     sharper = torch.log(torch.tensor([[0.99, 0.0025, 0.0025, 0.0025, 0.0025]]))
-    loss = [float(LOSSES["ce_smooth"].fn(HeadOutput(x), gold[:1], TASKS["sst"])) for x in (at_target, sharper)]
+    loss = [float(LOSSES["ce_smooth"].fn(HeadOutput(x), gold[:1], COURSE_TASKS["sst"])) for x in (at_target, sharper)]
     assert loss[0] < loss[1]  # plain cross-entropy would prefer the sharper one
     assert LOSSES["ce_smooth"].kinds == ("classify",)
 
@@ -236,7 +236,7 @@ def test_per_task_head_settings_override_the_model_wide_ones():
 
 def test_metrics_and_overall_score():
     pred, gold = np.array([0.1, 0.5, 0.2, 0.9]), np.array([1.0, 2.0, 1.5, 4.0])
-    assert TASKS["sts"].metric(pred, gold) == pytest.approx(np.corrcoef(pred, gold)[0, 1])
-    assert TASKS["sst"].metric(np.array([1, 2, 3]), np.array([1, 2, 0])) == pytest.approx(2 / 3)
+    assert COURSE_TASKS["sts"].metric(pred, gold) == pytest.approx(np.corrcoef(pred, gold)[0, 1])
+    assert COURSE_TASKS["sst"].metric(np.array([1, 2, 3]), np.array([1, 2, 0])) == pytest.approx(2 / 3)
     assert overall_score({"sst": 0.5, "para": 0.8, "sts": 0.6}) == pytest.approx((0.5 + 0.8 + 0.8) / 3)
     assert overall_score({"sst": 0.5}) is None

@@ -148,10 +148,10 @@ def test_train_evaluate_predict_through_a_hub_id(tmp_path, hub_cache, small_data
     best = json.loads((run_dir / "best_metrics.json").read_text())
     assert shown["metrics"]["overall"] == pytest.approx(best["overall"], abs=1e-6)
     # predict through the Hub-trained run gives the score the trainer wrote for the same dev pair
-    from minbert.tasks import TASKS
+    from minbert.tasks import COURSE_TASKS
     written = dict(line.replace(" ", "").split(",") for line in
                    (run_dir / "predictions" / "sts-dev-output.csv").read_text().splitlines()[1:])
-    rows, _ = TASKS["sts"].read(small_data_dir, "dev")
+    rows, _ = COURSE_TASKS["sts"].read(small_data_dir, "dev")
     first = next(e for e in rows if e.id in written)  # data.dev_limit scored 8 rows drawn from the file
     sts = json.loads(minbert(env, "predict", run_dir, "--task", "sts", *first.texts).stdout)
     assert sts["prediction"] == written[first.id]

@@ -67,7 +67,7 @@ def test_pretrain_mlm_lowers_heldout_loss_and_gives_a_backbone(tmp_path, tiny_ba
 
 def test_bad_mlm_config_is_a_one_line_error(tmp_path, capsys):
     assert main(["pretrain-mlm", "--out", str(tmp_path / "x"), "--set", "sources=[nli]"]) == 2
-    assert "sources[0]: 'nli' is not one of" in capsys.readouterr().err
+    assert "sources[0]: 'nli' is not a catalogue task" in capsys.readouterr().err
 
 
 def test_an_objective_step_of_micro_batches_is_the_step_of_their_mean_loss():

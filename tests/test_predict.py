@@ -18,7 +18,7 @@ import torch
 
 import minbert
 from minbert.cli import main
-from minbert.tasks import TASKS
+from minbert.tasks import COURSE_TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = {"train.epochs": 1, "train.schedule.steps_per_epoch": 3, "train.batch_size": {"sst": 8, "para": 8, "sts": 8},
@@ -49,13 +49,13 @@ def course_predictions(path: Path) -> dict[str, str]:
 
 
 def dev_rows(data_dir: Path, task: str):
-    examples, _ = TASKS[task].read(data_dir, "dev")
+    examples, _ = COURSE_TASKS[task].read(data_dir, "dev")
     return examples
 
 
 def write_inputs(folder: Path, task: str, examples) -> dict[str, Path]:
     """The same rows as CSV (comma, quoted by Python's csv), TSV and JSONL."""
-    cols = TASKS[task].text_columns
+    cols = COURSE_TASKS[task].text_columns
     paths = {fmt: folder / f"{task}.{fmt}" for fmt in ("csv", "tsv", "jsonl")}
     for fmt, delimiter in (("csv", ","), ("tsv", "\t")):
         with paths[fmt].open("w", newline="", encoding="utf-8") as f:
@@ -85,7 +85,7 @@ def test_file_predictions_equal_the_trainers_dev_predictions(run, small_data_dir
             assert summary == {"output": str(out), "task": task, "rows": len(examples), "skipped": 0, "input": str(path)}
             rows = read_output(out)
             assert [r["id"] for r in rows] == [e.id for e in examples]
-            got = [TASKS[task].kind.format_value(float(r["prediction"])) for r in rows]
+            got = [COURSE_TASKS[task].format_value(float(r["prediction"])) for r in rows]
             assert got == [expected[e.id] for e in examples], (fmt, suffix)
 
 

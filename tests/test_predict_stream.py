@@ -20,7 +20,7 @@ import torch
 import minbert
 from minbert.cli import main
 from minbert.config import ConfigError
-from minbert.tasks import TASKS
+from minbert.tasks import COURSE_TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def run(tmp_path_factory, tiny_backbone, small_data_dir) -> Path:
 
 
 def sentences(data_dir: Path, n: int) -> list[str]:
-    texts = [e.texts[0] for e in TASKS["sst"].read(data_dir, "dev")[0]]
+    texts = [e.texts[0] for e in COURSE_TASKS["sst"].read(data_dir, "dev")[0]]
     return [texts[i % len(texts)] for i in range(n)]
 
 
@@ -72,7 +72,7 @@ def test_a_file_larger_than_a_chunk_gives_the_unchunked_rows_in_order(run, small
 
 def test_predict_iter_reads_only_as_far_as_the_results_asked_for(run, small_data_dir, tmp_path):
     predictor = minbert.load(run)
-    pairs = [tuple(e.texts) for e in TASKS["sts"].read(small_data_dir, "dev")[0]]
+    pairs = [tuple(e.texts) for e in COURSE_TASKS["sts"].read(small_data_dir, "dev")[0]]
     consumed = []
 
     def source():

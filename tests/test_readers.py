@@ -3,7 +3,7 @@ import pytest
 
 from conftest import write_tsv
 from minbert.data.readers import DataError, float_label, int_label, read_examples
-from minbert.tasks import TASKS
+from minbert.tasks import COURSE_TASKS
 
 # rows per file from ../shared/data/README.md
 README_ROWS = {
@@ -16,7 +16,7 @@ README_ROWS = {
 
 @pytest.mark.parametrize("task,split", sorted(README_ROWS))
 def test_course_files_row_counts(data_dir, task, split):
-    examples, report = TASKS[task].read(data_dir, split)
+    examples, report = COURSE_TASKS[task].read(data_dir, split)
     assert report.rows == README_ROWS[task, split]
     assert len(examples) + len(report.bad) == report.rows
     labeled = [ex.label is not None for ex in examples]
@@ -24,14 +24,14 @@ def test_course_files_row_counts(data_dir, task, split):
 
 
 def test_known_bad_quora_row_is_reported(data_dir):
-    examples, report = TASKS["para"].read(data_dir, "dev")
+    examples, report = COURSE_TASKS["para"].read(data_dir, "dev")
     assert [(b.line, b.reason.split(" (")[0]) for b in report.bad] == [(7114, "empty sentence2")]
     assert "quora-dev.csv:7114" in report.summary()
     assert len(examples) == 10106
 
 
 def test_stray_column_in_test_files_is_noted_not_fatal(data_dir):
-    examples, report = TASKS["sst"].read(data_dir, "test")
+    examples, report = COURSE_TASKS["sst"].read(data_dir, "test")
     assert report.notes and "extra column" in report.notes[0]
     assert examples[0].id == "b7573736a6ddf7be102b7fee0" and examples[0].texts == ("Effective but too-tepid biopic",)
 

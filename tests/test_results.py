@@ -14,7 +14,7 @@ from minbert.cli import main
 from minbert.schema import load_config
 from minbert.data.readers import read_examples
 from minbert.runs import load_run
-from minbert.tasks import TASKS
+from minbert.tasks import COURSE_TASKS
 from minbert.training.run import train
 
 
@@ -40,7 +40,7 @@ def predictions(path: Path) -> dict[str, str]:
 
 
 def gold(data: Path, task: str) -> dict[str, float]:
-    t = TASKS[task]
+    t = COURSE_TASKS[task]
     examples, _ = read_examples(t.path(data, "dev"), t.text_columns, t.label_column, t.parse_label)
     return {e.id: e.label for e in examples}
 
@@ -78,7 +78,7 @@ def test_ensemble_of_a_run_with_itself_is_the_run(runs, tmp_path, small_data_dir
 
 def test_ensemble_averages_probabilities(runs, tmp_path, small_data_dir):
     assert main(["ensemble", *map(str, runs), "--out", str(tmp_path), "--data-dir", str(small_data_dir)]) == 0
-    t = TASKS["sst"]
+    t = COURSE_TASKS["sst"]
     examples, _ = read_examples(t.path(small_data_dir, "dev"), t.text_columns, t.label_column, t.parse_label)
     probs = 0
     for run in runs:  # each run's model applied by hand, one sentence at a time
@@ -159,7 +159,7 @@ def test_dev_loss_per_epoch_is_the_loss_on_the_dev_rows(runs, small_data_dir):
     run = runs[0]
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     _, model, tok = load_run(run)
-    t = TASKS["sst"]
+    t = COURSE_TASKS["sst"]
     examples, _ = read_examples(t.path(small_data_dir, "dev"), t.text_columns, t.label_column, t.parse_label)
     with torch.no_grad():
         losses = [torch.nn.functional.cross_entropy(model("sst", [tok([e.texts[0]])]), torch.tensor([e.label]))

@@ -11,7 +11,7 @@ import torch
 
 from minbert.schema import load_config
 from minbert.schedules import TaskSizes, build_schedule
-from minbert.tasks import TASKS
+from minbert.tasks import COURSE_TASKS
 from minbert.training.run import train
 from minbert.training.setup import encoder_trainable
 
@@ -28,7 +28,7 @@ def plans(cfg, sizes: dict[str, int]) -> list[list[list[str]]]:
 
 @pytest.fixture(scope="module")
 def train_sizes(data_dir) -> dict[str, int]:
-    return {t: len(TASKS[t].read(data_dir, "train")[0]) for t in ("sst", "para", "sts")}
+    return {t: len(COURSE_TASKS[t].read(data_dir, "train")[0]) for t in ("sst", "para", "sts")}
 
 
 def test_there_is_one_config_per_seed_report():

@@ -4,7 +4,7 @@ import transformers
 
 from minbert import Tokenizer
 from minbert.backbone import CheckpointError
-from minbert.tasks import TASKS
+from minbert.tasks import COURSE_TASKS
 
 
 @pytest.fixture(scope="module")
@@ -12,11 +12,11 @@ def tokenizers(backbone_dir):
     return Tokenizer.from_pretrained(max_length=128), transformers.BertTokenizerFast.from_pretrained(str(backbone_dir))
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", sorted(COURSE_TASKS))
 @pytest.mark.parametrize("split", ["train", "dev", "test"])
 def test_ids_equal_transformers_on_course_files(tokenizers, data_dir, task, split):
     ours, ref = tokenizers
-    examples, _ = TASKS[task].read(data_dir, split)
+    examples, _ = COURSE_TASKS[task].read(data_dir, split)
     columns = list(zip(*(ex.texts for ex in examples)))
     got = ours.encode(*columns)
     want = ref(*[list(c) for c in columns], truncation=True, max_length=128)
@@ -45,7 +45,7 @@ def test_truncation_is_configurable(backbone_dir):
 def course_inputs(data_dir) -> list[tuple[str, ...]]:
     """Every sentence and pair of the small course files: SST sentences, Quora and STS pairs."""
     return [ex.texts for task in ("sst", "para", "sts") for split in ("train", "dev")
-            for ex in TASKS[task].read(data_dir, split)[0]]
+            for ex in COURSE_TASKS[task].read(data_dir, split)[0]]
 
 
 def folder_with(tmp_path, backbone_dir, names: list[str]):

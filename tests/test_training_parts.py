@@ -90,13 +90,13 @@ def test_parameter_groups_split_lr_and_decay(tiny_backbone):
 def test_train_fraction_keeps_each_tasks_share(small_data_dir, tiny_backbone):
     from minbert import Tokenizer
     from minbert.data.loading import load_split
-    from minbert.tasks import TASKS
+    from minbert.tasks import COURSE_TASKS
 
     tok = Tokenizer.from_pretrained(tiny_backbone)
     lines = []
-    part = load_split(TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
+    part = load_split(COURSE_TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
     assert len(part) == 16 and lines[-1].strip() == "using a random 16 of its rows (data.train_fraction 0.25)"
-    again = load_split(TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
+    again = load_split(COURSE_TASKS["sst"], "train", small_data_dir, tok, True, False, lines.append, seed=3, fraction=0.25)
     assert part.ids == again.ids  # seeded
 
 
@@ -105,12 +105,12 @@ def test_dev_limit_is_one_random_draw_the_same_for_every_seed(data_dir):
     takes a random 500 instead, in file order, whatever train.seed; the class-0 count is then near the file's
     share (139 / 1101 * 500 = 63; the hypergeometric std is about 6)."""
     from minbert.data.loading import read_split
-    from minbert.tasks import TASKS
+    from minbert.tasks import COURSE_TASKS
 
-    full = read_split(TASKS["sst"], "dev", data_dir, False, lambda line: None)
+    full = read_split(COURSE_TASKS["sst"], "dev", data_dir, False, lambda line: None)
     first = full[:500]
     assert sum(e.label == 0 for e in full) == 139 and sum(e.label == 0 for e in first) == 6
-    subsets = [read_split(TASKS["sst"], "dev", data_dir, False, lambda line: None, 500, seed) for seed in (1, 11711)]
+    subsets = [read_split(COURSE_TASKS["sst"], "dev", data_dir, False, lambda line: None, 500, seed) for seed in (1, 11711)]
     assert [e.id for e in subsets[0]] == [e.id for e in subsets[1]]
     order = {e.id: i for i, e in enumerate(full)}
     assert [order[e.id] for e in subsets[0]] == sorted(order[e.id] for e in subsets[0])
@@ -121,19 +121,19 @@ def test_both_orders_adds_each_pair_swapped_and_leaves_single_sentences(small_da
     """data.both_orders: each Quora / STS training pair of the plain run once more as (b, a) with its label; SST
     unchanged; a run trains with it; not with out-of-fold targets."""
     from minbert.errors import ConfigError
-    from minbert.tasks import TASKS
+    from minbert.tasks import COURSE_TASKS
     from minbert.training.run import train
     from minbert.training.setup import training_examples
 
     plain, both = load_config(None, []), load_config(None, ["data.both_orders=true"])
     for name in ("para", "sts"):
-        rows = training_examples(plain, TASKS[name], small_data_dir, lambda line: None)
-        doubled = training_examples(both, TASKS[name], small_data_dir, lambda line: None)
+        rows = training_examples(plain, COURSE_TASKS[name], small_data_dir, lambda line: None)
+        doubled = training_examples(both, COURSE_TASKS[name], small_data_dir, lambda line: None)
         assert doubled[:len(rows)] == rows and len(doubled) == 2 * len(rows)
         assert [(e.id, e.texts, e.label) for e in doubled[len(rows):]] == \
             [(f"{e.id}:swapped", (e.texts[1], e.texts[0]), e.label) for e in rows]
-    assert training_examples(both, TASKS["sst"], small_data_dir, lambda line: None) == \
-        training_examples(plain, TASKS["sst"], small_data_dir, lambda line: None)
+    assert training_examples(both, COURSE_TASKS["sst"], small_data_dir, lambda line: None) == \
+        training_examples(plain, COURSE_TASKS["sst"], small_data_dir, lambda line: None)
     cfg = load_config(None, [f"model.backbone={tiny_backbone}", "data.both_orders=true", "train.epochs=1",
                              "train.schedule.until=fixed_steps", "train.schedule.steps_per_epoch=2",
                              "train.batch_size={sst: 4, para: 4, sts: 4}", "eval.test_predictions=false",

@@ -16,7 +16,6 @@ from .tools.bench import PARTS as BENCH_PARTS, bench
 from .errors import EXPECTED_ERRORS, ConfigError, TrainingError
 from .schema import load_config
 from .data.batching import CHUNK_ROWS
-from .tasks import TASKS
 from .training.interrupts import TrainingInterrupted
 
 
@@ -84,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     cfg, model, tokenizer = load_run(run_dir)
     data_path = resolve_data_dir(args.data_dir, cfg.data.dir)
-    tasks = tasks_with_files(list(model.tasks), data_path, args.split,
+    tasks = tasks_with_files(model.tasks, data_path, args.split,
                              log=lambda line: print(f"minbert: {line}", file=sys.stderr))
     out_dir = Path(args.out) if args.out else run_dir
     # one writer: into the run (it rewrites the run's prediction files), or into another folder (never a run's)
@@ -103,7 +102,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .data.inputs import STDIN, no_rows_error, open_inputs
     from .predict import Predictor, ResultWriter, whole_file
-    from .tasks import get_task
+    from .runs import check_run
 
     texts = args.text
     if args.input is None and texts == [STDIN]:
@@ -114,7 +113,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ConfigError("--output goes with --input FILE; TEXT prints one JSON line")
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ConfigError(f"--chunk-size {args.chunk_size}: expected a positive number of rows")
-    task = get_task(args.task)
+    cfg = check_run(args.run_dir)
+    if args.task not in cfg.tasks:
+        raise ConfigError(f"--task {args.task}: this run was trained on {cfg.tasks}")
+    task = cfg.task(args.task)
     if texts:  # the one-text form: one JSON line
         if len(texts) != len(task.text_columns):
             raise ConfigError(f"--task {args.task} takes {len(task.text_columns)} text(s), got {len(texts)}")
@@ -132,9 +134,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if out is not None and out.is_dir():
         raise ConfigError(f"--output {args.output} is a folder; name the file to write (e.g. {out / 'predictions.csv'})")
     if args.strict and args.input != STDIN:  # a first pass, so that a bad row stops the run before any output
-        for _ in open_inputs(args.input, task.text_columns, strict=True):
+        for _ in open_inputs(args.input, task.text_columns, strict=True, id_column=task.spec.id):
             pass
-    inputs = open_inputs(args.input, task.text_columns, args.strict)  # the header is checked before loading
+    inputs = open_inputs(args.input, task.text_columns, args.strict, id_column=task.spec.id)  # the header is checked before loading
     report = inputs.report
     for note in report.notes:
         print(f"{report.file}: note: {note}", file=sys.stderr)
@@ -320,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="score a sentence or pair, or every row of a file (CSV, TSV, JSONL, stdin)")
     r.add_argument("run_dir", metavar="RUN_DIR")
-    r.add_argument("--task", required=True, choices=list(TASKS))
+    r.add_argument("--task", required=True, help="one of the run's tasks")
     r.add_argument("text", nargs="*", metavar="TEXT",
                    help="one sentence (sst, cfimdb) or two (para, sts); - reads standard input")
     r.add_argument("--input", metavar="FILE", help="CSV / TSV (columns sentence, or sentence1 and sentence2; "

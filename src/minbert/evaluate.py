@@ -2,6 +2,8 @@
 best (`selection_score`), and the prediction files of a split."""
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from pathlib import Path
 from typing import Callable
@@ -62,14 +64,11 @@ def predict_set(model: MultitaskModel, task: str, data: EncodedSet, tokenizer: T
     return out.value.numpy(), model.tasks[task].kind.predict(out.value).numpy()
 
 
-def score(task: Task, preds: np.ndarray, data: EncodedSet) -> float:
-    return task.metric(preds, data.labels.numpy())
-
-
 def evaluate(model: MultitaskModel, sets: dict[str, EncodedSet], tokenizer: Tokenizer,
-             batch_size: int, device: torch.device | None = None,
-             losses: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Metric per task (accuracy or Pearson r), `overall` when all three course tasks are there; and predictions.
+             batch_size: int, device: torch.device | None = None, losses: dict[str, float] | None = None,
+             weights: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Each task's metrics (its selecting one under its name, others as `TASK.METRIC`), `overall` when every task
+    of the model is there (`tasks.overall_score`, with `weights` when given); and predictions.
     `losses`, when given, receives each labelled task's mean loss (the training loss on these examples)."""
     metrics: dict[str, float] = {}
     predictions: dict[str, np.ndarray] = {}
@@ -77,27 +76,38 @@ def evaluate(model: MultitaskModel, sets: dict[str, EncodedSet], tokenizer: Toke
         out = predict_outputs(model, name, data, tokenizer, batch_size, device)
         predictions[name] = model.tasks[name].kind.predict(out.value).numpy() if len(out.value) else np.zeros((0,))
         if data.labels is not None:
-            metrics[name] = score(model.tasks[name], predictions[name], data)
+            metrics.update(model.tasks[name].scores(predictions[name], data.labels.numpy()))
             if losses is not None and len(out.value):
                 with torch.no_grad():
                     on_device = HeadOutput(*(None if t is None else t.to(device) for t in out))
                     losses[name] = float(model.loss(name, on_device, data.labels.to(device)))
-    overall = overall_score(metrics)
+    overall = overall_score(metrics, list(model.tasks), weights)
     if overall is not None:
         metrics["overall"] = overall
     return metrics, predictions
 
 
+def prediction_lines(task: Task, ids: list[str], preds: np.ndarray) -> list[str]:
+    """A prediction file's lines in the task's `prediction_format`: `course` (a header `id \\t Predicted_...`, then
+    `id , value` per row), `tsv` or `csv` (a header of `prediction_id` and `prediction_header`, then a row each)."""
+    values = [task.format_value(v) for v in preds]
+    fmt, head = task.spec.prediction_format, (task.spec.prediction_id, task.prediction_header)
+    if fmt == "course":
+        return [f"id \t {head[1]} \n", *(f"{i} , {v} \n" for i, v in zip(ids, values))]
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+    writer.writerow(head)
+    writer.writerows(zip(ids, values))
+    return out.getvalue().splitlines(keepends=True)
+
+
 def write_predictions(task: Task, ids: list[str], preds: np.ndarray, path: Path) -> None:
-    """The course's format: a header `id \\t Predicted_...`, then `id , value` per row."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"id \t {task.prediction_header} \n"]
-    lines += [f"{i} , {task.kind.format_value(v)} \n" for i, v in zip(ids, preds)]
-    path.write_text("".join(lines))
+    path.write_text("".join(prediction_lines(task, ids, preds)))
 
 
-def prediction_path(run_dir: Path, task: str, split: str) -> Path:
-    return run_dir / "predictions" / f"{task}-{split}-output.csv"
+def prediction_path(run_dir: Path, task: Task, split: str) -> Path:
+    return run_dir / "predictions" / task.prediction_file(split)
 
 
 def write_split_predictions(model: MultitaskModel, tokenizer: Tokenizer, cfg: Config, data_path: Path,
@@ -108,11 +118,11 @@ def write_split_predictions(model: MultitaskModel, tokenizer: Tokenizer, cfg: Co
     if sets is None:
         sets = {n: load_split(t, split, data_path, tokenizer, model.joint_input(n), cfg.data.strict, log,
                               cfg.data.dev_limit if split == "dev" else None)
-                for n, t in model.tasks.items() if tasks is None or n in tasks}
+                for n, t in model.tasks.items() if (tasks is None or n in tasks) and t.has_split(split)}
     device = next(model.parameters()).device
-    metrics, predictions = evaluate(model, sets, tokenizer, cfg.eval.batch_size, device)
+    metrics, predictions = evaluate(model, sets, tokenizer, cfg.eval.batch_size, device, weights=cfg.eval.weights)
     for name, preds in predictions.items():
-        write_predictions(model.tasks[name], sets[name].ids, preds, prediction_path(run_dir, name, split))
+        write_predictions(model.tasks[name], sets[name].ids, preds, prediction_path(run_dir, model.tasks[name], split))
     log(f"{split} predictions written to {run_dir / 'predictions'}" + (f"; {split} {format_metrics(metrics)}" if metrics else ""))
     return metrics
 

@@ -1,12 +1,11 @@
 """Kinds of task output: what a head's numbers mean, declared once for each kind.
 
 A kind turns a head's raw output into the task's units, reads predictions and probabilities off them,
-names its default loss, measures how far two outputs are apart (SMART's divergence) and formats a value
-for the prediction files. The task table (tasks.py) gives each task one kind; nothing else asks a task
-what kind it is.
+names its default loss and measures how far two outputs are apart (SMART's divergence). Each task (tasks.py)
+has one kind, made from its declared `kind`: classes, binary or score.
 - `Classify`: class logits; prediction = argmax, probabilities = softmax, cross-entropy.
 - `Binary`: one logit; prediction = logit > 0, probability = sigmoid, binary cross-entropy.
-- `Regress`: a score in [0, max_score] (sigmoid of the raw output, scaled); mean squared error.
+- `Regress`: a score in [min_score, max_score] (sigmoid of the raw output, scaled); mean squared error.
 
 For distillation a kind also says what a teacher's output teaches (`soft_target`: class probabilities or a
 probability at temperature T, or the score itself) and how far a student is from it (`soft_loss`: the
@@ -62,11 +61,8 @@ class TaskKind(ABC):
     def soft_loss(self, out: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
         """The student's outputs (task units) against `soft_target`s, averaged over the batch."""
 
-    def format_value(self, value: float | int) -> str:
-        return str(int(value))
-
     def probability_columns(self, num_outputs: int) -> list[str]:
-        """The columns a prediction file gives `probabilities` under (none for a score)."""
+        """The columns `minbert predict` gives `probabilities` under (a classifier's are named by the task)."""
         return []
 
 
@@ -86,9 +82,6 @@ class Classify(TaskKind):
 
     def from_probabilities(self, probs):
         return probs.argmax(-1)
-
-    def probability_columns(self, num_outputs):
-        return [f"prob_{k}" for k in range(num_outputs)]
 
     def divergence(self, p, q):
         return _symmetric_kl(F.log_softmax(p.float(), -1), F.log_softmax(q.float(), -1))
@@ -139,11 +132,20 @@ class Binary(TaskKind):
 @dataclass(frozen=True)
 class Regress(TaskKind):
     max_score: float = 1.0
+    min_score: float = 0.0
     name: str = "regress"
     default_loss: str = "mse"
 
+    def scaled(self, unit):
+        """A value in [0, 1] (a sigmoid, a cosine) as a score in [min_score, max_score]."""
+        return unit * (self.max_score - self.min_score) + self.min_score
+
+    def unit(self, score):
+        """A score as its place in [0, 1] along the range."""
+        return (score - self.min_score) / (self.max_score - self.min_score)
+
     def output(self, raw):
-        return torch.sigmoid(raw.squeeze(-1)) * self.max_score
+        return self.scaled(torch.sigmoid(raw.squeeze(-1)))
 
     def predict(self, out):
         return out
@@ -165,10 +167,7 @@ class Regress(TaskKind):
 
     def similar(self, labels):
         """Which gold labels count as a similar pair: at least half the scale (the cosine-embedding loss)."""
-        return labels.float() >= self.max_score / 2
-
-    def format_value(self, value):
-        return f"{float(value):.4f}"
+        return labels.float() >= (self.min_score + self.max_score) / 2
 
 
 KINDS = {"classify": Classify, "binary": Binary, "regress": Regress}

@@ -45,7 +45,7 @@ def mean_squared_error(out, labels, task) -> torch.Tensor:
 
 
 def cosent(out, labels, task) -> torch.Tensor:
-    s = out.value.float() / task.kind.max_score * COSENT_SCALE
+    s = task.kind.unit(out.value.float()) * COSENT_SCALE
     gold = labels.float()
     diff = s.unsqueeze(0) - s.unsqueeze(1)  # diff[i, j] = s_j - s_i
     ranked = gold.unsqueeze(1) > gold.unsqueeze(0)  # gold_i > gold_j

@@ -30,24 +30,30 @@ def head_owners(task_names: list[str], shared: list[str] | None) -> dict[str, st
     return {t: (shared[0] if t in shared else t) for t in task_names}
 
 
-def build_heads(encoder_config: BertConfig, task_names: list[str], settings: dict[str, HeadSettings],
+def task_objects(tasks: dict[str, Task] | list[str]) -> dict[str, Task]:
+    """Tasks by name: given as they are, or catalogue tasks named."""
+    return dict(tasks) if isinstance(tasks, dict) else {n: get_task(n) for n in tasks}
+
+
+def build_heads(encoder_config: BertConfig, tasks: dict[str, Task] | list[str], settings: dict[str, HeadSettings],
                 shared: list[str] | None) -> nn.ModuleDict:
     """One head per owning task (see `head_owners`), sized for an encoder of `encoder_config`."""
-    owners = head_owners(task_names, shared)
-    return nn.ModuleDict({n: build_head(encoder_config, get_task(n), settings[n])
-                          for n in task_names if owners[n] == n})
+    tasks = task_objects(tasks)
+    owners = head_owners(list(tasks), shared)
+    return nn.ModuleDict({n: build_head(encoder_config, t, settings[n]) for n, t in tasks.items() if owners[n] == n})
 
 
 class MultitaskModel(nn.Module):
-    def __init__(self, encoder: BertModel, task_names: list[str], heads: HeadSettings | dict[str, HeadSettings] | None = None,
-                 shared: list[str] | None = None):
+    def __init__(self, encoder: BertModel, tasks: dict[str, Task] | list[str],
+                 heads: HeadSettings | dict[str, HeadSettings] | None = None, shared: list[str] | None = None):
         super().__init__()
         self.encoder = encoder
-        self.tasks: dict[str, Task] = {n: get_task(n) for n in task_names}
+        self.tasks: dict[str, Task] = task_objects(tasks)
+        task_names = list(self.tasks)
         settings = heads if isinstance(heads, dict) else {n: heads or HeadSettings() for n in task_names}
         self.head_owner = head_owners(task_names, shared)  # task -> task whose head it uses
         self.loss_names = {n: settings[n].loss or t.kind.default_loss for n, t in self.tasks.items()}
-        self.heads = build_heads(encoder.config, task_names, settings, shared)
+        self.heads = build_heads(encoder.config, self.tasks, settings, shared)
         for head in self.heads.values():  # private layers start as copies of the encoder's top layers
             for own, top in zip(head.private, encoder.encoder.layer[len(encoder.encoder.layer) - len(head.private):]):
                 own.load_state_dict(top.state_dict())
@@ -115,5 +121,6 @@ def build_model(cfg: Config, backbone: str | Path | None = None) -> tuple[Multit
     folder = resolve_backbone(backbone if backbone is not None else cfg.model.backbone)  # once: a Hub id is a lookup
     tokenizer = Tokenizer.from_pretrained(folder, max_length=cfg.model.max_length)
     encoder = BertModel.from_pretrained(folder)
-    model = MultitaskModel(encoder, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks}, cfg.model.shared_heads)
+    model = MultitaskModel(encoder, {t: cfg.task(t) for t in cfg.tasks}, {t: cfg.model.head_config(t) for t in cfg.tasks},
+                           cfg.model.shared_heads)
     return model, tokenizer

@@ -48,7 +48,7 @@ class Predictions:
 
     def formatted(self) -> list[str]:
         """The predictions as the task writes them in its prediction files."""
-        return [self.task.kind.format_value(v) for v in self.predictions]
+        return [self.task.format_value(v) for v in self.predictions]
 
     @classmethod
     def joined(cls, parts: list["Predictions"]) -> "Predictions":
@@ -132,7 +132,7 @@ class Predictor:
     def _score(self, t: Task, examples: list[Example]) -> Predictions:
         data = encode_examples(examples, self.tokenizer, self.model.joint_input(t.name))
         outputs, preds = predict_set(self.model, t.name, data, self.tokenizer, self.batch_size, self.device)
-        probs = t.kind.probabilities(outputs) if t.kind.probability_columns(t.num_outputs) else None
+        probs = t.kind.probabilities(outputs) if t.probability_columns() else None
         return Predictions(t, [e.id for e in examples], outputs, preds, probs)
 
     def _joined(self, t: Task, parts: Iterator[Predictions]) -> Predictions:
@@ -162,7 +162,7 @@ def _bar(progress: bool, total: int | None) -> tqdm:
 
 
 def result_columns(result: Predictions) -> list[str]:
-    return ["id", "prediction", *result.task.kind.probability_columns(result.task.num_outputs)]
+    return ["id", "prediction", *result.task.probability_columns()]
 
 
 def result_rows(result: Predictions) -> list[dict]:

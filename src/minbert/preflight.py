@@ -13,14 +13,14 @@ from pathlib import Path
 
 import torch
 
+from .tasks import get_task, resolve_classes
 from .errors import ConfigError, DataError, CheckpointError
 from .backbone import locate_backbone, resolve_backbone, safetensors_shapes
-from .schema import MIN_MAX_LENGTH, Config
+from .schema import MIN_MAX_LENGTH, Config, check_heads
 from .data.loading import resolve_data_dir
 from .data.readers import read_text
 from .encoder import BertConfig, BertModel
 from .heads.task_head import check_private_layers
-from .tasks import get_task
 from .tokenizer import Tokenizer
 
 
@@ -115,8 +115,11 @@ def check_data(cfg: Config, data_dir: str | None, splits: list[str] | None = Non
         raise DataError(f"data.dir: {e}" if data_dir is None and cfg.data.dir else str(e)) from None
     files = 0
     for name in cfg.tasks:
+        task = cfg.task(name)
         for split in splits or data_splits(cfg):
-            get_task(name).check_file(data_path, split)
+            if split == "test" and not task.has_split(split):
+                continue  # a task may have no test split
+            task.check_file(data_path, split)
             files += 1
     return data_path, files
 
@@ -131,9 +134,12 @@ def preflight(cfg: Config, data_dir: str | None = None) -> dict:
         check_private_layers(task, cfg.model.head_config(task), config,
                              f"model.heads.{task}.private_layers" if own else "model.private_layers")
     data_path, files = check_data(cfg, data_dir)
-    return {"ok": True, "tasks": list(cfg.tasks), "device": str(device), "backbone": str(folder),
-            "max_length": cfg.model.max_length, "max_position_embeddings": config.max_position_embeddings,
-            "data_dir": str(data_path), "data_files": files}
+    read_classes = resolve_classes({t: s for t, s in (cfg.task_defs or {}).items() if t in cfg.tasks}, data_path)
+    check_heads(cfg)  # again, now that every task's number of classes is known
+    summary = {"ok": True, "tasks": list(cfg.tasks), "device": str(device), "backbone": str(folder),
+               "max_length": cfg.model.max_length, "max_position_embeddings": config.max_position_embeddings,
+               "data_dir": str(data_path), "data_files": files}
+    return {**summary, "classes_read": read_classes} if read_classes else summary
 
 
 def preflight_mlm(cfg, data_dir: str | None = None) -> None:
@@ -157,7 +163,7 @@ def check_model_folder(cfg: Config, folder: Path, encoder_config: BertConfig) ->
 
     check_tensors(folder / "model.safetensors", BertModel.parameter_shapes(encoder_config), prefix="bert.")
     with torch.device("meta"):  # shapes only: no memory, no random init drawn from the caller's stream
-        heads = build_heads(encoder_config, cfg.tasks, {t: cfg.model.head_config(t) for t in cfg.tasks},
+        heads = build_heads(encoder_config, {t: cfg.task(t) for t in cfg.tasks}, {t: cfg.model.head_config(t) for t in cfg.tasks},
                             cfg.model.shared_heads)
     expected = {k: tuple(v.shape) for k, v in heads.state_dict().items()}
     check_tensors(folder / "heads.safetensors", expected)

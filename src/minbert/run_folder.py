@@ -147,9 +147,10 @@ def release(folder: Path) -> None:
 class RunFolder:
     """A folder this process writes, locked from opening to `close()` (or the end of a `with` block)."""
 
-    def __init__(self, path: Path, earlier_run: bool = False):
+    def __init__(self, path: Path, earlier_run: bool = False, created: bool = False):
         self.path = path
         self.earlier_run = earlier_run  # an earlier run is there, to be replaced (new_run with overwrite)
+        self.created = created  # the folder did not exist before this process locked it
 
     @classmethod
     def lock(cls, path: Path) -> "RunFolder":
@@ -166,6 +167,7 @@ class RunFolder:
             if who is not None:
                 raise _busy(path, who)
             raise cls.refusal(path)
+        created = not path.exists()
         acquire(path)
         try:
             if run_files(path) and not overwrite:  # another process started a run in between
@@ -173,7 +175,7 @@ class RunFolder:
         except BaseException:
             release(path)
             raise
-        return cls(path, earlier_run=bool(run_files(path)))
+        return cls(path, earlier_run=bool(run_files(path)), created=created)
 
     @classmethod
     def output(cls, path: Path, command: str, writes: tuple[str, ...] = (), overwrite: bool = False) -> "RunFolder":
@@ -210,6 +212,13 @@ class RunFolder:
         if self.earlier_run:
             remove(self.path, RUN_ENTRIES)
         self.earlier_run = False
+
+    def abandon(self) -> None:
+        """A new run that failed before writing anything (its data could not be read): remove the folder again if
+        this process created it and it holds nothing but the lock file."""
+        if self.created and [p.name for p in self.path.iterdir()] == [LOCK_NAME]:
+            (self.path / LOCK_NAME).unlink()
+            self.path.rmdir()
 
     def close(self) -> None:
         release(self.path)

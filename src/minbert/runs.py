@@ -70,15 +70,18 @@ def load_run(run_dir: str | Path) -> tuple[Config, MultitaskModel, Tokenizer]:
     return cfg, model, tokenizer
 
 
-def tasks_with_files(tasks: list[str], data_path: Path, split: str, log=lambda line: None) -> list[str]:
-    """The tasks whose `split` file is in `data_path`; the others are logged as skipped. None: a `DataError`."""
+def tasks_with_files(tasks: dict, data_path: Path, split: str, log=lambda line: None) -> list[str]:
+    """The tasks (name -> Task) whose `split` file is there; the others are logged as skipped. None: a `DataError`.
+    A task read from a `datasets` source counts as there when it has the split."""
     from .errors import DataError
-    from .tasks import get_task
 
-    present = [t for t in tasks if get_task(t).path(data_path, split).is_file()]
-    for t in tasks:
-        if t not in present:
-            log(f"{get_task(t).path(data_path, split)} not found: task {t} skipped")
+    def there(t) -> bool:
+        return t.has_split(split) and (t.spec.files is None or t.path(data_path, split).is_file())
+
+    present = [n for n, t in tasks.items() if there(t)]
+    for n, t in tasks.items():
+        if n not in present:
+            log(f"{t.path(data_path, split) if t.has_split(split) else f'no {split} split'} not found: task {n} skipped")
     if not present:
         raise DataError(f"{data_path}: none of the {split} files of this run's tasks {tasks} is there")
     return present
@@ -106,6 +109,8 @@ def run_outputs(cfg: Config, model: MultitaskModel, tokenizer: Tokenizer, data_p
     device = next(model.parameters()).device
     out = {}
     for name, task in model.tasks.items():
+        if not task.has_split(split):
+            continue
         examples = read_split(task, split, data_path, cfg.data.strict, log, cfg.data.dev_limit if split == "dev" else None)
         data = encode_examples(examples, tokenizer, model.joint_input(name))
         outputs, preds = predict_set(model, name, data, tokenizer, cfg.eval.batch_size, device)

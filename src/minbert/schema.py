@@ -21,9 +21,18 @@ from . import config
 from .errors import ConfigError
 from .heads.settings import HeadSettings, head_problem, needs_cosine
 from .settings import CHOICES, Settings, chosen, names, names_in, section, setting
-from .tasks import TASKS
+from .tasks import NAME_PATTERN, Task, TaskSpec, catalogue, normalise_spec, task_table
 
-names("any_task", TASKS)  # any task of the task table
+DEFAULT_BATCH_SIZE = 32  # a task's batch size when train.batch_size does not name it
+
+
+def _known_tasks(root: Any) -> list[str]:
+    return [*catalogue(), *(getattr(root, "task_defs", None) or {})]
+
+
+names_in("any_task", _known_tasks, "a catalogue task or one declared under task_defs")
+
+
 def _enabled_tasks(root: Any) -> list[str]:
     if not root.tasks:  # asked before any per-task key is checked against them
         raise ConfigError("tasks: at least one task is needed")
@@ -98,7 +107,8 @@ class TrainConfig(Settings):
     combine: Settings = chosen("train.combine", "sum", "how the tasks' gradients are combined (combine.py)")
     smart: Settings = section("train.smart", "SMART regularisation (smart.py)")
     distill: Settings = section("train.distill", "distillation from finished runs (training/distill.py)")
-    batch_size: dict[str, int] = setting(doc="per task", check="positive", keys="any_task",
+    batch_size: dict[str, int] = setting(doc=f"per task (a task not named: {DEFAULT_BATCH_SIZE})", check="positive",
+                                         keys="any_task",
                                          factory=lambda: {"sst": 32, "para": 32, "sts": 32, "cfimdb": 8})
     optimizer: str = setting("adamw", "adamw (minbert's own) | torch_adamw", one_of="train.optimizer")
     lr: float = setting(5e-5, "encoder learning rate", check="non_negative")
@@ -144,11 +154,16 @@ class TrainConfig(Settings):
 class EvalConfig(Settings):
     batch_size: int = setting(128, check="positive")
     test_predictions: bool = setting(True, "write test-student predictions for the best checkpoint")
+    weights: dict[str, float] | None = setting(None, "overall = the mean of the tasks' selecting metrics weighted "
+                                               "by these (one per task); None: the course's score for SST + "
+                                               "Quora + STS, else their plain mean", check="positive", keys="task")
 
 
 @dataclass
 class Config(Settings):
     tasks: list[str] = setting(doc="the tasks to train", one_of="any_task", factory=lambda: ["sst", "para", "sts"])
+    task_defs: dict[str, TaskSpec] | None = setting(None, "tasks declared for this run: name -> definition, "
+                                                    "inline or a YAML file's path (docs/guide/tasks.md)")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -157,14 +172,31 @@ class Config(Settings):
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def task_table(self) -> dict[str, Task]:
+        """The tasks this config can name: the catalogues' and its own `task_defs`."""
+        return task_table(self.task_defs)
+
+    def task(self, name: str) -> Task:
+        return self.task_table()[name]
+
     def check(self, key, root):
         if not self.tasks:
             raise ConfigError("tasks: at least one task is needed")
+        for name in self.task_defs or {}:
+            if name in catalogue():
+                raise ConfigError(f"task_defs.{name}: {name!r} is a catalogue task's name; give yours another name")
+            if not NAME_PATTERN.fullmatch(name):
+                raise ConfigError(f"task_defs.{name}: a task's name is lower-case letters, digits, '_' and '-' "
+                                  "(starting with a letter or digit)")
+        if self.eval.weights is not None:
+            missing = [t for t in self.tasks if t not in self.eval.weights]
+            if missing:
+                raise ConfigError(f"eval.weights: give every trained task a weight; missing {missing}")
         _names_of_tasks(self, "")
         for name in self.tasks:
             if name not in self.train.batch_size:
                 raise ConfigError(f"train.batch_size.{name}: missing batch size for an enabled task")
-        _check_heads(self)
+        check_heads(self)
         if self.model.max_length < MIN_MAX_LENGTH:
             raise ConfigError(f"model.max_length: must be at least {MIN_MAX_LENGTH} ([CLS], a token, [SEP]), "
                               f"got {self.model.max_length}")
@@ -182,13 +214,13 @@ def _names_of_tasks(obj: Any, prefix: str) -> None:
                 raise ConfigError(f"{key}: {twice[0]!r} is listed twice")
 
 
-def _check_heads(cfg: Config) -> None:
+def check_heads(cfg: Config) -> None:
     """Each enabled task's head settings (model-wide + its own) are valid and fit the task."""
     for task in cfg.tasks:
         own = (cfg.model.heads or {}).get(task, {})
         head = cfg.model.head_config(task)  # the model-wide settings were checked with every other key
         config.check(head, cfg, f"model.heads.{task}")
-        problem = head_problem(task, head)
+        problem = head_problem(cfg.task(task), head)
         if problem is None and head.cnn_kernel is not None and head.cnn_kernel > cfg.model.max_length:
             problem = "cnn_kernel", (f"cnn_kernel {head.cnn_kernel} is wider than model.max_length "
                                      f"{cfg.model.max_length} (its weights grow with the width)")
@@ -200,7 +232,7 @@ def _check_heads(cfg: Config) -> None:
     if len(shared) == 1:
         raise ConfigError("model.shared_heads: name at least two tasks to share a head")
     live = [t for t in shared if t in cfg.tasks]
-    if live and len({(TASKS[t].is_pair, TASKS[t].num_outputs) for t in live}) > 1:
+    if live and len({(cfg.task(t).is_pair, cfg.task(t).num_outputs) for t in live}) > 1:
         raise ConfigError(f"model.shared_heads: {live} differ in input kind or output size; only tasks alike "
                           "(e.g. para and sts: pairs, one output) can share a head")
     if live and len({repr(dataclasses.replace(cfg.model.head_config(t), loss=None)) for t in live}) > 1:
@@ -216,10 +248,36 @@ def _check_heads(cfg: Config) -> None:
 
 
 def _batch_size_defaults(raw: dict) -> None:
-    """A per-task batch size given in the file replaces only those tasks' defaults."""
-    batch = raw.get("train", {}).get("batch_size") if isinstance(raw.get("train"), dict) else None
-    if isinstance(batch, dict):
-        raw["train"]["batch_size"] = {**TrainConfig().batch_size, **batch}
+    """A per-task batch size given in the file replaces only those tasks' defaults; a trained task that has none
+    gets DEFAULT_BATCH_SIZE."""
+    train = raw.get("train")
+    batch = train.get("batch_size") if isinstance(train, dict) else None
+    if (train is not None and not isinstance(train, dict)) or (batch is not None and not isinstance(batch, dict)):
+        return  # refused when built
+    merged = {**TrainConfig().batch_size, **(batch or {})}
+    tasks = raw.get("tasks") if isinstance(raw.get("tasks"), list) else []
+    merged.update({t: DEFAULT_BATCH_SIZE for t in tasks if isinstance(t, str) and t not in merged})
+    if batch is not None or merged != TrainConfig().batch_size:
+        raw["train"] = {**(train or {}), "batch_size": merged}
+
+
+def _task_definitions(raw: dict, base: Path) -> None:
+    """`task_defs` entries given as a YAML file's path read in; a relative `dir` made absolute against the folder of
+    the file that declares it (the config file's, `base`), so the run records where its files are."""
+    defs = raw.get("task_defs")
+    if not isinstance(defs, dict):
+        return
+    for name, entry in list(defs.items()):
+        here = base
+        if isinstance(entry, str):
+            file = Path(entry).expanduser()
+            file = file if file.is_absolute() else base / file
+            entry, here = config.read_yaml(file, f"task_defs.{name}: task definition"), file.parent
+        entry = normalise_spec(entry)
+        if isinstance(entry, dict) and isinstance(entry.get("dir"), str):
+            folder = Path(entry["dir"]).expanduser()
+            entry = {**entry, "dir": str(folder if folder.is_absolute() else (here / folder).resolve())}
+        defs[name] = entry
 
 
 def _as_saved(cls: type, raw: Any) -> None:
@@ -246,6 +304,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """A run's config: a YAML file (or the defaults), `key=value` overrides, then `values` (dotted keys to Python
     values), built and checked (config.load). `saved`: a config minbert wrote (see `_as_saved`)."""
     def defaults(raw: dict) -> None:
+        _task_definitions(raw, Path(path).resolve().parent if path is not None else Path.cwd())
         _batch_size_defaults(raw)
         if saved:
             _as_saved(Config, raw)

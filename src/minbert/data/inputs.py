@@ -17,7 +17,6 @@ next line can be had without waiting: a chunk of a pipe's rows is scored as soon
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import select
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 from ..errors import DataError
-from .readers import Example, ReadReport, SeenIds, table_rows
+from .readers import Example, ReadReport, json_records, record_rows, table_rows
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -46,9 +45,10 @@ class Inputs:
 
 
 def open_inputs(source: str | Path, text_columns: tuple[str, ...], strict: bool = False,
-                stdin: IO | None = None) -> Inputs:
+                stdin: IO | None = None, id_column: str = "id") -> Inputs:
     """The rows of `source` (a path, or `-` for standard input: `stdin`, default `sys.stdin`). The header
-    (CSV / TSV) is read and checked here; rows are read as the result is iterated."""
+    (CSV / TSV) is read and checked here; rows are read as the result is iterated. `id_column`: the task's id
+    column (kept when the file has it)."""
     if str(source) == STDIN:
         lines = LineReader.of_stream(stdin if stdin is not None else sys.stdin, STDIN_NAME)
         report = ReadReport(file=STDIN_NAME)
@@ -57,18 +57,19 @@ def open_inputs(source: str | Path, text_columns: tuple[str, ...], strict: bool 
     lines = LineReader.of_file(path)
     if path.suffix.lower() == ".jsonl":
         report = ReadReport(file=str(path))
-        return Inputs(_jsonl_rows(lines, report, text_columns, strict), report, lines.ready,
+        return Inputs(record_rows(json_records(lines), report, text_columns, strict=strict, id_column=id_column),
+                      report, lines.ready,
                       lambda: count_lines(path))
     header = next(iter(lines), "")  # the same pass goes on below
     rows, report = table_rows(itertools.chain([header], lines), str(path), delimiter_of(path, header), text_columns,
-                              None, strict=strict, id_required=False)
+                              None, strict=strict, id_required=False, id_column=id_column)
     return Inputs(rows, report, lines.ready, lambda: max(count_lines(path) - 1, 0))
 
 
 def read_inputs(source: str | Path, text_columns: tuple[str, ...], strict: bool = False,
-                stdin: IO | None = None) -> tuple[list[Example], ReadReport]:
+                stdin: IO | None = None, id_column: str = "id") -> tuple[list[Example], ReadReport]:
     """All the rows of `source` at once (a list), and the report."""
-    inputs = open_inputs(source, text_columns, strict, stdin)
+    inputs = open_inputs(source, text_columns, strict, stdin, id_column)
     return list(inputs), inputs.report
 
 
@@ -185,38 +186,6 @@ def _line_rows(lines: Iterable[str], report: ReadReport, text_columns: tuple[str
             reason = _empty_text(dict(zip(text_columns, fields)), text_columns)
         if report.add(line, reason, strict):
             yield Example(str(line), tuple(f.strip() for f in fields), None)
-
-
-def _jsonl_rows(lines: Iterable[str], report: ReadReport, text_columns: tuple[str, ...],
-                strict: bool) -> Iterator[Example]:
-    """One JSON object a line with the task's text keys and, optionally, `id`."""
-    seen = SeenIds()
-    for line, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        report.rows += 1
-        ex_id, reason = str(line), None
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            obj, reason = None, f"not valid JSON ({e.msg} at column {e.colno})"
-        if reason is None and not isinstance(obj, dict):
-            reason = f"expected a JSON object, found {type(obj).__name__}"
-        if reason is None:
-            absent = [c for c in text_columns if c not in obj]
-            wrong = [c for c in text_columns if c in obj and not isinstance(obj[c], str)]
-            if absent:
-                reason = f"missing key(s) {absent}"
-            elif wrong:
-                reason = f"{wrong[0]}: expected a string, found {type(obj[wrong[0]]).__name__}"
-            else:
-                reason = _empty_text(obj, text_columns)
-        if reason is None and "id" in obj:
-            ex_id = str(obj["id"]).strip()
-            reason = "empty id" if not ex_id else f"duplicate id {ex_id!r}" if ex_id in seen else None
-        if report.add(line, reason, strict):
-            seen.add(ex_id)  # a line number too: a later row may give it as its id
-            yield Example(ex_id, tuple(obj[c].strip() for c in text_columns), None)
 
 
 def _empty_text(row: dict, text_columns: tuple[str, ...]) -> str | None:

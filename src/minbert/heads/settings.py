@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..losses import LOSSES
 from ..settings import Settings, setting
-from ..tasks import TASKS
+from ..tasks import Task
 
 
 @dataclass
@@ -35,14 +35,13 @@ class HeadSettings(Settings):
                                   "capacity)", check="non_negative")
 
 
-def head_problem(task: str, cfg: HeadSettings) -> tuple[str, str] | None:
+def head_problem(t: Task, cfg: HeadSettings) -> tuple[str, str] | None:
     """Why these head settings cannot make a head for this task: (the setting to blame, the reason), or None."""
-    t = TASKS[task]
-    kind = t.kind.name
+    task, kind = t.name, t.kind.name
     if cfg.similarity == "cosine" and t.is_pair and cfg.pair_encoding != "siamese":
         return "similarity", "similarity: cosine needs pair_encoding: siamese (two sentence vectors to compare)"
     if cfg.similarity == "cosine" and t.is_pair and kind not in ("binary", "regress"):
-        return "similarity", f"similarity: cosine gives one score; task {task} needs {t.num_outputs} outputs"
+        return "similarity", f"similarity: cosine gives one score; task {task} needs {t.num_outputs or 'several'} outputs"
     if t.is_pair and cfg.pair_encoding == "siamese" and not cfg.features:
         return "features", "features: name at least one of u, v, abs_diff, product"
     if cfg.cnn_kernel is not None and cfg.cnn_kernel % 2 == 0:

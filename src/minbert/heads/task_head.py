@@ -53,7 +53,7 @@ class TaskHead(nn.Module):
 
     def __init__(self, encoder_config: BertConfig, task: Task, cfg: HeadSettings):
         super().__init__()
-        assert head_problem(task.name, cfg) is None, f"config validation: head for {task.name}: {head_problem(task.name, cfg)}"
+        assert head_problem(task, cfg) is None, f"config validation: head for {task.name}: {head_problem(task, cfg)}"
         self.task, self.cfg = task, cfg
         self.joint_input = not (task.is_pair and cfg.pair_encoding == "siamese")  # else two sentence vectors
         hidden_size = encoder_config.hidden_size
@@ -131,10 +131,10 @@ class CosineHead(TaskHead):
 
     def relu_score(self, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cos = cos.clamp(min=0.0)  # the value sees max(cos, 0): so does the cosine it reports
-        return cos * self.task.kind.max_score, cos
+        return self.task.kind.scaled(cos), cos
 
     def shift_score(self, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (cos + 1) / 2 * self.task.kind.max_score, cos
+        return self.task.kind.scaled((cos + 1) / 2), cos
 
 
 SIMILARITIES: dict[str, type[TaskHead]] = names("model.similarity", {"linear": LinearHead, "cosine": CosineHead})

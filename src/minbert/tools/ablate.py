@@ -35,12 +35,11 @@ from ..errors import ConfigError
 from ..config import read_yaml
 from ..schema import Config, load_config
 from ..run_folder import RunFolder
-from ..tasks import TASKS
+from ..tasks import COURSE_TASKS, column_title, metric_columns
 from .experiments import finished_result, resolve_base, train_or_continue
 
 KEYS = {"title", "base", "set", "budget", "seeds", "variants", "report"}
 NOT_CONFIG = ("extends", "budget")  # a variant's keys that are not config overrides
-COLUMNS = (*TASKS, "overall")
 
 
 def _assignments(delta: dict, where: str) -> list[str]:
@@ -94,9 +93,9 @@ def report_figures(report: object, variants: dict, path: Path) -> tuple[dict, di
         where = f"{path}: report.rows.{name}"
         if name not in variants:
             raise ConfigError(f"{where}: no variant named {name!r}")
-        if not isinstance(entry, dict) or set(entry) - {*TASKS, "line", "note"}:
+        if not isinstance(entry, dict) or set(entry) - {*COURSE_TASKS, "line", "note"}:
             raise ConfigError(f"{where}: expected {{sst, para, sts: figures, line: N, note: text}}, got {entry!r}")
-        for task in TASKS:
+        for task in COURSE_TASKS:
             v = entry.get(task)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not -1 <= v <= 1):
                 raise ConfigError(f"{where}.{task}: expected a figure in [-1, 1] (a fraction, not a percentage), got {v!r}")
@@ -200,7 +199,7 @@ def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data
         wanted = cfg.to_dict()  # as compared above (train() may rewrite cfg)
         best, seconds = train_or_continue(cfg, run_dir, data_dir, log, "the same minbert ablate command",
                                           may_continue=not changed)
-        result = {"variant": name, "seed": seed, "metrics": {k: best[k] for k in COLUMNS if k in best},
+        result = {"variant": name, "seed": seed, "metrics": {k: v for k, v in best.items() if k != "epoch"},
                   "epoch": best.get("epoch"), "seconds": seconds, "config": wanted}
         (run_dir / "ablation_result.json").write_text(json.dumps(result, indent=2) + "\n")
         finished[name, seed] = result
@@ -215,7 +214,7 @@ def write_tables(meta: dict, per_run: list[dict], out_dir: Path, extra: list[str
         mine = [r for r in per_run if r["variant"] == name]
         if not mine:
             continue
-        metrics = {k: summarise([r["metrics"][k] for r in mine]) for k in COLUMNS if k in mine[0]["metrics"]}
+        metrics = {k: summarise([r["metrics"][k] for r in mine]) for k in mine[0]["metrics"] if all(k in r["metrics"] for r in mine)}
         rows.append({"variant": name, "delta": meta["deltas"][name], "change": meta["own"][name], "seeds": [r["seed"] for r in mine],
                      "metrics": metrics, "seconds": summarise([r["seconds"] for r in mine]),
                      "reference": meta["references"][name], "report": meta["reports"][name]})
@@ -248,8 +247,8 @@ def report_cell(entry: dict | None, tasks: list[str]) -> str:
 def render(report: dict) -> str:
     rows = report["rows"]
     by_name = {r["variant"]: r for r in rows}
-    columns = [k for k in COLUMNS if any(k in r["metrics"] for r in rows)]
-    names = {**{n: t.column for n, t in TASKS.items()}, "overall": "overall"}
+    columns = metric_columns([r["metrics"] for r in rows])
+    names = {c: column_title(c) for c in columns}
     command = f"minbert ablate {report['file']} --out {report['out']}" + (" --budget" if report["budget"] else "") \
         + "".join(f" --set {e}" for e in report["extra"])
     source = report.get("report") or {}

@@ -8,6 +8,8 @@ is reported with its ratio (timings on shared machines drift; ratios in one run 
   (model FLOPs of the step's real batch shapes / step time);
 - padding: pad tokens / all tokens of the training batches with and without length bucketing;
 - combine: step time of sum, pcgrad, smart and a distilled step (teachers' targets mixed in) on the same batches;
+- tasks: step time of the catalogue's SST against a declared copy of it (the same definition under another name,
+  read through `task_defs`) on the same rows and batches;
 - predict: examples/s of minbert's batched prediction vs a plain transformers model on the same rows;
 - predict_file: rows/s of file prediction (read, predict, write CSV; `minbert predict --input`) vs a
   transformers text-classification pipeline on the same exported encoder weights, rows and batch size;
@@ -17,6 +19,8 @@ is reported with its ratio (timings on shared machines drift; ratios in one run 
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import statistics
 import sys
 import time
@@ -34,7 +38,7 @@ from ..optim import AdamW
 from ..tasks import get_task
 from ..tokenizer import Tokenizer
 
-PARTS = ("encoder", "matmul", "padding", "combine", "optimizer", "predict", "predict_file", "train")
+PARTS = ("encoder", "matmul", "padding", "combine", "tasks", "optimizer", "predict", "predict_file", "train")
 
 
 def _sync() -> None:
@@ -132,7 +136,7 @@ def padding_rows(cfg, data_path: Path, tokenizer: Tokenizer) -> list[dict]:
     from ..data.loading import load_split
     rows = []
     for name in cfg.tasks:
-        data = load_split(get_task(name), "train", data_path, tokenizer, True, False, lambda line: None)
+        data = load_split(cfg.task(name), "train", data_path, tokenizer, True, False, lambda line: None)
         lengths, bs = data.lengths(), cfg.train.batch_size[name]
         bucketed = bucketed_batches(lengths, bs, torch.Generator().manual_seed(0))
         plain = shuffled_batches(len(lengths), bs, torch.Generator().manual_seed(0))
@@ -209,6 +213,23 @@ def step_rows(base: list[str], run_root: Path, reps: int, matmul: float | None) 
     if matmul:
         rows[0]["share of matmul FLOP/s"] = rows[0]["model FLOP/s"] / matmul
     return rows
+
+
+def declared_copy(name: str, task) -> str:
+    """A `--set` of `task_defs` declaring `task` again under `name`: its definition as a user would write it."""
+    spec = {k: v for k, v in dataclasses.asdict(task.spec).items() if v is not None}
+    return "task_defs=" + json.dumps({name: spec})
+
+
+def task_rows(base: list[str], run_root: Path, reps: int) -> list[dict]:
+    """Step time of training the catalogue's SST and a declared copy of it, taking turns on the same batches."""
+    variants = {"sst (catalogue)": ["tasks=[sst]"],
+                "my_sst (declared in task_defs)": ["tasks=[my_sst]", declared_copy("my_sst", get_task("sst")),
+                                                   "train.batch_size={my_sst: 16}"]}
+    trainers = make_trainers(variants, base, run_root)
+    t = take_turns({k: train_step(v) for k, v in trainers.items()}, reps)
+    ref = t["sst (catalogue)"]
+    return [{"task": k, "s/step": v, "ratio": v / ref} for k, v in t.items()]
 
 
 def optimizer_rows(backbone: str | None, reps: int) -> list[dict]:
@@ -411,6 +432,8 @@ def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int
     common = [f"model.backbone={backbone}"] if backbone else []
     if "combine" in parts:
         out["combine"] = step_rows(common + STEP_BASE, run_root / "combine", reps, matmul)
+    if "tasks" in parts:
+        out["tasks"] = task_rows(common + STEP_BASE, run_root / "tasks", reps)
     if "optimizer" in parts:
         out["optimizer"] = optimizer_rows(backbone, reps)
     if "predict" in parts:

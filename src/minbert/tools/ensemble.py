@@ -18,7 +18,7 @@ from ..data.loading import resolve_data_dir
 from ..evaluate import prediction_path, write_predictions
 from ..run_folder import RunFolder
 from ..runs import check_run, load_run, run_outputs
-from ..tasks import get_task, overall_score
+from ..tasks import overall_score
 
 
 def ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, log=None) -> dict[str, float]:
@@ -35,10 +35,11 @@ def _ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None, log) ->
     summed: dict[tuple[str, str], np.ndarray] = {}
     rows: dict[tuple[str, str], object] = {}
     tasks: list[str] | None = None
+    weights = None
     for run_dir in run_dirs:
         cfg, model, tokenizer = load_run(run_dir)
         if tasks is None:
-            tasks = list(model.tasks)
+            tasks, table, weights = list(model.tasks), dict(model.tasks), cfg.eval.weights
         elif set(model.tasks) != set(tasks):
             raise ConfigError(f"{run_dir}: trained on {list(model.tasks)}, the first run on {tasks}; "
                               "an ensemble needs the same tasks")
@@ -55,12 +56,12 @@ def _ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None, log) ->
         del model
     metrics: dict[str, float] = {}
     for (split, name), total in summed.items():
-        task, o = get_task(name), rows[(split, name)]
+        task, o = table[name], rows[(split, name)]
         preds = task.kind.from_probabilities(total / len(run_dirs))
-        write_predictions(task, o.ids, preds, prediction_path(out_dir, name, split))
+        write_predictions(task, o.ids, preds, prediction_path(out_dir, task, split))
         if split == "dev" and o.labels is not None:
-            metrics[name] = task.metric(preds, o.labels)
-    overall = overall_score(metrics)
+            metrics.update(task.scores(preds, o.labels))
+    overall = overall_score(metrics, tasks, weights)
     if overall is not None:
         metrics["overall"] = overall
     out_dir.mkdir(parents=True, exist_ok=True)

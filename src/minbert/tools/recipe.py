@@ -41,7 +41,7 @@ from ..schema import Config, load_config
 from ..errors import ConfigError
 from ..evaluate import format_metrics
 from ..run_folder import RunFolder
-from ..tasks import TASKS
+from ..tasks import metric_columns
 from ..training.distill import name_identities
 from ..training.init_from import name_init
 from .experiments import finished_result, resolve_base, train_or_continue
@@ -240,7 +240,7 @@ def run_in_lanes(path: Path, runs: list[RecipeRun], out_dir: Path, data_dir: str
 
 def write_tables(path: Path, results: list[dict], out_dir: Path) -> None:
     (out_dir / "recipe.json").write_text(json.dumps(results, indent=2) + "\n")
-    columns = [k for k in (*TASKS, "overall") if any(k in r["metrics"] for r in results)]
+    columns = metric_columns([r["metrics"] for r in results if "metrics" in r])
     lines = [f"# Recipe {path}", "", "Dev metrics of each run's best epoch; seconds of training and evaluation.", "",
              "| run | " + " | ".join(columns) + " | best epoch | seconds |", "|---|" + "---|" * len(columns) + "---|---|"]
     for r in results:

@@ -23,7 +23,7 @@ from ..errors import CheckpointError
 from ..data.loading import resolve_data_dir  # noqa: E402
 from ..run_folder import RunFolder  # noqa: E402
 from ..runs import TaskOutputs, load_run, run_outputs  # noqa: E402
-from ..tasks import Task, overall_score  # noqa: E402
+from ..tasks import COURSE_TRIO, Task, overall_score  # noqa: E402
 
 
 def read_records(path: Path, keys: dict[str, type]) -> list[dict]:
@@ -88,11 +88,11 @@ def plot_scores(task: Task, gold: np.ndarray, pred: np.ndarray, folder: Path) ->
     slope, intercept = np.polyfit(gold, pred, 1)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(gold, pred, s=6, alpha=0.4)
-    xs = np.linspace(0, task.kind.max_score, 50)
+    xs = np.linspace(task.kind.min_score, task.kind.max_score, 50)
     ax.plot(xs, slope * xs + intercept, color="C3", label=f"fit: {slope:.2f} x + {intercept:.2f}")
     ax.plot(xs, xs, color="gray", linestyle=":", label="prediction = gold")
-    ax.set_xlabel("gold similarity")
-    ax.set_ylabel("predicted similarity")
+    ax.set_xlabel(f"gold {task.label_column}")
+    ax.set_ylabel(f"predicted {task.label_column}")
     ax.set_title(f"{task.title} dev: predicted vs gold")
     ax.legend()
     fig.tight_layout()
@@ -101,7 +101,7 @@ def plot_scores(task: Task, gold: np.ndarray, pred: np.ndarray, folder: Path) ->
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.scatter(gold, pred - gold, s=6, alpha=0.4)
     ax.axhline(0, color="gray", linestyle=":")
-    ax.set_xlabel("gold similarity")
+    ax.set_xlabel(f"gold {task.label_column}")
     ax.set_ylabel("prediction - gold")
     ax.set_title(f"{task.title} dev residuals")
     fig.tight_layout()
@@ -112,7 +112,7 @@ def plot_scores(task: Task, gold: np.ndarray, pred: np.ndarray, folder: Path) ->
 
 def plot_curves(history: list[dict], folder: Path) -> bool:
     tasks = list(dict.fromkeys(t for h in history for t in (*h.get("train_loss", {}), *h.get("dev", {}))
-                               if t != "overall"))  # a task not trained in some epoch is still plotted
+                               if t != "overall" and "." not in t))  # a task not trained in some epoch is still plotted
     if not tasks:
         return False
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
@@ -217,7 +217,7 @@ def worst_errors(task: Task, o: TaskOutputs, k: int) -> list[str]:
     rows = []
     for i in order:
         text = " ‖ ".join(t.replace("|", "\\|") for t in o.texts[i])
-        gold, pred = task.kind.format_value(o.labels[i]), task.kind.format_value(o.preds[i])
+        gold, pred = task.format_value(o.labels[i]), task.format_value(o.preds[i])
         rows.append(f"| {o.ids[i]} | {text} | {gold} | {pred} | {confidence(i)} |")
     return rows
 
@@ -253,14 +253,18 @@ def write_report(run_dir: Path, loaded: tuple, data_dir: str | None, top_k: int)
     outputs = run_outputs(cfg, model, tokenizer, resolve_data_dir(data_dir, cfg.data.dir), "dev")
     folder = run_dir / "report"
     folder.mkdir(exist_ok=True)
-    metrics = {n: float(model.tasks[n].metric(o.preds, o.labels)) for n, o in outputs.items()}
-    overall = overall_score(metrics)
+    scores = {n: model.tasks[n].scores(o.preds, o.labels) for n, o in outputs.items()}
+    metrics = {k: float(v) for each in scores.values() for k, v in each.items()}
+    overall = overall_score(metrics, list(model.tasks), cfg.eval.weights)
     lines = [f"# Report: {run_dir}", "", "Dev split" + (f" (a fixed random {cfg.data.dev_limit} rows per task: data.dev_limit)" if cfg.data.dev_limit else "")
              + f"; backbone {cfg.model.backbone or 'all-MiniLM-L6-v2'}; tasks {', '.join(cfg.tasks)}.", "",
              "| task | metric | dev |", "|---|---|---|"]
-    lines += [f"| {n} | {model.tasks[n].metric_name} | {v:.4f} |" for n, v in metrics.items()]
+    lines += [f"| {n} | {metric} | {v:.4f} |" for n, each in scores.items()
+              for metric, v in zip(model.tasks[n].metric_names, each.values())]
     if overall is not None:
-        lines.append(f"| overall | (sst + para + (sts + 1) / 2) / 3 | {overall:.4f} |")
+        course = cfg.eval.weights is None and sorted(model.tasks) == sorted(COURSE_TRIO)
+        how = "(sst + para + (sts + 1) / 2) / 3" if course else "weighted mean" if cfg.eval.weights else "mean"
+        lines.append(f"| overall | {how} | {overall:.4f} |")
     for name, o in outputs.items():
         lines += task_section(model.tasks[name], o, folder)
     history = read_records(run_dir / "metrics.jsonl", {"epoch": int, "train_loss": dict, "dev": dict})

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..config import read_yaml
 from ..schema import Config, load_config
 from ..run_folder import RunFolder
-from ..tasks import TASKS
+from ..tasks import metric_columns
 from ..evaluate import selection_score
 from .experiments import finished_result, resolve_base, train_or_continue
 
@@ -77,7 +77,7 @@ def run_points(path: Path, grid: dict[str, list], runs: list[tuple[str, Config]]
         done.write_text(json.dumps({**results[-1], "config": wanted}, indent=2) + "\n")
     results.sort(key=lambda r: -r["score"])
     (out_dir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
-    metrics = [k for k in (*TASKS, "overall") if any(k in r for r in results)]
+    metrics = metric_columns(results)
     lines = [f"# Sweep {path}", "", f"Grid: {json.dumps(grid)}; ranked by dev score.", "",
              "| rank | run | " + " | ".join(metrics) + " | best epoch | seconds |",
              "|---|---|" + "---|" * len(metrics) + "---|---|"]

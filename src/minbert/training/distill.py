@@ -53,7 +53,7 @@ from ..evaluate import predict_outputs
 from ..run_folder import acquire, holder, release
 from ..runs import check_run, load_run
 from ..settings import Settings, names, register, setting
-from ..tasks import Task, get_task
+from ..tasks import Task
 from .setup import training_examples
 
 ANNEALS: dict[str, Callable[[int, int, float], float]] = names("train.distill.anneal", {  # (updates done, all
@@ -148,7 +148,7 @@ def check_teachers(cfg: Config, data_path: Path) -> dict[str, list[Teacher]]:
     pin_teachers(cfg)
     teachers: dict[str, list[Teacher]] = {}
     for name, folders in (d.teachers or {}).items():
-        task = get_task(name)
+        task = cfg.task(name)
         for i, folder in enumerate(folders):
             teachers.setdefault(name, []).append(check_teacher(task, Path(folder), f"train.distill.teachers.{name}[{i}]",
                                                                data_path, d.out_of_fold))
@@ -269,14 +269,15 @@ def siblings(own: Path) -> list[Path]:
 
 
 def score_shared(parts: list[Part], rows: dict[str, list[Example]], own: Path | None, device: torch.device,
-                 batch_size: int, log: Callable[[str], None], poll: float = 2.0) -> dict[str, torch.Tensor]:
+                 batch_size: int, log: Callable[[str], None], widths: dict[str, int],
+                 poll: float = 2.0) -> dict[str, torch.Tensor]:
     """Each part's outputs (rows, ...) in task units: read from a parts folder beside `own` (this run's, or a
     sibling's), else scored here, claimed while it is scored and written to `own` when done (`own` None: every part
     scored here, nothing shared). A part a live sibling is scoring is waited for."""
     def scored(part: Part) -> torch.Tensor:
         out = teacher_outputs(part.teacher, [r for r, m in zip(rows[part.task], part.mask.tolist()) if m], device,
                               batch_size, log).cpu()
-        width = get_task(part.task).num_outputs
+        width = widths[part.task]
         full = torch.zeros((len(rows[part.task]), *([width] if width > 1 else [])))
         full[part.mask] = out.reshape(-1, *full.shape[1:])
         return full
@@ -368,7 +369,8 @@ class TeacherOutputs:
             self.tensors = cached
             return
         parts = parts_of(teachers, rows, cfg.train.distill.out_of_fold)
-        outputs = score_shared(parts, rows, run_dir / PARTS if share else None, device, cfg.eval.batch_size, log)
+        outputs = score_shared(parts, rows, run_dir / PARTS if share else None, device, cfg.eval.batch_size, log,
+                                   {n: cfg.task(n).num_outputs for n in rows})
         self.tensors = {}
         for name in teachers:
             mine = [p for p in parts if p.task == name]

@@ -58,7 +58,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     run once the new one has validated. With `parallel` (torchrun), every process trains its share of
     each batch and rank 0 locks and writes the folder."""
 
-    preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
+    checked = preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
     par = parallel or Parallel()
     data_path, backbone, teachers = check_inputs(cfg, data_dir)  # every rank pins the same cached commit
     init = check_init(cfg)  # a resume starts from its own last/ instead
@@ -69,8 +69,15 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
             log = RunLog(run_dir / "log.txt", hold=True)
             log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}"
                 + (f", {par.world} processes" if par.world > 1 else ""))
+            for line in checked.get("classes_read", []):
+                log(line)
         stop = stack.enter_context(StopSignals(second_sigint_stops=par.world == 1))
-        trainer = Trainer(cfg, run_dir, data_path, log, par, stop, backbone, teachers, init)
+        try:
+            trainer = Trainer(cfg, run_dir, data_path, log, par, stop, backbone, teachers, init)
+        except BaseException:
+            if par.main:
+                folder.abandon()  # nothing was written: a bad row under data.strict leaves no folder behind
+            raise
         if par.main:
             begin_run(folder, cfg, log, fresh=True)
             trainer.teacher_outputs.keep(run_dir)

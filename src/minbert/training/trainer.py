@@ -186,7 +186,7 @@ class Trainer:
         dev_loss: dict[str, float] = {}
         with self.average.applied():
             metrics, _ = evaluate(self.model, self.dev_sets, self.tokenizer, self.cfg.eval.batch_size, self.device,
-                                  dev_loss)
+                                  dev_loss, self.cfg.eval.weights)
         score = selection_score(metrics, self.cfg.tasks)
         record = {"epoch": self.progress.epoch, "updates": self.progress.updates,
                   "train_loss": {n: self.progress.loss_sums[n] / self.progress.loss_counts[n] for n in self.cfg.tasks
