@@ -247,4 +247,5 @@ def config_differences(a: Any, b: Any) -> list[str]:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    from . import writes
+    writes.write_text(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import writes
 from .schema import Config
 from .data.batching import EncodedSet, sorted_batches, to_device
 from .data.loading import load_split
@@ -90,10 +91,9 @@ def evaluate(model: MultitaskModel, sets: dict[str, EncodedSet], tokenizer: Toke
 
 def write_predictions(task: Task, ids: list[str], preds: np.ndarray, path: Path) -> None:
     """The course's format: a header `id \\t Predicted_...`, then `id , value` per row."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"id \t {task.prediction_header} \n"]
     lines += [f"{i} , {task.kind.format_value(v)} \n" for i, v in zip(ids, preds)]
-    path.write_text("".join(lines))
+    writes.write_text(path, "".join(lines))
 
 
 def prediction_path(run_dir: Path, task: str, split: str) -> Path:
