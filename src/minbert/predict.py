@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
