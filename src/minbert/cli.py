@@ -293,7 +293,11 @@ def add_experiments(sub, name: str, help: str, file_help: str, outputs: str, set
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
+    p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.",
+                                epilog="exit status: 0 done; 1 training cannot go on; 2 bad input (config, data, "
+                                       "checkpoint, folder); 3 a file could not be written (the disk is full, a quota "
+                                       "or ulimit -f; what was complete stays complete); 130 / 143 interrupted "
+                                       "(SIGINT / SIGTERM)")
     p.add_argument("--version", action="version", version=f"minbert {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
