@@ -44,14 +44,14 @@ class LanesInterrupted(TrainingInterrupted):
         return f"interrupted ({', '.join(self.paused) or 'no run'} paused); {self.hint}"
 
 
-def last_error(output: Path) -> str:
-    """The last `minbert: error:` line a child wrote into its output file (what it could not write)."""
+def last_error(output: Path) -> str | None:
+    """The last `minbert: error: cannot write ...` line a child wrote into its output file, if any."""
     try:
         lines = output.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         lines = []
-    errors = [line.removeprefix("minbert: error: ") for line in lines if line.startswith("minbert: error: ")]
-    return errors[-1] if errors else "a file could not be written"
+    errors = [line.removeprefix("minbert: error: ") for line in lines if line.startswith("minbert: error: cannot write")]
+    return errors[-1] if errors else None
 
 
 class Lanes:
@@ -127,7 +127,8 @@ class Lanes:
         broken = {n: code for n, code in self.failed.items() if n not in paused or not self.signum}
         if broken:
             name, code = next(iter(broken.items()))
-            why = f" ({last_error(self.jobs[name].output)})" if code == WRITE_FAILED else ""
+            failed_write = last_error(self.jobs[name].output) if code == WRITE_FAILED else None
+            why = f" ({failed_write})" if failed_write else ""
             raise TrainingError(f"recipe run {name} ended with exit code {code}{why} (its output: "
                                 f"{self.jobs[name].output}); the runs beside it paused; {hint}")
         if self.signum:
