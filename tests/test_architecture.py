@@ -88,7 +88,8 @@ def test_no_component_imports_the_trainer():
 
 
 def test_the_config_imports_no_component():
-    assert short(GRAPH["minbert.config"]) == ["data.readers", "errors", "settings"]
+    assert short(GRAPH["minbert.config"]) == ["data.readers", "errors", "settings", "writes"]
+    assert short(GRAPH["minbert.writes"]) == ["errors"]  # the leaf every file is written through
     assert short(GRAPH["minbert.settings"]) == ["errors"]  # the leaf every technique declares its settings with
     assert short(GRAPH["minbert.schema"]) == ["config", "errors", "heads.settings", "settings", "tasks"]
     assert short(GRAPH["minbert.heads.settings"]) == ["losses", "settings", "tasks"]

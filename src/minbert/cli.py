@@ -11,9 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
-from . import __version__
+from . import __version__, writes
 from .tools.bench import PARTS as BENCH_PARTS, bench
-from .errors import EXPECTED_ERRORS, ConfigError, TrainingError
+from .errors import EXPECTED_ERRORS, WRITE_FAILED, ConfigError, TrainingError, WriteError
 from .schema import load_config
 from .data.batching import CHUNK_ROWS
 from .training.interrupts import TrainingInterrupted
@@ -88,13 +88,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else run_dir
     # one writer: into the run (it rewrites the run's prediction files), or into another folder (never a run's)
     with RunFolder.output(out_dir, "evaluate --out") if args.out else RunFolder.lock(run_dir):
-        out_dir.mkdir(parents=True, exist_ok=True)
+        writes.mkdir(out_dir)
         log = RunLog(out_dir / "evaluate.log")
         metrics = write_split_predictions(model, tokenizer, cfg, data_path, out_dir, args.split, None, log, tasks)
         result = {"run_dir": str(run_dir), "split": args.split, "tasks": tasks, "metrics": metrics}
         if args.out:
             result["out"] = str(out_dir)
-            (out_dir / f"{args.split}-metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+            writes.write_text(out_dir / f"{args.split}-metrics.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     return 0
 
@@ -267,7 +267,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = bench(args.only, args.backbone, args.lengths, args.batch, args.reps, Path(args.runs),
                 log=lambda line: print(line, file=sys.stderr))
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        writes.write_text(args.json, json.dumps(out, indent=2) + "\n")
     print(json.dumps(out))
     return 0
 
@@ -295,7 +295,11 @@ def add_experiments(sub, name: str, help: str, file_help: str, outputs: str, set
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.")
+    p = argparse.ArgumentParser(prog="minbert", description="Multi-task fine-tuning of BERT on SST-5, Quora and STS-B.",
+                                epilog="exit status: 0 done; 1 training cannot go on; 2 bad input (config, data, "
+                                       "checkpoint, folder); 3 a file could not be written (the disk is full, a quota "
+                                       "or ulimit -f; what was complete stays complete); 130 / 143 interrupted "
+                                       "(SIGINT / SIGTERM)")
     p.add_argument("--version", action="version", version=f"minbert {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -407,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
+    except WriteError as e:  # a file could not be written: nothing complete was lost
+        print(f"minbert: error: {one_line(e)}", file=sys.stderr)
+        return WRITE_FAILED
     except EXPECTED_ERRORS as e:
         print(f"minbert: error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -15,9 +15,9 @@ import types
 import typing
 from pathlib import Path
 from typing import Any
-
 import yaml
 
+from . import writes
 from .data.readers import read_text
 from .errors import ConfigError, DataError
 from .settings import CHOICES, RANGES, SECTIONS, check_name, show
@@ -247,4 +247,4 @@ def config_differences(a: Any, b: Any) -> list[str]:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    writes.write_text(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from . import writes
 from torch import nn
 
 from .errors import CheckpointError
@@ -72,7 +72,7 @@ class BertConfig:
     def to_json_file(self, path: str | Path) -> None:
         data = {"architectures": ["BertModel"], "model_type": "bert", "position_embedding_type": "absolute"}
         data.update(asdict(self))
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        writes.write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 ACTIVATIONS = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
@@ -282,10 +282,10 @@ class BertModel(nn.Module):
     def save_pretrained(self, folder: str | Path) -> None:
         """Write config.json and model.safetensors (HF key names) into `folder`."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        writes.mkdir(folder)
         self.config.to_json_file(folder / "config.json")
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        writes.save_safetensors(tensors, folder / "model.safetensors", metadata={"format": "pt"})
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

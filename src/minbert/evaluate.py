@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import writes
 from .schema import Config
 from .data.batching import EncodedSet, sorted_batches, to_device
 from .data.loading import load_split
@@ -102,8 +103,7 @@ def prediction_lines(task: Task, ids: list[str], preds: np.ndarray) -> list[str]
 
 
 def write_predictions(task: Task, ids: list[str], preds: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(prediction_lines(task, ids, preds)))
+    writes.write_text(path, "".join(prediction_lines(task, ids, preds)))
 
 
 def prediction_path(run_dir: Path, task: Task, split: str) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from . import writes
 from torch import nn
 
 from .errors import CheckpointError
@@ -97,7 +97,7 @@ class MultitaskModel(nn.Module):
         folder = Path(folder)
         self.encoder.save_pretrained(folder)
         heads = {k: v.detach().contiguous().cpu() for k, v in self.heads.state_dict().items()}
-        save_file(heads, str(folder / "heads.safetensors"))
+        writes.save_safetensors(heads, folder / "heads.safetensors")
 
     def load(self, folder: str | Path) -> None:
         """Load encoder and heads saved by `save` (the architecture must match the config)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import IO, Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from . import writes
 from .errors import ConfigError
 from .schema import Config
 from .data.batching import CHUNK_ROWS, chunks, encode_examples
@@ -213,11 +213,5 @@ def write_results(result: Predictions, out: IO[str], jsonl: bool) -> int:
 def whole_file(path: Path) -> Iterator[IO[str]]:
     """A text file written as `PATH.part` and renamed to `path` when the block ends normally; on any error or
     interrupt (KeyboardInterrupt included) the part is removed, so a stopped run leaves no file at all."""
-    part = path.with_name(path.name + ".part")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with part.open("w", encoding="utf-8", newline="") as f:
-            yield f
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
+    with writes.atomic_file(path, "w", suffix=".part", encoding="utf-8", newline="") as f:
+        yield f

@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import RunFolderError, DiskError  # noqa: F401  (re-exported where raised)
+from . import writes
+from .errors import RunFolderError, DiskError, WriteError  # noqa: F401  (re-exported where raised)
 
 LOCK_NAME = ".lock"
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "best_metrics.json", "best", "last", "best.old", "last.old")
@@ -63,8 +64,9 @@ def _key(folder: Path) -> Path:
     return folder.resolve()
 
 
-def _disk_error(folder: Path, e: OSError) -> DiskError:
-    return DiskError(f"cannot write to run directory {folder}: {e.strerror or e}")
+def _disk_error(folder: Path, e: OSError) -> WriteError:
+    return WriteError(folder, writes.cause(e), writes.NOTHING, "choose another folder, or free space and run the "
+                      "command again")
 
 
 def holder(folder: Path) -> str | None:
@@ -122,8 +124,12 @@ def acquire(folder: Path) -> None:
         raise _disk_error(folder, e) from e
     program = "minbert" if sys.argv[0].endswith(("__main__.py", "minbert")) else Path(sys.argv[0]).name
     command = " ".join([program, *sys.argv[1:]])[:300].replace("\n", " ")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n{command}\nsince {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+    try:  # who holds the lock, for a refused second writer (the lock itself is the flock)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n{command}\nsince {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+    except OSError as e:
+        os.close(fd)
+        raise _disk_error(folder / LOCK_NAME, e) from e
     _held[key] = [fd, 1]
 
 
@@ -178,10 +184,12 @@ class RunFolder:
         return cls(path, earlier_run=bool(run_files(path)), created=created)
 
     @classmethod
-    def output(cls, path: Path, command: str, writes: tuple[str, ...] = (), overwrite: bool = False) -> "RunFolder":
+    def output(cls, path: Path, command: str, writes: tuple[str, ...] = (), overwrite: bool = False,
+               clear: bool = True) -> "RunFolder":
         """Lock an output folder (ensemble, export) that must not be a training run's folder. When it already has
         any of the entries `writes` names, it is refused unless `overwrite`, which deletes them all (so that
-        nothing of an earlier output outlives the new one). A refused folder gets nothing, not the lock file."""
+        nothing of an earlier output outlives the new one): here when `clear`, else by the caller once its new
+        files are written. A refused folder gets nothing, not the lock file."""
         def check() -> None:
             if holds_run(path):
                 raise RunFolderError(f"{path} holds a training run; {command} writes into another folder (--out)")
@@ -192,7 +200,8 @@ class RunFolder:
         acquire(path)
         try:
             check()  # another writer may have been there in between
-            remove(path, writes)
+            if clear:
+                remove(path, writes)
         except BaseException:
             release(path)
             raise

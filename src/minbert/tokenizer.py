@@ -16,6 +16,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
+from . import writes
 from .errors import CheckpointError
 from .backbone import resolve_backbone
 
@@ -115,13 +116,13 @@ class Tokenizer:
     def save_pretrained(self, folder: str | Path) -> None:
         """Write the files it was built from (tokenizer.json and / or vocab.txt) and a tokenizer_config.json."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        writes.mkdir(folder)
         for name in ("tokenizer.json", "vocab.txt"):
             if name in self._files:
-                (folder / name).write_bytes(self._files[name])
+                writes.write_bytes(folder / name, self._files[name])
             else:  # a stale one would be loaded instead of (or beside) what this tokenizer is
                 (folder / name).unlink(missing_ok=True)
-        (folder / "tokenizer_config.json").write_text(json.dumps(
+        writes.write_text(folder / "tokenizer_config.json", json.dumps(
             {"do_lower_case": self.lowercase, "tokenizer_class": "BertTokenizer", "model_max_length": self.max_length}) + "\n")
 
     def encode(self, texts: Sequence[str], texts2: Sequence[str] | None = None) -> list[Encoded]:

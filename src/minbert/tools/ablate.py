@@ -31,6 +31,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from .. import writes
 from ..errors import ConfigError
 from ..config import read_yaml
 from ..schema import Config, load_config
@@ -201,7 +202,7 @@ def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data
                                           may_continue=not changed)
         result = {"variant": name, "seed": seed, "metrics": {k: v for k, v in best.items() if k != "epoch"},
                   "epoch": best.get("epoch"), "seconds": seconds, "config": wanted}
-        (run_dir / "ablation_result.json").write_text(json.dumps(result, indent=2) + "\n")
+        writes.write_text(run_dir / "ablation_result.json", json.dumps(result, indent=2) + "\n")
         finished[name, seed] = result
         table()  # after every run: a stopped table still shows all that is done
     return table()
@@ -221,8 +222,8 @@ def write_tables(meta: dict, per_run: list[dict], out_dir: Path, extra: list[str
     runs_out = [{k: v for k, v in r.items() if k != "config"} for r in per_run]
     report = {**{k: meta[k] for k in ("title", "file", "budget", "seeds", "report")}, "out": str(out_dir),
               "extra": extra, "rows": rows, "runs": runs_out}
-    (out_dir / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "ablation.md").write_text(render(report))
+    writes.write_text(out_dir / "ablation.json", json.dumps(report, indent=2) + "\n")
+    writes.write_text(out_dir / "ablation.md", render(report))
     return report
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import writes
 from ..errors import ConfigError
 from ..data.loading import resolve_data_dir
 from ..evaluate import prediction_path, write_predictions
@@ -28,7 +29,8 @@ def ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, l
     for run_dir in run_dirs:  # every member readable before the output folder is created
         check_run(run_dir)
     with RunFolder.output(out_dir, "ensemble"):  # one writer; never into a training run's folder
-        return _ensemble(run_dirs, out_dir, data_dir, log)
+        with writes.staged(out_dir) as stage:  # all the files, or on a failure none (the earlier ones as they were)
+            return _ensemble(run_dirs, stage, data_dir, log)
 
 
 def _ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None, log) -> dict[str, float]:
@@ -64,7 +66,6 @@ def _ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None, log) ->
     overall = overall_score(metrics, tasks, weights)
     if overall is not None:
         metrics["overall"] = overall
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "ensemble_metrics.json").write_text(json.dumps(
+    writes.write_text(out_dir / "ensemble_metrics.json", json.dumps(
         {"members": [str(r) for r in run_dirs], "dev": metrics}, indent=2) + "\n")
     return metrics

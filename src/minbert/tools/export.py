@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import writes
 from ..errors import ConfigError, CheckpointError
 from ..config import save_config
 from ..model import MultitaskModel
-from ..run_folder import RunFolder
+from ..run_folder import RunFolder, remove
 from ..model import build_model
 from ..runs import check_saved_model, load_run, load_run_config
 
@@ -35,26 +36,29 @@ def export(run_dir: Path, out_dir: Path, fmt: str, overwrite: bool = False) -> P
         raise ConfigError(f"--format {fmt!r}: choose from {list(FORMATS)}")
     cfg, model, tokenizer = load_run(run_dir)
     # one writer; never into a training run's folder, nor over an earlier export's files unless overwrite
-    with RunFolder.output(out_dir, "export", writes=EXPORT_FILES, overwrite=overwrite):
-        model.cpu().save(out_dir)
-        tokenizer.save_pretrained(out_dir)
-        save_config(cfg, out_dir / "minbert_heads.yaml")
-        if fmt == "sentence-transformers":
-            write_sentence_transformers_files(out_dir, cfg.model.pooling, model.encoder.config.hidden_size,
-                                              cfg.model.max_length)
+    # the earlier export's files are deleted only once the new ones are all written (writes.staged)
+    with RunFolder.output(out_dir, "export", writes=EXPORT_FILES, overwrite=overwrite, clear=False):
+        with writes.staged(out_dir) as stage:
+            model.cpu().save(stage)
+            tokenizer.save_pretrained(stage)
+            save_config(cfg, stage / "minbert_heads.yaml")
+            if fmt == "sentence-transformers":
+                write_sentence_transformers_files(stage, cfg.model.pooling, model.encoder.config.hidden_size,
+                                                  cfg.model.max_length)
+            remove(out_dir, EXPORT_FILES)
     return out_dir
 
 
 def write_sentence_transformers_files(folder: Path, pooling: str, hidden_size: int, max_length: int) -> None:
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-    (folder / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
-    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_length, "do_lower_case": False}) + "\n")
+    writes.write_text(folder / "modules.json", json.dumps(modules, indent=2) + "\n")
+    writes.write_text(folder / "sentence_bert_config.json",
+                      json.dumps({"max_seq_length": max_length, "do_lower_case": False}) + "\n")
     modes = POOLING_MODES[pooling]
     pool = {"word_embedding_dimension": hidden_size,
             **{f"pooling_mode_{m}": m in modes for m in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")}}
-    (folder / "1_Pooling").mkdir(exist_ok=True)
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pool, indent=2) + "\n")
+    writes.write_text(folder / "1_Pooling" / "config.json", json.dumps(pool, indent=2) + "\n")
 
 
 def load_exported(folder: str | Path) -> MultitaskModel:

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TrainingError
+from .. import writes
+from ..errors import WRITE_FAILED, TrainingError
 from ..training.interrupts import SIGNALS, TrainingInterrupted
 
 POLL_SECONDS = 0.2
@@ -43,6 +44,16 @@ class LanesInterrupted(TrainingInterrupted):
         return f"interrupted ({', '.join(self.paused) or 'no run'} paused); {self.hint}"
 
 
+def last_error(output: Path) -> str | None:
+    """The last `minbert: error: cannot write ...` line a child wrote into its output file, if any."""
+    try:
+        lines = output.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line.removeprefix("minbert: error: ") for line in lines if line.startswith("minbert: error: cannot write")]
+    return errors[-1] if errors else None
+
+
 class Lanes:
     def __init__(self, jobs: list[Job], lanes: int, log, done: set[str] | None = None):
         """`done`: the names of jobs finished before, which jobs may need."""
@@ -65,9 +76,8 @@ class Lanes:
         self._forward(signum)
 
     def _start(self, job: Job) -> None:
-        with open(job.output, "a", encoding="utf-8") as out:
-            out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(job.argv)}\n")
-            out.flush()
+        writes.append(job.output, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(job.argv)}\n")
+        with writes.failures(job.output), open(job.output, "a", encoding="utf-8") as out:  # the child's output
             self.running[job.name] = subprocess.Popen(job.argv, stdin=subprocess.DEVNULL, stdout=out,
                                                       stderr=subprocess.STDOUT, start_new_session=True)
         self.pending.remove(job)
@@ -117,7 +127,9 @@ class Lanes:
         broken = {n: code for n, code in self.failed.items() if n not in paused or not self.signum}
         if broken:
             name, code = next(iter(broken.items()))
-            raise TrainingError(f"recipe run {name} ended with exit code {code} (its output: "
+            failed_write = last_error(self.jobs[name].output) if code == WRITE_FAILED else None
+            why = f" ({failed_write})" if failed_write else ""
+            raise TrainingError(f"recipe run {name} ended with exit code {code}{why} (its output: "
                                 f"{self.jobs[name].output}); the runs beside it paused; {hint}")
         if self.signum:
             raise LanesInterrupted(self.signum, paused, hint)

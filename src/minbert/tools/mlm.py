@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import writes
 from ..backbone import locate_backbone
 from ..data.batching import bucketed_batches, sorted_batches
 from ..data.loading import resolve_data_dir
@@ -215,12 +216,13 @@ def _pretrain(cfg: MlmConfig, out_dir: Path, data_path: Path | None, backbone) -
     after = heldout_loss(encoder, head, tokenizer, held, cfg)
     log(f"held-out MLM loss after: {after:.4f} (perplexity {math.exp(after):.2f}); "
         f"{updates} updates ({len(steps)} batches) in {time.time() - start:.0f} s")
-    encoder.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
     report = {"heldout_loss_before": before, "heldout_loss_after": after, "perplexity_before": math.exp(before),
               "perplexity_after": math.exp(after), "steps": updates, "batches": len(steps),
               "train_passages": len(train_set),
               "heldout_passages": len(held)}
-    (out_dir / "mlm_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    with writes.staged(out_dir) as stage:  # the whole encoder, or on a failure nothing new
+        encoder.save_pretrained(stage)
+        tokenizer.save_pretrained(stage)
+        writes.write_text(stage / "mlm_report.json", json.dumps(report, indent=2) + "\n")
     log(f"encoder written to {out_dir}: use it with `minbert train --set model.backbone={out_dir}`")
     return report

@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+from .. import writes
 from ..config import read_yaml
 from ..schema import Config, load_config
 from ..errors import ConfigError
@@ -205,7 +206,7 @@ def run_one(run: RecipeRun, out_dir: Path, data_dir: str | None) -> dict:
     best, seconds = train_or_continue(run.cfg, out_dir / run.name, data_dir, log, AGAIN,
                                       may_continue=not done.exists())
     result = {"run": run.name, "metrics": best, "seconds": seconds}
-    done.write_text(json.dumps({**result, "config": wanted}, indent=2) + "\n")
+    writes.write_text(done, json.dumps({**result, "config": wanted}, indent=2) + "\n")
     return result
 
 
@@ -239,7 +240,7 @@ def run_in_lanes(path: Path, runs: list[RecipeRun], out_dir: Path, data_dir: str
 
 
 def write_tables(path: Path, results: list[dict], out_dir: Path) -> None:
-    (out_dir / "recipe.json").write_text(json.dumps(results, indent=2) + "\n")
+    writes.write_text(out_dir / "recipe.json", json.dumps(results, indent=2) + "\n")
     columns = metric_columns([r["metrics"] for r in results if "metrics" in r])
     lines = [f"# Recipe {path}", "", "Dev metrics of each run's best epoch; seconds of training and evaluation.", "",
              "| run | " + " | ".join(columns) + " | best epoch | seconds |", "|---|" + "---|" * len(columns) + "---|---|"]
@@ -247,4 +248,4 @@ def write_tables(path: Path, results: list[dict], out_dir: Path) -> None:
         cells = " | ".join(f"{r['metrics'][c]:.4f}" if c in r["metrics"] else "" for c in columns)
         lines.append(f"| {r['run']} | {cells} | {r['metrics'].get('epoch')} | {r['seconds']} |" if "skipped" not in r
                      else f"| {r['run']} | skipped: {r['skipped']} |" + " |" * (len(columns) + 1))
-    (out_dir / "recipe.md").write_text("\n".join(lines) + "\n")
+    writes.write_text(out_dir / "recipe.md", "\n".join(lines) + "\n")

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .. import writes  # noqa: E402
 from ..errors import CheckpointError
 from ..data.loading import resolve_data_dir  # noqa: E402
 from ..run_folder import RunFolder  # noqa: E402
@@ -80,7 +81,7 @@ def plot_confusion(m: np.ndarray, labels: list[str], title: str, path: Path) -> 
     ax.set_ylabel("gold")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    writes.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -96,7 +97,7 @@ def plot_scores(task: Task, gold: np.ndarray, pred: np.ndarray, folder: Path) ->
     ax.set_title(f"{task.title} dev: predicted vs gold")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(folder / f"{task.name}_scatter.png", dpi=110)
+    writes.save_figure(fig, folder / f"{task.name}_scatter.png", dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.scatter(gold, pred - gold, s=6, alpha=0.4)
@@ -105,7 +106,7 @@ def plot_scores(task: Task, gold: np.ndarray, pred: np.ndarray, folder: Path) ->
     ax.set_ylabel("prediction - gold")
     ax.set_title(f"{task.title} dev residuals")
     fig.tight_layout()
-    fig.savefig(folder / f"{task.name}_residuals.png", dpi=110)
+    writes.save_figure(fig, folder / f"{task.name}_residuals.png", dpi=110)
     plt.close(fig)
     return {"slope": float(slope), "intercept": float(intercept), "mae": float(np.mean(np.abs(pred - gold)))}
 
@@ -125,7 +126,7 @@ def plot_curves(history: list[dict], folder: Path) -> bool:
         ax2.plot(epochs, [h["dev"].get(t) for h in history], marker="s", color="C2", label="dev metric")
         label_task_panel(ax, ax2, t, "epoch")
     fig.tight_layout()
-    fig.savefig(folder / "curves.png", dpi=110)
+    writes.save_figure(fig, folder / "curves.png", dpi=110)
     plt.close(fig)
     return True
 
@@ -181,7 +182,7 @@ def plot_step_curves(steps: list[dict], history: list[dict], folder: Path) -> bo
     if not steps:
         return False
     fig = step_curves_figure(steps, history)
-    fig.savefig(folder / "curves.png", dpi=110)
+    writes.save_figure(fig, folder / "curves.png", dpi=110)
     plt.close(fig)
     return True
 
@@ -198,7 +199,7 @@ def plot_cosines(records: list[dict], folder: Path) -> bool:
     ax.set_ylabel("cosine between task gradients")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "grad_cosine.png", dpi=110)
+    writes.save_figure(fig, folder / "grad_cosine.png", dpi=110)
     plt.close(fig)
     return True
 
@@ -252,7 +253,7 @@ def write_report(run_dir: Path, loaded: tuple, data_dir: str | None, top_k: int)
     cfg, model, tokenizer = loaded
     outputs = run_outputs(cfg, model, tokenizer, resolve_data_dir(data_dir, cfg.data.dir), "dev")
     folder = run_dir / "report"
-    folder.mkdir(exist_ok=True)
+    writes.mkdir(folder)
     scores = {n: model.tasks[n].scores(o.preds, o.labels) for n, o in outputs.items()}
     metrics = {k: float(v) for each in scores.values() for k, v in each.items()}
     overall = overall_score(metrics, list(model.tasks), cfg.eval.weights)
@@ -289,5 +290,5 @@ def write_report(run_dir: Path, loaded: tuple, data_dir: str | None, top_k: int)
     for n, o in outputs.items():
         lines += [f"### {n}", "", "| id | text | gold | predicted | confidence |", "|---|---|---|---|---|"]
         lines += worst_errors(model.tasks[n], o, top_k) + [""]
-    (folder / "REPORT.md").write_text("\n".join(lines) + "\n")
+    writes.write_text(folder / "REPORT.md", "\n".join(lines) + "\n")
     return folder / "REPORT.md"

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from .. import writes
 from ..errors import ConfigError
 from ..config import read_yaml
 from ..schema import Config, load_config
@@ -74,9 +75,9 @@ def run_points(path: Path, grid: dict[str, list], runs: list[tuple[str, Config]]
                                           may_continue=not done.exists())
         results.append({"run": name, **{k: v for k, v in best.items()},
                         "score": selection_score(best, cfg.tasks), "seconds": seconds})
-        done.write_text(json.dumps({**results[-1], "config": wanted}, indent=2) + "\n")
+        writes.write_text(done, json.dumps({**results[-1], "config": wanted}, indent=2) + "\n")
     results.sort(key=lambda r: -r["score"])
-    (out_dir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
+    writes.write_text(out_dir / "sweep.json", json.dumps(results, indent=2) + "\n")
     metrics = metric_columns(results)
     lines = [f"# Sweep {path}", "", f"Grid: {json.dumps(grid)}; ranked by dev score.", "",
              "| rank | run | " + " | ".join(metrics) + " | best epoch | seconds |",
@@ -84,5 +85,5 @@ def run_points(path: Path, grid: dict[str, list], runs: list[tuple[str, Config]]
     for i, r in enumerate(results, 1):
         cells = " | ".join(f"{r[m]:.4f}" if m in r else "" for m in metrics)
         lines.append(f"| {i} | {r['run']} | {cells} | {r.get('epoch')} | {r['seconds']} |")
-    (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
+    writes.write_text(out_dir / "sweep.md", "\n".join(lines) + "\n")
     return results

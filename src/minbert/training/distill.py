@@ -42,8 +42,9 @@ from typing import Callable, NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from .. import writes
 from ..schema import Config
 from ..data.batching import encode_examples
 from ..data.loading import rows_fingerprint
@@ -302,9 +303,8 @@ def score_shared(parts: list[Part], rows: dict[str, list[Example]], own: Path | 
             acquire(claim)  # this run folder has one writer, so the claim is free; a disk error surfaces
             try:  # two siblings claiming within the same microsecond both score it: a cost, never a wrong output
                 done[part.name] = scored(part)
-                tmp = own / f"{part.name}.safetensors.tmp"
-                save_file({"outputs": done[part.name].contiguous()}, str(tmp), metadata={"key": part.key})
-                tmp.replace(own / f"{part.name}.safetensors")
+                writes.save_safetensors({"outputs": done[part.name].contiguous()}, own / f"{part.name}.safetensors",
+                                        metadata={"key": part.key})
             finally:
                 shutil.rmtree(claim, ignore_errors=True)
                 release(claim)
@@ -380,9 +380,8 @@ class TeacherOutputs:
     def keep(self, run_dir: Path) -> None:
         """Write the outputs into the run folder (for a resume or a re-run) unless it holds them already."""
         if self.tensors and (self.fresh or not (run_dir / CACHE).is_file()):
-            tmp = run_dir / (CACHE + ".tmp")
-            save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(tmp), metadata={"key": self.key})
-            tmp.replace(run_dir / CACHE)
+            writes.save_safetensors({k: v.contiguous() for k, v in self.tensors.items()}, run_dir / CACHE,
+                                    metadata={"key": self.key})
             self.fresh = False
 
     @staticmethod

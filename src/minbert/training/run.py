@@ -8,14 +8,16 @@ outputs.
 """
 from __future__ import annotations
 
+import contextlib
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Iterator
 
 from ..config import config_differences, save_config
 from ..schema import Config
 from ..data.loading import resolve_data_dir
 from ..distributed import Parallel
-from ..errors import CheckpointError
+from ..errors import CheckpointError, WriteError
 from ..preflight import pin_backbone, preflight, preflight_resume
 from ..run_folder import RunFolder
 from ..runs import load_run_config
@@ -62,7 +64,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     par = parallel or Parallel()
     data_path, backbone, teachers = check_inputs(cfg, data_dir)  # every rank pins the same cached commit
     init = check_init(cfg)  # a resume starts from its own last/ instead
-    with ExitStack() as stack:
+    with ExitStack() as stack, continue_after_write_failure(run_dir):
         log = lambda line: None  # noqa: E731 -- rank 0 logs
         if par.main:
             folder = stack.enter_context(RunFolder.new_run(run_dir, overwrite))
@@ -86,6 +88,19 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
         if par.main:
             trainer.teacher_outputs.tidy(run_dir)
         return metrics
+
+
+@contextlib.contextmanager
+def continue_after_write_failure(run_dir: Path) -> Iterator[None]:
+    """A WriteError while a run is written says how to go on once space is freed: with `--resume` when the run
+    folder has its config (the run continues from its last complete checkpoint), else by training again."""
+    try:
+        yield
+    except WriteError as e:
+        if (run_dir / "config.yaml").is_file():
+            raise e.advise(todo=f"once it can be written (free space), continue with: minbert train --resume {run_dir}") from e
+        raise e.advise(todo=f"once it can be written (free space), train again (with --overwrite if {run_dir} has "
+                            "files of this run)") from e
 
 
 def resume_config(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
@@ -121,7 +136,7 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
     preflight_resume(cfg, run_dir, data_dir)  # config, device, backbone, data, last/: before anything changes
     data_path, backbone, teachers = check_inputs(cfg, data_dir)
     init = None if has_checkpoint(run_dir) else check_init(cfg)  # stopped before its first checkpoint: start over
-    with RunFolder.lock(run_dir) as folder, StopSignals() as stop:
+    with continue_after_write_failure(run_dir), RunFolder.lock(run_dir) as folder, StopSignals() as stop:
         recover_interrupted_swap(run_dir / "last")
         recover_interrupted_swap(run_dir / "best")
         log = RunLog(run_dir / "log.txt", hold=True)

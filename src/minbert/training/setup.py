@@ -18,7 +18,7 @@ from ..schema import Config
 from ..data.batching import EncodedSet, encode_examples
 from ..data.loading import load_split, read_split
 from ..data.readers import Example
-from ..errors import DiskError
+from .. import writes
 from ..tasks import Task
 
 
@@ -36,14 +36,16 @@ class RunLog:
         if self.held is not None:
             self.held.append(line)
             return
-        with self.path.open("a") as f:
-            f.write(line + "\n")
+        writes.append(self.path, line + "\n")
 
     def start(self, fresh: bool = False) -> None:
         """Write the held lines (into a new log.txt when `fresh`) and append from now on."""
         held, self.held = self.held or [], None
-        with self.path.open("w" if fresh else "a") as f:
-            f.write("".join(line + "\n" for line in held))
+        text = "".join(line + "\n" for line in held)
+        if fresh or not self.path.exists():
+            writes.write_text(self.path, text)
+        else:
+            writes.append(self.path, text)
 
 
 def seed_everything(seed: int) -> None:
@@ -59,13 +61,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def check_writable(run_dir: Path) -> None:
-    try:
+    """Create `run_dir` and write a probe file into it (a new name: it replaces nothing), or raise WriteError."""
+    with writes.failures(run_dir, writes.NOTHING, "choose another --out, or free space and run the command again"):
         run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-") as probe:  # a new name: replaces nothing
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-") as probe:
             probe.write(b"ok")
             probe.flush()
-    except OSError as e:
-        raise DiskError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from e
 
 
 def training_examples(cfg: Config, task: Task, data_path: Path, log: Callable[[str], None]) -> list[Example]:

@@ -15,19 +15,17 @@ type or a tensor that is not there is a `CheckpointError` naming the file.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import save_file
 
-from ..errors import CheckpointError, DiskError  # noqa: F401  (re-exported where raised)
+from .. import writes
+from ..errors import CheckpointError, DiskError, WriteError  # noqa: F401  (re-exported where raised)
 from ..backbone import read_safetensors
 
 
@@ -64,26 +62,9 @@ class TrainState:
 
 
 def atomic_folder(folder: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(tmp)` into a fresh temporary folder, fsync it, then swap it in for `folder`."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        write(tmp)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        why = "the disk is full" if e.errno == errno.ENOSPC else str(e)
-        kept = f"; the previous {folder.name}/ checkpoint is intact" if folder.exists() else ""
-        raise DiskError(f"cannot write checkpoint {folder}: {why}{kept}") from e
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """Run `write(tmp)` into a fresh `FOLDER.tmp/`, fsync it, then swap it in for `folder` (`writes.atomic_folder`);
+    a failure to write is a WriteError saying the previous checkpoint is intact."""
+    writes.atomic_folder(folder, write, what=f"{folder.name}/ checkpoint")
 
 
 def recover_interrupted_swap(folder: Path) -> None:
@@ -138,8 +119,8 @@ def write_trainer_state(folder: Path, state: dict) -> None:
     """Split `state` into tensors (safetensors) and everything else (JSON) inside `folder`."""
     tensors: dict[str, torch.Tensor] = {}
     plain = _split_tensors(state, "s", tensors)
-    save_file(tensors, str(folder / "trainer_state.safetensors"))
-    (folder / "trainer_state.json").write_text(json.dumps(plain) + "\n")
+    writes.save_safetensors(tensors, folder / "trainer_state.safetensors")
+    writes.write_text(folder / "trainer_state.json", json.dumps(plain) + "\n")
 
 
 @dataclass(frozen=True)

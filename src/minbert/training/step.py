@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .. import writes
 from ..data.batching import to_device
 from ..errors import TrainingError
 from .steplog import learning_rates
@@ -101,9 +102,8 @@ def forward_backward(t, step_tasks: list[str]) -> bool:
         t.steplog.batch(name, value, batch["global_size"])
     cos = t.combiner.finish()
     if cos is not None and t.par.main:
-        with (t.run_dir / "grad_cosine.jsonl").open("a") as f:
-            f.write(json.dumps({"update": t.progress.updates + 1, "epoch": t.progress.epoch, "step": t.progress.step,
-                                "cosine": cos}) + "\n")
+        writes.append(t.run_dir / "grad_cosine.jsonl", json.dumps(
+            {"update": t.progress.updates + 1, "epoch": t.progress.epoch, "step": t.progress.step, "cosine": cos}) + "\n")
     return finite
 
 def optimizer_step(t, finite_losses: bool) -> bool:

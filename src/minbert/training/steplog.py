@@ -26,13 +26,15 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from .. import writes
+from ..errors import ConfigError, WriteError
 
 STEPS_FILE = "steps.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -80,14 +82,27 @@ class StepLog:
         keep_until(path, updates)  # a resumed run: drop what the killed run logged after its checkpoint
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
+            quiet_writer_threads()
             folder = self.run_dir / TENSORBOARD_DIR
             # on a resume, TensorBoard hides the killed run's events after the checkpoint
-            self.writer = SummaryWriter(str(folder), purge_step=updates + 1 if folder.exists() else None)
+            self.writer = self._board(SummaryWriter, str(folder), purge_step=updates + 1 if folder.exists() else None)
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            self._board(self.writer.close)
             self.writer = None
+
+    def _board(self, call, *args, **kwargs):
+        """Call TensorBoard's writer (it writes its files itself, partly in a thread of its own); a failure to
+        write is a WriteError naming RUN_DIR/tensorboard, and nothing more goes to TensorBoard."""
+        try:
+            return call(*args, **kwargs)
+        except Exception as e:
+            if not writes.is_write_failure(e):
+                raise
+            self.writer = None
+            raise WriteError(self.run_dir / TENSORBOARD_DIR, writes.cause(e), "the run's checkpoints are intact",
+                             writes.advice(e)) from e
 
     def progress_bar(self, total: int, initial: int, desc: str) -> tqdm:
         """The epoch's bar on standard error (rank 0 only), showing the latest line's loss and learning rate."""
@@ -119,8 +134,7 @@ class StepLog:
         self.examples, self.since = 0, now
         if not self.main:
             return
-        with (self.run_dir / STEPS_FILE).open("a") as f:
-            f.write(json.dumps(line) + "\n")
+        writes.append(self.run_dir / STEPS_FILE, json.dumps(line) + "\n")
         self.postfix = " ".join(f"{t} {v:.3f}" for t, v in line["loss"].items())
         if "encoder" in lrs:
             self.postfix += f", lr {lrs['encoder']:.2e}"
@@ -128,7 +142,7 @@ class StepLog:
             self.bar.set_postfix_str(self.postfix, refresh=False)
         if self.writer is not None:
             for name, value in scalars(line).items():
-                self.writer.add_scalar(name, value, updates)
+                self._board(self.writer.add_scalar, name, value, updates)
 
     def epoch_end(self, updates: int, metrics: dict[str, float], dev_loss: dict[str, float],
                   eval_seconds: float) -> None:
@@ -138,10 +152,10 @@ class StepLog:
         if self.writer is None:
             return
         for name, value in metrics.items():
-            self.writer.add_scalar(f"dev/{name}", value, updates)
+            self._board(self.writer.add_scalar, f"dev/{name}", value, updates)
         for name, value in dev_loss.items():
-            self.writer.add_scalar(f"dev_loss/{name}", value, updates)
-        self.writer.flush()
+            self._board(self.writer.add_scalar, f"dev_loss/{name}", value, updates)
+        self._board(self.writer.flush)
 
     # ---- checkpoints ----
     def state(self) -> dict:
@@ -155,12 +169,27 @@ class StepLog:
             self.loss_counts = {t: int(state["loss_counts"].get(t, 0)) for t in self.tasks}
 
 
+def quiet_writer_threads() -> None:
+    """TensorBoard's writer thread re-raises a failed write, which Python prints as a traceback; the same error
+    reaches the trainer at the writer's next call (a WriteError), so the thread's own report is left out."""
+    previous = threading.excepthook
+    if getattr(previous, "minbert_quiet", False):
+        return
+
+    def hook(args) -> None:
+        if type(args.thread).__name__ == "_AsyncWriterThread" and writes.is_write_failure(args.exc_value):
+            return
+        previous(args)
+    hook.minbert_quiet = True
+    threading.excepthook = hook
+
+
 def keep_until(path: Path, updates: int) -> None:
     """Keep the lines of a JSON-lines log (steps.jsonl, grad_cosine.jsonl) written at or before optimizer
     step `updates`; a line cut short by a kill goes too."""
     if path.exists():
         kept = [r for r in path.read_text().splitlines() if logged_update(r) <= updates]
-        path.write_text("".join(r + "\n" for r in kept))
+        writes.write_text(path, "".join(r + "\n" for r in kept))
 
 
 def logged_update(row: str) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .. import writes
 from ..errors import CheckpointError, TrainingError  # noqa: F401  (re-exported where raised)
 from ..schema import Config
 from ..data.batching import BatchStream
@@ -114,6 +115,8 @@ class Trainer:
 
     # ---- the loop ----
     def run(self) -> dict[str, float]:
+        """Train, then write the best epoch's predictions. A failure to write (a WriteError) stops the run; its
+        last complete checkpoint stays."""
         start = time.time()
         self.steplog.open(self.progress.updates)
         try:
@@ -129,7 +132,7 @@ class Trainer:
         if not self.par.main:
             self.par.barrier()  # rank 0 writes the predictions
             return self.progress.best_metrics
-        (self.run_dir / "best_metrics.json").write_text(json.dumps(self.progress.best_metrics, indent=2) + "\n")
+        writes.write_text(self.run_dir / "best_metrics.json", json.dumps(self.progress.best_metrics, indent=2) + "\n")
         self.model.load(self.run_dir / "best")
         write_split_predictions(self.model, self.tokenizer, self.cfg, self.data_path, self.run_dir, "dev",
                                 self.dev_sets, self.log)
@@ -222,7 +225,7 @@ class Trainer:
         return False
 
     def write_history(self) -> None:
-        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.progress.history))
+        writes.write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.progress.history))
 
     # ---- checkpoints (state.py: what they hold, how they are written and read) ----
     def save_model(self, folder: Path) -> None:
