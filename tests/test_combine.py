@@ -126,3 +126,99 @@ def test_pcgrad_with_accumulated_gradient_and_a_task_seen_twice(tiny):
     got = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in shared])
     want = textbook_pcgrad([2 * ref["sst"].double(), ref["sts"].double()], [[1], [0]]).float() + carry
     assert torch.allclose(got, want, atol=1e-6, rtol=1e-4)
+
+
+# ---- torchjd's aggregators through minbert's combiner, against torchjd on the explicit Jacobian ----
+import torchjd.aggregation as jd  # noqa: E402
+
+from minbert.combine import COMBINERS, seeded  # noqa: E402
+
+REFERENCE = {  # name -> torchjd's aggregator at the settings' defaults, applied to the Jacobian itself
+    "upgrad": lambda n: jd.UPGrad(), "dualproj": lambda n: jd.DualProj(), "mgda": lambda n: jd.MGDA(),
+    "cagrad": lambda n: jd.CAGrad(c=0.4), "imtl-g": lambda n: jd.IMTLG(), "aligned-mtl": lambda n: jd.AlignedMTL(),
+    "torchjd-pcgrad": lambda n: jd.PCGrad(), "fairgrad": lambda n: jd.FairGrad(alpha=1.0), "random": lambda n: jd.Random(),
+    "nash-mtl": lambda n: jd.NashMTL(n_tasks=n), "graddrop": lambda n: jd.GradDrop(),
+}
+
+
+def test_every_torchjd_method_is_a_combiner_and_tested():
+    assert set(REFERENCE) <= set(COMBINERS)
+
+
+def torchjd_reference(name: str, blocks: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    """torchjd's aggregator on the tasks' Jacobian (tasks x shared parameters), its random draws from a seed of
+    `generator`. GradDrop is applied to each parameter's block of columns in turn (a seed each), as minbert
+    applies it parameter by parameter; the others to the whole Jacobian."""
+    if name == "graddrop":
+        out = []
+        for block in blocks:
+            with seeded(generator):
+                out.append(jd.GradDrop()(block))  # in float32, as the gradients are (its draws depend on the dtype)
+        return torch.cat(out).double()
+    jac = torch.cat(blocks, dim=1).double()
+    with seeded(generator):
+        return REFERENCE[name](jac.shape[0])(jac)
+
+
+def per_task_blocks(model, batches, rows=None) -> list[torch.Tensor]:
+    """For each shared parameter, its gradients as a (tasks x numel) block (zeros where unused); for the word-
+    embedding table with `rows`, only those rows."""
+    shared = list(model.encoder.parameters())
+    table = model.encoder.embeddings.word_embeddings.weight
+    per_task = []
+    for t in batches:
+        grads = torch.autograd.grad(loss_of(model, t, batches), shared, allow_unused=True)
+        per_task.append([torch.zeros_like(p) if g is None else g for p, g in zip(shared, grads)])
+    blocks = []
+    for k, p in enumerate(shared):
+        gs = [g[k] if rows is None or p is not table else g[k].index_select(0, rows) for g in per_task]
+        blocks.append(torch.stack([g.reshape(-1) for g in gs]))
+    return blocks
+
+
+@pytest.mark.parametrize("rows_only", [False, True], ids=["dense", "embedding-rows"])
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_torchjd_aggregator_through_the_combiner_matches_torchjd_on_the_jacobian(tiny, name, rows_only):
+    model, batches = tiny
+    shared = list(model.encoder.parameters())
+    table = model.encoder.embeddings.word_embeddings
+    looked_up = torch.unique(torch.cat([x.reshape(-1) for t in batches for x in
+                                        [batches[t][0][0]["input_ids"]]])) if rows_only else None
+    blocks = per_task_blocks(model, batches, looked_up)
+    want = torchjd_reference(name, blocks, torch.Generator().manual_seed(7))
+    head_ref = {t: torch.autograd.grad(loss_of(model, t, batches), list(model.heads[t].parameters())) for t in batches}
+    combiner = COMBINERS[name](shared, COMBINERS[name].settings(), 7, table if rows_only else None, None, list(batches))
+    combiner.begin(log_cosines=False)
+    for t in batches:
+        combiner.backward(t, loss_of(model, t, batches))
+    combiner.finish()
+    parts = []
+    for p in shared:
+        g = torch.zeros_like(p) if p.grad is None else p.grad
+        if rows_only and p is table.weight:
+            outside = torch.ones(g.shape[0], dtype=torch.bool)
+            outside[looked_up] = False
+            assert not g[outside].any(), "rows no batch looked up stay zero"
+            g = g.index_select(0, looked_up)
+        parts.append(g.reshape(-1))
+    got = torch.cat(parts).double()
+    assert want.abs().max() > 0
+    tol = 1e-3 if name in ("cagrad", "nash-mtl", "fairgrad") else 1e-4  # solvers stop at their own tolerance
+    assert torch.allclose(got, want, rtol=tol, atol=tol * float(want.abs().max())), float((got - want).abs().max())
+    for t in batches:  # heads keep their own gradients
+        for p, r in zip(model.heads[t].parameters(), head_ref[t]):
+            assert torch.allclose(p.grad, r, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_torchjd_pcgrad_and_minbert_pcgrad_agree_on_the_same_gram_matrix_and_orders(seed):
+    torch.manual_seed(seed)
+    jac = torch.randn(4, 30, dtype=torch.float64)
+    jac[1] = -jac[0] + 0.5 * jac[1]  # a conflicting pair at least
+    gram = jac @ jac.T
+    torch.manual_seed(100 + seed)
+    want = jd.PCGradWeighting()(gram)
+    torch.manual_seed(100 + seed)  # the orders torchjd drew: a permutation of all tasks per task, itself skipped
+    orders = [[j for j in torch.randperm(4).tolist() if j != i] for i in range(4)]
+    assert torch.allclose(pcgrad_weights(gram, orders), want)
+    assert torch.allclose(pcgrad_weights(gram, orders) @ jac, textbook_pcgrad(list(jac), orders))
