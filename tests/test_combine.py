@@ -222,3 +222,127 @@ def test_torchjd_pcgrad_and_minbert_pcgrad_agree_on_the_same_gram_matrix_and_ord
     orders = [[j for j in torch.randperm(4).tolist() if j != i] for i in range(4)]
     assert torch.allclose(pcgrad_weights(gram, orders), want)
     assert torch.allclose(pcgrad_weights(gram, orders) @ jac, textbook_pcgrad(list(jac), orders))
+
+
+# ---- loss weightings against closed forms (a linear model: task t's gradient is a_t, its loss a value we set) ----
+import math  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+
+TASKS3 = ["sst", "para", "sts"]
+A = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 1.0]])  # each task's gradient on the one shared parameter
+
+
+def linear_step(combiner, losses: dict[str, float], epoch: int = 1, stepped: bool = True) -> torch.Tensor:
+    """One update through the combiner: task t's loss is a_t . p (gradient a_t), its recorded value losses[t]."""
+    p = combiner.shared[0]
+    p.grad = None
+    combiner.begin(log_cosines=False, epoch=epoch)
+    for t, value in losses.items():
+        combiner.backward(t, A[TASKS3.index(t)] @ p, value)
+    combiner.finish()
+    grad = p.grad.clone()
+    combiner.after_update(stepped)
+    return grad
+
+
+def weighting(name, **settings):
+    p = torch.nn.Parameter(torch.zeros(2))
+    return COMBINERS[name]([p], COMBINERS[name].settings(**settings), 0, None, None, TASKS3)
+
+
+def adam_first_step(lr, grad):
+    """Adam's first step from zero moments: -lr * g / (|g| + eps) (bias-corrected)."""
+    return -lr * grad / (grad.abs() + 1e-8)
+
+
+def test_uncertainty_weighting_closed_form():
+    """Kendall et al. 2018 (LibMTL's form): w_t = exp(-s_t) / 2; s_t descends (1 - exp(-s_t) L_t) / 2 and rests
+    at log L_t."""
+    c = weighting("uw", lr=0.05)
+    losses = {"sst": 0.5, "para": 2.0, "sts": 4.0}
+    grad = linear_step(c, losses)
+    assert torch.allclose(grad, 0.5 * A.sum(0))  # s = 0: each weight 1/2
+    L = torch.tensor(list(losses.values()), dtype=torch.float64)
+    assert torch.allclose(c.opt.x, adam_first_step(0.05, 0.5 - 0.5 * L))
+    for _ in range(2000):
+        linear_step(c, losses)
+    assert torch.allclose(c.opt.x.exp(), L, rtol=0.02)
+    s = c.opt.x.float()
+    assert torch.allclose(linear_step(c, losses), (0.5 * torch.exp(-s)) @ A, rtol=1e-5)
+
+
+def test_dynamic_weight_average_closed_form():
+    """Liu et al. 2019, eq. 7: 1 for two epochs, then K softmax(r / T) with r the ratio of the last two epochs'
+    mean losses."""
+    c = weighting("dwa", temperature=2.0)
+    epochs = [{"sst": [2.0, 1.0], "para": [1.0, 1.0], "sts": [4.0, 2.0]},
+              {"sst": [1.0, 1.0], "para": [0.9, 0.7], "sts": [3.0, 3.0]}]
+    for e, losses in enumerate(epochs, start=1):
+        for k in range(2):
+            grad = linear_step(c, {t: v[k] for t, v in losses.items()}, epoch=e)
+            assert torch.allclose(grad, A.sum(0))  # weights 1 in the first two epochs
+    mean = [torch.tensor([sum(epochs[e][t]) / 2 for t in TASKS3]) for e in range(2)]
+    want = 3 * F.softmax(mean[1] / mean[0] / 2.0, dim=0)
+    grad = linear_step(c, {"sst": 1.0, "para": 1.0, "sts": 1.0}, epoch=3)
+    assert torch.allclose(grad, want @ A, rtol=1e-5)
+    assert want.sum() == pytest.approx(3.0)
+
+
+def test_gradnorm_matches_libmtls_formula():
+    """Chen et al. 2018 as LibMTL writes it: w = K softmax(xi); G_t = |w_t grad_t|; the loss ratios to the first
+    update's losses; xi's first Adam step descends sum |G_t - mean(G) (r_t / mean r)^alpha| (target constant)."""
+    c = weighting("gradnorm", lr=0.1, alpha=1.5)
+    first = {"sst": 2.0, "para": 1.0, "sts": 0.5}
+    grad = linear_step(c, first)
+    assert torch.allclose(grad, A.sum(0))  # xi = 0: weights 1
+    xi = c.opt.x.clone()
+    # LibMTL's GradNorm at the second update, written out: loss_scale, G_per_loss, r_i, constant term, L_grad
+    loss_scale = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    w = 3 * F.softmax(loss_scale, dim=-1)
+    G_per_loss = torch.norm(w.unsqueeze(1) * A.double(), p=2, dim=-1)
+    L_i = torch.tensor([first[t] / first[t] for t in TASKS3], dtype=torch.float64)
+    r_i = L_i / L_i.mean()
+    torch.abs(G_per_loss - (G_per_loss.mean() * r_i ** 1.5).detach()).sum().backward()
+    assert torch.allclose(xi, adam_first_step(0.1, loss_scale.grad))
+    second = {"sst": 1.0, "para": 1.0, "sts": 0.5}
+    grad = linear_step(c, second)
+    assert torch.allclose(grad, (3 * F.softmax(xi, dim=0)).float() @ A, rtol=1e-5)
+
+
+def test_random_loss_weighting_draws_softmax_of_a_normal():
+    """Lin et al. 2022 (LibMTL's RLW): w = softmax(z), z ~ N(0, I), a fresh draw each update."""
+    c = weighting("rlw")
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        w = F.softmax(torch.randn(3, generator=g, dtype=torch.float64), dim=0)
+        assert torch.allclose(linear_step(c, {"sst": 1.0, "para": 1.0, "sts": 1.0}), w.float() @ A, rtol=1e-5)
+
+
+def test_famo_closed_form():
+    """Liu et al. 2023: w_t = z_t / (c L_t), c = sum_i z_i / L_i (the last update's losses); after the next update
+    xi takes Adam's step on J_softmax^T delta, delta = log L(before) - log L(after), with weight decay gamma."""
+    c = weighting("famo", lr=0.025, gamma=0.01)
+    before = {"sst": 2.0, "para": 1.0, "sts": 0.5}
+    grad = linear_step(c, before)  # nothing known yet: c from this batch's own loss, so each w_t = z_t (1/3)
+    assert torch.allclose(grad, A.sum(0) / 3, rtol=1e-5)
+    after = {"sst": 1.0, "para": 0.9, "sts": 0.5}
+    L = torch.tensor(list(before.values()), dtype=torch.float64)
+    z = torch.full((3,), 1 / 3, dtype=torch.float64)
+    want = (z / (torch.tensor(list(after.values()), dtype=torch.float64)) / (z / L).sum())
+    assert torch.allclose(linear_step(c, after), want.float() @ A, rtol=1e-5)
+    delta = torch.log(L) - torch.log(torch.tensor(list(after.values()), dtype=torch.float64))
+    xi = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    d = torch.autograd.grad(F.softmax(xi, -1), xi, grad_outputs=delta)[0]  # FAMO's reference update
+    assert torch.allclose(c.opt.x, adam_first_step(0.025, d))
+
+
+@pytest.mark.parametrize("name", ["uw", "gradnorm", "famo"])
+def test_a_skipped_update_leaves_learned_weights_alone(name):
+    c = weighting(name)
+    linear_step(c, {"sst": 1.0, "para": 2.0, "sts": 3.0})
+    before = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in c.state().items()}
+    linear_step(c, {"sst": 5.0, "para": 1.0, "sts": 0.1}, stepped=False)
+    after = c.state()
+    assert all(torch.equal(before["adam"][j], after["adam"][j]) for j in ("x", "m", "v"))
+    assert before["adam"]["t"] == after["adam"]["t"] == 1
