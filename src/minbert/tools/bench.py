@@ -8,6 +8,8 @@ is reported with its ratio (timings on shared machines drift; ratios in one run 
   (model FLOPs of the step's real batch shapes / step time);
 - padding: pad tokens / all tokens of the training batches with and without length bucketing;
 - combine: step time of sum, pcgrad, smart and a distilled step (teachers' targets mixed in) on the same batches;
+- mtl: step time of every `train.combine.name` method against `sum`, one trainer whose combiner is swapped,
+  each method's step on the same batches (the batch streams rewound before each);
 - predict: examples/s of minbert's batched prediction vs a plain transformers model on the same rows;
 - predict_file: rows/s of file prediction (read, predict, write CSV; `minbert predict --input`) vs a
   transformers text-classification pipeline on the same exported encoder weights, rows and batch size;
@@ -34,7 +36,7 @@ from ..optim import AdamW
 from ..tasks import get_task
 from ..tokenizer import Tokenizer
 
-PARTS = ("encoder", "matmul", "padding", "combine", "optimizer", "predict", "predict_file", "train")
+PARTS = ("encoder", "matmul", "padding", "combine", "mtl", "optimizer", "predict", "predict_file", "train")
 
 
 def _sync() -> None:
@@ -209,6 +211,34 @@ def step_rows(base: list[str], run_root: Path, reps: int, matmul: float | None) 
     if matmul:
         rows[0]["share of matmul FLOP/s"] = rows[0]["model FLOP/s"] / matmul
     return rows
+
+
+def mtl_rows(base: list[str], run_root: Path, reps: int) -> list[dict]:
+    """Step time of each multi-task method (train.combine.name) against `sum`, the methods taking turns on one
+    trainer, each step on the same batches (the streams rewound to one position before each): the ratio is the
+    method's cost on top of a plain step (its backward passes, Gram matrix, weighting and combination)."""
+    import copy
+
+    from ..combine import COMBINERS, build_combiner
+    from ..settings import CHOICES
+    trainer = make_trainers({"sum": []}, base, run_root)["sum"]
+    shared = list(trainer.model.encoder.parameters())
+    table = trainer.model.encoder.embeddings.word_embeddings
+    combiners = {name: build_combiner(CHOICES["train.combine"][name](), shared, trainer.cfg.train.seed, table,
+                                      None, trainer.cfg.tasks) for name in COMBINERS}
+    start = {n: copy.deepcopy(s.state()) for n, s in trainer.streams.items()}
+    times: dict[str, list[float]] = {k: [] for k in combiners}
+    for r in range(1 + reps):
+        for name, combiner in combiners.items():
+            for n, stream in trainer.streams.items():
+                stream.load_state(copy.deepcopy(start[n]))
+            trainer.combiner = combiner
+            t = timed(train_step(trainer))
+            if r >= 1:
+                times[name].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return [{"method": k, "s/step": v, "ratio": v / med["sum"], "gram": combiners[k].needs_capture()}
+            for k, v in med.items()]
 
 
 def optimizer_rows(backbone: str | None, reps: int) -> list[dict]:
@@ -411,6 +441,8 @@ def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int
     common = [f"model.backbone={backbone}"] if backbone else []
     if "combine" in parts:
         out["combine"] = step_rows(common + STEP_BASE, run_root / "combine", reps, matmul)
+    if "mtl" in parts:
+        out["mtl"] = mtl_rows(common + STEP_BASE, run_root / "mtl", reps)
     if "optimizer" in parts:
         out["optimizer"] = optimizer_rows(backbone, reps)
     if "predict" in parts:
