@@ -276,6 +276,12 @@ class FAMO(LossWeighting):
         self.last = torch.full((len(self.tasks),), math.nan, dtype=torch.float64)  # the last update's mean losses
 
     def backward(self, task, loss, value=None, share=1.0) -> bool:
+        if value is not None:
+            self.observe(task, value, share)
+        if value is not None and self.sum_over is not None:  # data-parallel: the global batch's loss
+            device = self.shared[0].device
+            both = torch.tensor([share * value], dtype=torch.float64, device=device)
+            value = float(self.sum_over([both], [both])[0])
         if value is None or not math.isfinite(value):
             w = 1.0  # a non-finite loss: the step is skipped anyway
         else:
@@ -283,8 +289,6 @@ class FAMO(LossWeighting):
             known = self.last.isnan().logical_not()
             d = torch.where(known, self.last, torch.full_like(self.last, value)) + self.cfg.eps
             w = float(z[self.index[task]] / (value + self.cfg.eps) / (z / d).sum())
-        if value is not None:
-            self.observe(task, value, share)
         if not loss.requires_grad:
             return False
         (w * loss).backward()
