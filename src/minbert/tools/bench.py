@@ -222,6 +222,7 @@ def mtl_rows(base: list[str], run_root: Path, reps: int) -> list[dict]:
     from ..combine import COMBINERS, build_combiner
     from ..settings import CHOICES
     trainer = make_trainers({"sum": []}, base, run_root)["sum"]
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)  # many updates on one trainer: its step log writes
     shared = list(trainer.model.encoder.parameters())
     table = trainer.model.encoder.embeddings.word_embeddings
     combiners = {name: build_combiner(CHOICES["train.combine"][name](), shared, trainer.cfg.train.seed, table,
