@@ -36,7 +36,11 @@ def test_bench_runs_every_part(tmp_path, tiny_backbone, capsys):
     assert main(["bench", "--backbone", str(tiny_backbone), "--lengths", "8", "--batch", "4", "--reps", "1",
                  "--runs", str(tmp_path / "runs"), "--json", str(out), "--threads", "1"]) == 0
     result = json.loads(out.read_text())
-    assert set(result) == {"encoder", "matmul", "padding", "combine", "optimizer", "predict", "predict_file", "train"}
+    assert set(result) == {"encoder", "matmul", "padding", "combine", "mtl", "optimizer", "predict", "predict_file",
+                           "train"}
+    from minbert.combine import COMBINERS
+    assert [r["method"] for r in result["mtl"]] == list(COMBINERS) and all(r["ratio"] > 0 for r in result["mtl"])
+    assert result["mtl"][0]["ratio"] == 1.0 and {r["method"] for r in result["mtl"] if r["gram"]} >= {"upgrad", "pcgrad"}
     assert result["encoder"][0]["fwd+bwd ratio"] > 0 and result["matmul"][0]["fp32 matmul FLOP/s (2048^3)"] > 0
     assert [r["variant"] for r in result["combine"]] == ["sum", "pcgrad", "smart (T=1)", "smart steps=0 (R3F)",
                                                            "distilled (BAM!)"]

@@ -126,3 +126,223 @@ def test_pcgrad_with_accumulated_gradient_and_a_task_seen_twice(tiny):
     got = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in shared])
     want = textbook_pcgrad([2 * ref["sst"].double(), ref["sts"].double()], [[1], [0]]).float() + carry
     assert torch.allclose(got, want, atol=1e-6, rtol=1e-4)
+
+
+# ---- torchjd's aggregators through minbert's combiner, against torchjd on the explicit Jacobian ----
+import torchjd.aggregation as jd  # noqa: E402
+
+from minbert.combine import COMBINERS, seeded  # noqa: E402
+
+REFERENCE = {  # name -> torchjd's aggregator at the settings' defaults, applied to the Jacobian itself
+    "upgrad": lambda n: jd.UPGrad(), "dualproj": lambda n: jd.DualProj(), "mgda": lambda n: jd.MGDA(),
+    "cagrad": lambda n: jd.CAGrad(c=0.4), "imtl-g": lambda n: jd.IMTLG(), "aligned-mtl": lambda n: jd.AlignedMTL(),
+    "torchjd-pcgrad": lambda n: jd.PCGrad(), "fairgrad": lambda n: jd.FairGrad(alpha=1.0), "random": lambda n: jd.Random(),
+    "nash-mtl": lambda n: jd.NashMTL(n_tasks=n), "graddrop": lambda n: jd.GradDrop(),
+}
+
+
+def test_every_torchjd_method_is_a_combiner_and_tested():
+    assert set(REFERENCE) <= set(COMBINERS)
+
+
+def torchjd_reference(name: str, blocks: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    """torchjd's aggregator on the tasks' Jacobian (tasks x shared parameters), its random draws from a seed of
+    `generator`. GradDrop is applied to each parameter's block of columns in turn (a seed each), as minbert
+    applies it parameter by parameter; the others to the whole Jacobian."""
+    if name == "graddrop":
+        out = []
+        for block in blocks:
+            with seeded(generator):
+                out.append(jd.GradDrop()(block))  # in float32, as the gradients are (its draws depend on the dtype)
+        return torch.cat(out).double()
+    jac = torch.cat(blocks, dim=1).double()
+    with seeded(generator):
+        return REFERENCE[name](jac.shape[0])(jac)
+
+
+def per_task_blocks(model, batches, rows=None) -> list[torch.Tensor]:
+    """For each shared parameter, its gradients as a (tasks x numel) block (zeros where unused); for the word-
+    embedding table with `rows`, only those rows."""
+    shared = list(model.encoder.parameters())
+    table = model.encoder.embeddings.word_embeddings.weight
+    per_task = []
+    for t in batches:
+        grads = torch.autograd.grad(loss_of(model, t, batches), shared, allow_unused=True)
+        per_task.append([torch.zeros_like(p) if g is None else g for p, g in zip(shared, grads)])
+    blocks = []
+    for k, p in enumerate(shared):
+        gs = [g[k] if rows is None or p is not table else g[k].index_select(0, rows) for g in per_task]
+        blocks.append(torch.stack([g.reshape(-1) for g in gs]))
+    return blocks
+
+
+@pytest.mark.parametrize("rows_only", [False, True], ids=["dense", "embedding-rows"])
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_torchjd_aggregator_through_the_combiner_matches_torchjd_on_the_jacobian(tiny, name, rows_only):
+    model, batches = tiny
+    shared = list(model.encoder.parameters())
+    table = model.encoder.embeddings.word_embeddings
+    looked_up = torch.unique(torch.cat([x.reshape(-1) for t in batches for x in
+                                        [batches[t][0][0]["input_ids"]]])) if rows_only else None
+    blocks = per_task_blocks(model, batches, looked_up)
+    want = torchjd_reference(name, blocks, torch.Generator().manual_seed(7))
+    head_ref = {t: torch.autograd.grad(loss_of(model, t, batches), list(model.heads[t].parameters())) for t in batches}
+    combiner = COMBINERS[name](shared, COMBINERS[name].settings(), 7, table if rows_only else None, None, list(batches))
+    combiner.begin(log_cosines=False)
+    for t in batches:
+        combiner.backward(t, loss_of(model, t, batches))
+    combiner.finish()
+    parts = []
+    for p in shared:
+        g = torch.zeros_like(p) if p.grad is None else p.grad
+        if rows_only and p is table.weight:
+            outside = torch.ones(g.shape[0], dtype=torch.bool)
+            outside[looked_up] = False
+            assert not g[outside].any(), "rows no batch looked up stay zero"
+            g = g.index_select(0, looked_up)
+        parts.append(g.reshape(-1))
+    got = torch.cat(parts).double()
+    assert want.abs().max() > 0
+    tol = 1e-3 if name in ("cagrad", "nash-mtl", "fairgrad") else 1e-4  # solvers stop at their own tolerance
+    assert torch.allclose(got, want, rtol=tol, atol=tol * float(want.abs().max())), float((got - want).abs().max())
+    for t in batches:  # heads keep their own gradients
+        for p, r in zip(model.heads[t].parameters(), head_ref[t]):
+            assert torch.allclose(p.grad, r, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_torchjd_pcgrad_and_minbert_pcgrad_agree_on_the_same_gram_matrix_and_orders(seed):
+    torch.manual_seed(seed)
+    jac = torch.randn(4, 30, dtype=torch.float64)
+    jac[1] = -jac[0] + 0.5 * jac[1]  # a conflicting pair at least
+    gram = jac @ jac.T
+    torch.manual_seed(100 + seed)
+    want = jd.PCGradWeighting()(gram)
+    torch.manual_seed(100 + seed)  # the orders torchjd drew: a permutation of all tasks per task, itself skipped
+    orders = [[j for j in torch.randperm(4).tolist() if j != i] for i in range(4)]
+    assert torch.allclose(pcgrad_weights(gram, orders), want)
+    assert torch.allclose(pcgrad_weights(gram, orders) @ jac, textbook_pcgrad(list(jac), orders))
+
+
+# ---- loss weightings against closed forms (a linear model: task t's gradient is a_t, its loss a value we set) ----
+import math  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+
+TASKS3 = ["sst", "para", "sts"]
+A = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 1.0]])  # each task's gradient on the one shared parameter
+
+
+def linear_step(combiner, losses: dict[str, float], epoch: int = 1, stepped: bool = True) -> torch.Tensor:
+    """One update through the combiner: task t's loss is a_t . p (gradient a_t), its recorded value losses[t]."""
+    p = combiner.shared[0]
+    p.grad = None
+    combiner.begin(log_cosines=False, epoch=epoch)
+    for t, value in losses.items():
+        combiner.backward(t, A[TASKS3.index(t)] @ p, value)
+    combiner.finish()
+    grad = p.grad.clone()
+    combiner.after_update(stepped)
+    return grad
+
+
+def weighting(name, **settings):
+    p = torch.nn.Parameter(torch.zeros(2))
+    return COMBINERS[name]([p], COMBINERS[name].settings(**settings), 0, None, None, TASKS3)
+
+
+def adam_first_step(lr, grad):
+    """Adam's first step from zero moments: -lr * g / (|g| + eps) (bias-corrected)."""
+    return -lr * grad / (grad.abs() + 1e-8)
+
+
+def test_uncertainty_weighting_closed_form():
+    """Kendall et al. 2018 (LibMTL's form): w_t = exp(-s_t) / 2; s_t descends (1 - exp(-s_t) L_t) / 2 and rests
+    at log L_t."""
+    c = weighting("uw", lr=0.05)
+    losses = {"sst": 0.5, "para": 2.0, "sts": 4.0}
+    grad = linear_step(c, losses)
+    assert torch.allclose(grad, 0.5 * A.sum(0))  # s = 0: each weight 1/2
+    L = torch.tensor(list(losses.values()), dtype=torch.float64)
+    assert torch.allclose(c.opt.x, adam_first_step(0.05, 0.5 - 0.5 * L))
+    for _ in range(2000):
+        linear_step(c, losses)
+    assert torch.allclose(c.opt.x.exp(), L, rtol=0.02)
+    s = c.opt.x.float()
+    assert torch.allclose(linear_step(c, losses), (0.5 * torch.exp(-s)) @ A, rtol=1e-5)
+
+
+def test_dynamic_weight_average_closed_form():
+    """Liu et al. 2019, eq. 7: 1 for two epochs, then K softmax(r / T) with r the ratio of the last two epochs'
+    mean losses."""
+    c = weighting("dwa", temperature=2.0)
+    epochs = [{"sst": [2.0, 1.0], "para": [1.0, 1.0], "sts": [4.0, 2.0]},
+              {"sst": [1.0, 1.0], "para": [0.9, 0.7], "sts": [3.0, 3.0]}]
+    for e, losses in enumerate(epochs, start=1):
+        for k in range(2):
+            grad = linear_step(c, {t: v[k] for t, v in losses.items()}, epoch=e)
+            assert torch.allclose(grad, A.sum(0))  # weights 1 in the first two epochs
+    mean = [torch.tensor([sum(epochs[e][t]) / 2 for t in TASKS3]) for e in range(2)]
+    want = 3 * F.softmax(mean[1] / mean[0] / 2.0, dim=0)
+    grad = linear_step(c, {"sst": 1.0, "para": 1.0, "sts": 1.0}, epoch=3)
+    assert torch.allclose(grad, want @ A, rtol=1e-5)
+    assert want.sum() == pytest.approx(3.0)
+
+
+def test_gradnorm_matches_libmtls_formula():
+    """Chen et al. 2018 as LibMTL writes it: w = K softmax(xi); G_t = |w_t grad_t|; the loss ratios to the first
+    update's losses; xi's first Adam step descends sum |G_t - mean(G) (r_t / mean r)^alpha| (target constant)."""
+    c = weighting("gradnorm", lr=0.1, alpha=1.5)
+    first = {"sst": 2.0, "para": 1.0, "sts": 0.5}
+    grad = linear_step(c, first)
+    assert torch.allclose(grad, A.sum(0))  # xi = 0: weights 1
+    xi = c.opt.x.clone()
+    # LibMTL's GradNorm at the second update, written out: loss_scale, G_per_loss, r_i, constant term, L_grad
+    loss_scale = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    w = 3 * F.softmax(loss_scale, dim=-1)
+    G_per_loss = torch.norm(w.unsqueeze(1) * A.double(), p=2, dim=-1)
+    L_i = torch.tensor([first[t] / first[t] for t in TASKS3], dtype=torch.float64)
+    r_i = L_i / L_i.mean()
+    torch.abs(G_per_loss - (G_per_loss.mean() * r_i ** 1.5).detach()).sum().backward()
+    assert torch.allclose(xi, adam_first_step(0.1, loss_scale.grad))
+    second = {"sst": 1.0, "para": 1.0, "sts": 0.5}
+    grad = linear_step(c, second)
+    assert torch.allclose(grad, (3 * F.softmax(xi, dim=0)).float() @ A, rtol=1e-5)
+
+
+def test_random_loss_weighting_draws_softmax_of_a_normal():
+    """Lin et al. 2022 (LibMTL's RLW): w = softmax(z), z ~ N(0, I), a fresh draw each update."""
+    c = weighting("rlw")
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        w = F.softmax(torch.randn(3, generator=g, dtype=torch.float64), dim=0)
+        assert torch.allclose(linear_step(c, {"sst": 1.0, "para": 1.0, "sts": 1.0}), w.float() @ A, rtol=1e-5)
+
+
+def test_famo_closed_form():
+    """Liu et al. 2023: w_t = z_t / (c L_t), c = sum_i z_i / L_i (the last update's losses); after the next update
+    xi takes Adam's step on J_softmax^T delta, delta = log L(before) - log L(after), with weight decay gamma."""
+    c = weighting("famo", lr=0.025, gamma=0.01)
+    before = {"sst": 2.0, "para": 1.0, "sts": 0.5}
+    grad = linear_step(c, before)  # nothing known yet: c from this batch's own loss, so each w_t = z_t (1/3)
+    assert torch.allclose(grad, A.sum(0) / 3, rtol=1e-5)
+    after = {"sst": 1.0, "para": 0.9, "sts": 0.5}
+    L = torch.tensor(list(before.values()), dtype=torch.float64)
+    z = torch.full((3,), 1 / 3, dtype=torch.float64)
+    want = (z / (torch.tensor(list(after.values()), dtype=torch.float64)) / (z / L).sum())
+    assert torch.allclose(linear_step(c, after), want.float() @ A, rtol=1e-5)
+    delta = torch.log(L) - torch.log(torch.tensor(list(after.values()), dtype=torch.float64))
+    xi = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    d = torch.autograd.grad(F.softmax(xi, -1), xi, grad_outputs=delta)[0]  # FAMO's reference update
+    assert torch.allclose(c.opt.x, adam_first_step(0.025, d))
+
+
+@pytest.mark.parametrize("name", ["uw", "gradnorm", "famo"])
+def test_a_skipped_update_leaves_learned_weights_alone(name):
+    c = weighting(name)
+    linear_step(c, {"sst": 1.0, "para": 2.0, "sts": 3.0})
+    before = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in c.state().items()}
+    linear_step(c, {"sst": 5.0, "para": 1.0, "sts": 0.1}, stepped=False)
+    after = c.state()
+    assert all(torch.equal(before["adam"][j], after["adam"][j]) for j in ("x", "m", "v"))
+    assert before["adam"]["t"] == after["adam"]["t"]

@@ -387,3 +387,21 @@ def test_a_sibling_that_starts_a_moment_later_is_seen_at_the_next_output(teacher
     procs[0].wait(timeout=60)
     waiter.join(timeout=60)
     assert not waiter.is_alive() and torch.equal(result[parts[1].name], marked)
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
+def test_a_run_that_is_its_own_teacher_is_refused_before_anything_changes(teacher, tiny_backbone, small_data_dir,
+                                                                          tmp_path, overwrite):
+    """`--out RUN --overwrite` with RUN among its own teachers would delete the teacher while its outputs train the
+    student: a one-line error, and the teacher's files are untouched."""
+    run = tmp_path / "run"
+    shutil.copytree(teacher, run)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    args = tiny_args(run, tiny_backbone, small_data_dir, "[sst, sts]",
+                     "--set", f"train.distill.teachers={{sst: [{run}], sts: [{run / 'best'}]}}",
+                     *(["--overwrite"] if overwrite else []))
+    proc = minbert_cli(*args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("minbert: error: train.distill.teachers.sst[0]: ") and proc.stderr.count("\n") == 1
+    assert "is the run being written" in proc.stderr
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -41,7 +41,7 @@ def run_train(out: Path, backbone: Path, data: Path, processes: int, *extra: str
     return proc
 
 
-@pytest.mark.parametrize("combine", ["sum", "pcgrad"])
+@pytest.mark.parametrize("combine", ["sum", "pcgrad", "upgrad", "famo"])
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, no_dropout_backbone, small_data_dir, combine):
     extra = ["--set", f"train.combine.name={combine}"]
     run_train(tmp_path / "one", no_dropout_backbone, small_data_dir, 1, *extra)

@@ -130,3 +130,35 @@ def test_resume_on_different_data_is_refused(reference_run, tmp_path, data_dir):
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "the training data differs from the run's (sst: 64 rows" in proc.stderr
+
+
+@pytest.mark.parametrize("combine", ["gradnorm", "famo"])
+def test_learned_loss_weights_resume_bit_identical_after_sigkill(combine, tmp_path, tiny_backbone, small_data_dir):
+    """A run whose combiner learns its task weights (GradNorm: from the Gram matrix, FAMO: from the losses), with
+    gradient accumulation, killed with SIGKILL and resumed, ends as the same run uninterrupted; the weights' state
+    is in the checkpoint."""
+    def args(out):
+        return [*train_args(out, tiny_backbone, small_data_dir), "--set", f"train.combine.name={combine}",
+                "--set", "train.combine.lr=0.2", "--set", "train.accumulate=2"]
+    reference = tmp_path / "reference"
+    run_minbert(args(reference))
+    state = json.loads((reference / "last" / "trainer_state.json").read_text())
+    assert state["combiner"]["adam"]["t"] > 0  # the weights moved, and the checkpoint holds them
+    target = random.Random().randint(2, 26)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "minbert", *args(run)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    signal_when(proc, lambda: steps_done(run) >= target)
+    proc.wait()
+    assert not (run / "best_metrics.json").exists(), "killed mid-run"
+    run_minbert(["train", "--resume", str(run)])
+    for folder in ("best", "last"):
+        ref, got = weights(reference / folder), weights(run / folder)
+        assert all(torch.equal(ref[k], got[k]) for k in ref), f"{folder}: weights differ after a kill at step ~{target}"
+    assert json.loads((run / "last" / "trainer_state.json").read_text())["combiner"] == state["combiner"]
+    assert load_file(str(run / "last" / "trainer_state.safetensors")).keys() == \
+        load_file(str(reference / "last" / "trainer_state.safetensors")).keys()
+    ref_t, got_t = (load_file(str(r / "last" / "trainer_state.safetensors")) for r in (reference, run))
+    assert all(torch.allclose(ref_t[k], got_t[k], rtol=0, atol=0, equal_nan=True)  # bit for bit (nan: not seen)
+               for k in ref_t if k.startswith("s.combiner."))
+    assert step_lines(run) == step_lines(reference)

@@ -8,6 +8,8 @@ is reported with its ratio (timings on shared machines drift; ratios in one run 
   (model FLOPs of the step's real batch shapes / step time);
 - padding: pad tokens / all tokens of the training batches with and without length bucketing;
 - combine: step time of sum, pcgrad, smart and a distilled step (teachers' targets mixed in) on the same batches;
+- mtl: step time of every `train.combine.name` method against `sum`, one trainer whose combiner is swapped,
+  each method's step on the same batches (the batch streams rewound before each);
 - tasks: step time of the catalogue's SST against a declared copy of it (the same definition under another name,
   read through `task_defs`) on the same rows and batches;
 - predict: examples/s of minbert's batched prediction vs a plain transformers model on the same rows;
@@ -38,7 +40,7 @@ from ..optim import AdamW
 from ..tasks import get_task
 from ..tokenizer import Tokenizer
 
-PARTS = ("encoder", "matmul", "padding", "combine", "tasks", "optimizer", "predict", "predict_file", "train")
+PARTS = ("encoder", "matmul", "padding", "combine", "mtl", "tasks", "optimizer", "predict", "predict_file", "train")
 
 
 def _sync() -> None:
@@ -213,6 +215,35 @@ def step_rows(base: list[str], run_root: Path, reps: int, matmul: float | None) 
     if matmul:
         rows[0]["share of matmul FLOP/s"] = rows[0]["model FLOP/s"] / matmul
     return rows
+
+
+def mtl_rows(base: list[str], run_root: Path, reps: int) -> list[dict]:
+    """Step time of each multi-task method (train.combine.name) against `sum`, the methods taking turns on one
+    trainer, each step on the same batches (the streams rewound to one position before each): the ratio is the
+    method's cost on top of a plain step (its backward passes, Gram matrix, weighting and combination)."""
+    import copy
+
+    from ..combine import COMBINERS, build_combiner
+    from ..settings import CHOICES
+    trainer = make_trainers({"sum": []}, base, run_root)["sum"]
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)  # many updates on one trainer: its step log writes
+    shared = list(trainer.model.encoder.parameters())
+    table = trainer.model.encoder.embeddings.word_embeddings
+    combiners = {name: build_combiner(CHOICES["train.combine"][name](), shared, trainer.cfg.train.seed, table,
+                                      None, trainer.cfg.tasks) for name in COMBINERS}
+    start = {n: copy.deepcopy(s.state()) for n, s in trainer.streams.items()}
+    times: dict[str, list[float]] = {k: [] for k in combiners}
+    for r in range(1 + reps):
+        for name, combiner in combiners.items():
+            for n, stream in trainer.streams.items():
+                stream.load_state(copy.deepcopy(start[n]))
+            trainer.combiner = combiner
+            t = timed(train_step(trainer))
+            if r >= 1:
+                times[name].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return [{"method": k, "s/step": v, "ratio": v / med["sum"], "gram": combiners[k].needs_capture()}
+            for k, v in med.items()]
 
 
 def declared_copy(name: str, task) -> str:
@@ -432,6 +463,8 @@ def bench(parts: list[str], backbone: str | None, lengths: list[int], batch: int
     common = [f"model.backbone={backbone}"] if backbone else []
     if "combine" in parts:
         out["combine"] = step_rows(common + STEP_BASE, run_root / "combine", reps, matmul)
+    if "mtl" in parts:
+        out["mtl"] = mtl_rows(common + STEP_BASE, run_root / "mtl", reps)
     if "tasks" in parts:
         out["tasks"] = task_rows(common + STEP_BASE, run_root / "tasks", reps)
     if "optimizer" in parts:

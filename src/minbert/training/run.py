@@ -17,7 +17,7 @@ from ..config import config_differences, save_config
 from ..schema import Config
 from ..data.loading import resolve_data_dir
 from ..distributed import Parallel
-from ..errors import CheckpointError, WriteError
+from ..errors import CheckpointError, ConfigError, WriteError
 from ..preflight import pin_backbone, preflight, preflight_resume
 from ..run_folder import RunFolder
 from ..runs import load_run_config
@@ -44,6 +44,18 @@ def check_inputs(cfg: Config, data_dir: str | None) -> tuple[Path, Path, dict[st
     return data_path, folder, check_teachers(cfg, data_path)
 
 
+def refuse_own_teacher(cfg: Config, run_dir: Path) -> None:
+    """A teacher that is the run being written (or a folder inside it) is refused: with --overwrite the new run
+    would delete the teacher while its outputs train the student."""
+    out = Path(run_dir).resolve()
+    for name, folders in (cfg.train.distill.teachers or {}).items():
+        for i, folder in enumerate(folders):
+            teacher = Path(folder).resolve()
+            if teacher == out or out in teacher.parents:
+                raise ConfigError(f"train.distill.teachers.{name}[{i}]: {folder} is the run being written ({run_dir}); "
+                                  "a run cannot be its own teacher: train the student into another folder (--out)")
+
+
 def begin_run(folder: RunFolder, cfg: Config, log: RunLog, fresh: bool) -> None:
     """The run has validated: replace an earlier run (overwrite), write config.yaml and the held log lines."""
     check_writable(folder.path)
@@ -60,6 +72,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     run once the new one has validated. With `parallel` (torchrun), every process trains its share of
     each batch and rank 0 locks and writes the folder."""
 
+    refuse_own_teacher(cfg, run_dir)
     checked = preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
     par = parallel or Parallel()
     data_path, backbone, teachers = check_inputs(cfg, data_dir)  # every rank pins the same cached commit

@@ -162,6 +162,8 @@ PARTS = (
          lambda t, s: t.scaler.load_state_dict(s) if t.scaler else None, required=False),
     Part("teacher", dict, lambda t: t.regulariser.teacher.state_dict() if t.regulariser.teacher is not None else None,
          lambda t, s: t.regulariser.teacher.load_state_dict(s), required=False),  # SMART's momentum teacher
+    Part("combiner", dict, lambda t: t.combiner.state(), lambda t, s: t.combiner.load_state(s),
+         required=False),  # learned loss weights, Nash-MTL's solver state
     Part("average", dict, lambda t: t.average.state(), lambda t, s: t.average.load_state(s), required=False),
     Part("steplog", dict, lambda t: t.steplog.state(), lambda t, s: t.steplog.load_state(s), required=False),
     Part("config", dict, lambda t: t.cfg.to_dict(), _nothing_to_load),

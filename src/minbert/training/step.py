@@ -70,7 +70,7 @@ def forward_backward(t, step_tasks: list[str]) -> bool:
     """One schedule step: a batch of each listed task, one backward per task (the summed loss's gradient)."""
     finite = True
     every = t.cfg.train.combine.log_cosine_every
-    t.combiner.begin(log_cosines=bool(every) and (t.progress.updates + 1) % every == 0)
+    t.combiner.begin(log_cosines=bool(every) and (t.progress.updates + 1) % every == 0, epoch=t.progress.epoch)
     for name in step_tasks:
         batch = t.streams[name].next(t.par.share if t.par.world > 1 else None)
         try:
@@ -83,7 +83,8 @@ def forward_backward(t, step_tasks: list[str]) -> bool:
                 extra = t.regulariser.extra_loss(t.model, name, inputs, out.value)
             total = loss if extra is None else loss + extra
             scaled = total * batch["weight"] / t.cfg.train.accumulate
-            learned = t.combiner.backward(name, t.scaler.scale(scaled) if t.scaler else scaled)
+            value = loss.item()
+            learned = t.combiner.backward(name, t.scaler.scale(scaled) if t.scaler else scaled, value, batch["weight"])
             if not learned and name not in t.nothing_to_learn:
                 t.nothing_to_learn.add(name)
                 t.log(f"task {name}: nothing to train this epoch (encoder frozen, head without parameters): "
@@ -92,7 +93,6 @@ def forward_backward(t, step_tasks: list[str]) -> bool:
             raise TrainingError(
                 f"out of memory on {t.device} with batch size {t.cfg.train.batch_size[name]} for task "
                 f"{name}: lower train.batch_size.{name} and raise train.accumulate to keep the effective batch") from e
-        value = loss.item()
         if math.isfinite(value):
             t.progress.loss_sums[name] += value
             t.progress.loss_counts[name] += 1
@@ -111,6 +111,7 @@ def optimizer_step(t, finite_losses: bool) -> bool:
     sum_gradients_over_processes(t)
     update = optimizer_update(t.optimizer, t.scheduler, t.trainable, t.cfg.train.grad_clip,
                               t.scaler, finite_losses)
+    t.combiner.after_update(update.stepped)  # learned loss weights move once per update
     if update.overflow:
         return False
     if update.stepped:
@@ -132,8 +133,8 @@ def optimizer_step(t, finite_losses: bool) -> bool:
     return False
 
 def sum_gradients_over_processes(t) -> None:
-    """Data-parallel: sum the accumulated gradients over the processes (PCGrad's encoder gradients were
-    summed task by task already)."""
+    """Data-parallel: sum the accumulated gradients over the processes (the encoder gradients of a combiner
+    that keeps the tasks' gradients apart were summed task by task already)."""
     if t.par.world == 1:
         return
     done = set(map(id, t.combiner.shared)) if t.combiner.reduce is not None else set()

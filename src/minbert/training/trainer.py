@@ -93,7 +93,7 @@ class Trainer:
             total_updates, cfg.train.warmup, cfg.train.lr_decay, epoch_starts, cfg.train.milestones, cfg.train.gamma))
         self.combiner = build_combiner(cfg.train.combine, list(model.encoder.parameters()), cfg.train.seed,
                                        model.encoder.embeddings.word_embeddings,
-                                       self.par.sum_gradients if self.par.world > 1 else None)
+                                       self.par.sum_gradients if self.par.world > 1 else None, cfg.tasks)
         self.regulariser = build_regulariser(cfg.train.smart, self.model)
         self.average = build_average(cfg.train.ema, self.model)  # evaluated and saved as best/ when set
         self.teacher_outputs = TeacherOutputs(cfg, teachers, taught, run_dir, self.device, log,

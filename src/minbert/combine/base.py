@@ -1,16 +1,13 @@
-"""Combining the tasks' gradients of one step. Chosen by `train.combine.name`.
+"""The combiner every method of combine/ builds on, and `sum` (Caruana 1997: the gradient of the summed losses,
+each task's backward adding into .grad).
 
-- `sum`: the gradient of the summed losses (each task's backward adds into .grad).
-- `weighted`: the gradient of sum_t lambda_t * loss_t.
-- `pcgrad` (Yu et al. 2020, "Gradient Surgery for Multi-Task Learning"): each task's gradient on the
-  shared encoder comes from its own backward pass (its own batch, no retain_graph); for each task i,
-  in a random order over the others j, if g_i . g_j < 0 then g_i -= (g_i . g_j / |g_j|^2) g_j; the
-  projected gradients are summed. Heads keep their own gradients.
-
-PCGrad is computed from the Gram matrix G_ij = g_i . g_j: every projected g_i is g_i minus a
-combination of the originals, so its coefficients follow from G alone and the sum is
-sum_j w_j g_j. The same Gram matrix gives the pairwise cosines between task gradients, recorded every
-`log_cosine_every` steps.
+A `Combiner` receives each task's loss of a step (`backward`, with a weight per task: loss weightings), and,
+when the method needs the tasks' separate gradients (`needs_capture`: Gram-based methods), keeps each task's
+gradient on the shared encoder apart, reduces them to the Gram matrix G_ij = g_i . g_j and writes back
+sum_j w_j g_j with the weights `combine(G)` gives (Gram-based aggregators: PCGrad, torchjd's). The same
+Gram matrix gives the pairwise cosines between task gradients, recorded every `log_cosine_every` steps.
+Heads keep their own gradients. `after_update` ends an optimizer update (learned weights move there);
+`state` / `load_state` are what a checkpoint keeps of the method.
 
 Cost: each task's gradient stays in the tensors its backward pass produced (one gradient per task,
 no flattened copies); the Gram matrix is a dot product per parameter and pair, and the combination
@@ -20,25 +17,14 @@ the rows the step's batches looked up, so for that table only those rows are rea
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
-from .settings import Choice, choice, setting
+from ..settings import Choice, choice, setting
 
 Grads = list  # one gradient tensor (or None: unused) per shared parameter
-
-
-def pcgrad_weights(gram: torch.Tensor, orders: list[list[int]]) -> torch.Tensor:
-    """Weights w with sum_i PCGrad(g_i) = sum_j w_j g_j; `orders[i]` is the order in which i meets the others."""
-    n = gram.shape[0]
-    coef = torch.zeros(n, n, dtype=gram.dtype)  # projected g_i = g_i - sum_j coef[i, j] g_j
-    for i in range(n):
-        for j in orders[i]:
-            dot = gram[i, j] - coef[i] @ gram[:, j]  # (current g_i) . g_j
-            if dot < 0 and gram[j, j] > 0:
-                coef[i, j] += dot / gram[j, j]
-    return 1.0 - coef.sum(0)
 
 
 def cosines(gram: torch.Tensor, tasks: list[str]) -> dict[str, float]:
@@ -68,16 +54,34 @@ def _union(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | Non
     return None if a is None or b is None else torch.unique(torch.cat([a, b]))
 
 
+def draw_seed(generator: torch.Generator) -> int:
+    """A seed drawn from the combiner's generator (the same on every process, saved in the checkpoint)."""
+    return int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
+@contextmanager
+def seeded(generator: torch.Generator, device: torch.device | None = None):
+    """Run a library's random draws (torch's global generator) from a seed of `generator`, leaving the
+    global generator as it was: the draws are the same on every process and resume exactly."""
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(draw_seed(generator))
+        yield
+
+
 class Combiner:
     """Receives each task's loss of a step (`backward`), then settles the gradients (`finish`).
 
-    `table`: the word-embedding table among `shared`, whose gradient is row-sparse (optional)."""
+    `table`: the word-embedding table among `shared`, whose gradient is row-sparse (optional); `reduce`
+    (data-parallel): sums gradients (and small statistics) over the processes; `tasks`: every task of the run."""
 
     reduce_each_task = False  # data-parallel: sum each task's gradient over the processes before combining
 
     def __init__(self, shared: list[torch.nn.Parameter], cfg, seed: int, table: torch.nn.Embedding | None = None,
-                 reduce=None):
+                 reduce=None, tasks: list[str] | None = None):
         self.shared, self.cfg = shared, cfg
+        self.tasks = list(tasks or [])
+        self.sum_over = reduce  # (tensors, like) -> tensors summed over processes; None: one process
         self.reduce = reduce if self.reduce_each_task else None  # (grads, params) -> grads summed over processes
         self.generator = torch.Generator().manual_seed(seed)
         self.capture = False  # capture per-task shared gradients this step (for cosines / pcgrad)
@@ -87,24 +91,31 @@ class Combiner:
         ids = [k for k, p in enumerate(shared) if table is not None and p is table.weight]
         self.table_index = ids[0] if ids else None
         self.lookups = RowsLookedUp(table) if ids else None
+        self.epoch = 1
 
     def weight(self, task: str) -> float:
+        """The weight of the task's loss in this step's backward (loss weightings)."""
         return 1.0
 
     def needs_capture(self) -> bool:
         return self.capture
 
-    def begin(self, log_cosines: bool) -> None:
+    def begin(self, log_cosines: bool, epoch: int = 1) -> None:
         """Start a step; with gradient accumulation, set aside what earlier steps accumulated."""
         self.capture = log_cosines
+        self.epoch = epoch
         self.grads, self.rows = {}, {}
         if self.lookups:
             self.lookups.take()
         pending = any(p.grad is not None for p in self.shared)
         self._carry = self._take_shared() if self.needs_capture() and pending else None
 
-    def backward(self, task: str, loss: torch.Tensor) -> bool:
-        """Backpropagate one task's loss; False when no trainable parameter depends on it (nothing done)."""
+    def backward(self, task: str, loss: torch.Tensor, value: float | None = None, share: float = 1.0) -> bool:
+        """Backpropagate one task's loss; False when no trainable parameter depends on it (nothing done).
+        `value`: the task's loss on this batch, unscaled (for loss weightings); `share`: this process's share of
+        the batch (data-parallel; 1 in one process)."""
+        if value is not None:
+            self.observe(task, value, share)
         if not loss.requires_grad:  # e.g. a frozen encoder under a head without parameters
             return False
         (self.weight(task) * loss).backward()
@@ -120,6 +131,9 @@ class Combiner:
         self.grads[task], self.rows[task] = g, rows
         return True
 
+    def observe(self, task: str, value: float, share: float) -> None:
+        """A task's loss value on a batch (loss weightings record it)."""
+
     def finish(self) -> dict[str, float] | None:
         """Write the combined shared gradient back; return pairwise cosines if they were asked for."""
         if not self.needs_capture() or not self.grads:
@@ -130,17 +144,32 @@ class Combiner:
         if self.table_index is not None and all(self.rows[t] is not None for t in tasks):
             rows = torch.unique(torch.cat([self.rows[t] for t in tasks]))
         gram = self._gram(grads, rows)
-        w = self.combine(gram).tolist()
-        for k, p in enumerate(self.shared):
-            p.grad = self._combined([g[k] for g in grads], w, rows if k == self.table_index else None)
-            if self._carry is not None:
+        self.settle(tasks, grads, gram, rows)
+        if self._carry is not None:
+            for k, p in enumerate(self.shared):
                 p.grad = _add(p.grad, self._carry[k])
         self._carry = None
         return cosines(gram, tasks) if self.capture and len(tasks) > 1 else None
 
-    def combine(self, gram: torch.Tensor) -> torch.Tensor:
+    def settle(self, tasks: list[str], grads: list[Grads], gram: torch.Tensor, rows: torch.Tensor | None) -> None:
+        """Write sum_j w_j g_j (w = `combine(gram, tasks)`) into the shared parameters' .grad."""
+        w = self.combine(gram, tasks).tolist()
+        for k, p in enumerate(self.shared):
+            p.grad = self._combined([g[k] for g in grads], w, rows if k == self.table_index else None)
+
+    def combine(self, gram: torch.Tensor, tasks: list[str]) -> torch.Tensor:
         """The weight of each task's gradient in the combined one."""
         return torch.ones(gram.shape[0], dtype=gram.dtype)
+
+    def after_update(self, stepped: bool) -> None:
+        """An optimizer update ended (`stepped`: it was taken, not skipped as non-finite)."""
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of the method (learned weights, solver state); tensors and plain values."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        return None
 
     def _gram(self, grads: list[Grads], rows: torch.Tensor | None) -> torch.Tensor:
         n = len(grads)
@@ -192,39 +221,23 @@ class CombineSettings(Choice):
                                            check="positive")
 
 
-@dataclass
-class WeightedSettings(CombineSettings):
-    weights: dict[str, float] | None = setting(None, "lambda per task (missing tasks: 1)", check="non_negative",
-                                               keys="task")
+COMBINERS: dict[str, type[Combiner]] = {}
 
 
-class Weighted(Combiner):
-    def weight(self, task: str) -> float:
-        return (self.cfg.weights or {}).get(task, 1.0)
+def combiner(name: str, settings: type):
+    """Class decorator: the combiner `train.combine.name: name` builds, with its settings class."""
+    def add(cls: type[Combiner]) -> type[Combiner]:
+        assert name not in COMBINERS, name
+        COMBINERS[name] = cls
+        cls.settings = choice("train.combine", name)(settings)  # train.combine.name picks the settings too
+        return cls
+    return add
 
 
-class PCGrad(Combiner):
-    reduce_each_task = True
-
-    def needs_capture(self) -> bool:
-        return True
-
-    def combine(self, gram: torch.Tensor) -> torch.Tensor:
-        n = gram.shape[0]
-        orders = []
-        for i in range(n):
-            others = [j for j in range(n) if j != i]
-            perm = torch.randperm(len(others), generator=self.generator).tolist()
-            orders.append([others[k] for k in perm])
-        return pcgrad_weights(gram, orders)
+combiner("sum", CombineSettings)(Combiner)
 
 
-COMBINERS: dict[str, type[Combiner]] = {"sum": Combiner, "weighted": Weighted, "pcgrad": PCGrad}
-for _name, _settings in (("sum", CombineSettings), ("weighted", WeightedSettings), ("pcgrad", CombineSettings)):
-    choice("train.combine", _name)(_settings)  # train.combine.name picks the settings too
-
-
-def build_combiner(cfg, shared: list[torch.nn.Parameter], seed: int,
-                   table: torch.nn.Embedding | None = None, reduce=None) -> Combiner:
+def build_combiner(cfg, shared: list[torch.nn.Parameter], seed: int, table: torch.nn.Embedding | None = None,
+                   reduce=None, tasks: list[str] | None = None) -> Combiner:
     assert cfg.name in COMBINERS, f"config validation lets no unknown combine through: {cfg.name!r}"
-    return COMBINERS[cfg.name](shared, cfg, seed, table, reduce)
+    return COMBINERS[cfg.name](shared, cfg, seed, table, reduce, tasks)
