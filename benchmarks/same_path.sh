@@ -10,13 +10,14 @@ old=$1 new=${2:-HEAD} out=${3:-runs/same-path}
 short=(--set train.schedule.steps_per_epoch=40 --set train.epochs=1 --set data.dev_limit=300
        --set eval.test_predictions=false --set train.threads=1)
 mkdir -p "$out"
+data=$(.venv/bin/python -c "from minbert.data.loading import resolve_data_dir; print(resolve_data_dir())")
 for side in old new; do
   commit=${!side}
   tree="$out/tree-$side"
   [ -d "$tree" ] || git worktree add -q --detach "$tree" "$commit"
   rm -rf "$out/run-$side"
   PYTHONPATH="$tree/src" .venv/bin/python -m minbert train --config "$tree/configs/default.yaml" \
-    --out "$out/run-$side" "${short[@]}" 2> "$out/$side.log" > /dev/null
+    --out "$out/run-$side" --data-dir "$data" "${short[@]}" 2> "$out/$side.log" > /dev/null
   echo "$side ($commit): $(tail -n 1 "$out/run-$side/metrics.jsonl")"
 done
 .venv/bin/python - "$out" <<'PY'

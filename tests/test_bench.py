@@ -36,8 +36,10 @@ def test_bench_runs_every_part(tmp_path, tiny_backbone, capsys):
     assert main(["bench", "--backbone", str(tiny_backbone), "--lengths", "8", "--batch", "4", "--reps", "1",
                  "--runs", str(tmp_path / "runs"), "--json", str(out), "--threads", "1"]) == 0
     result = json.loads(out.read_text())
-    assert set(result) == {"encoder", "matmul", "padding", "combine", "mtl", "optimizer", "predict", "predict_file",
-                           "train"}
+    assert set(result) == {"encoder", "matmul", "padding", "combine", "mtl", "tasks", "optimizer", "predict",
+                           "predict_file", "train"}
+    assert [r["task"] for r in result["tasks"]] == ["sst (catalogue)", "my_sst (declared in task_defs)"]
+    assert result["tasks"][0]["ratio"] == 1.0 and result["tasks"][1]["ratio"] > 0
     from minbert.combine import COMBINERS
     assert [r["method"] for r in result["mtl"]] == list(COMBINERS) and all(r["ratio"] > 0 for r in result["mtl"])
     assert result["mtl"][0]["ratio"] == 1.0 and {r["method"] for r in result["mtl"] if r["gram"]} >= {"upgrad", "pcgrad"}
