@@ -226,7 +226,7 @@ def bad_definition_cases():
         "a pair of one column twice": ({**r, "text": ["body", "body"]}, r"a pair's two columns must differ"),
         "a score without a range": ({**r, "kind": "score", "classes": None}, r"a score needs range"),
         "binary with three classes": ({**r, "kind": "binary"}, r"a binary task has two classes"),
-        "no dev file": ({**r, "files": {"train": "reviews-train.jsonl"}}, r"task_defs.reviews.files: needs a dev file"),
+        "no dev file": ({**r, "files": {"train": "reviews-train.jsonl"}}, r"task_defs.reviews.files: needs a dev split"),
         "a class twice": ({**r, "classes": ["a", "b", "a"]}, r"a class is listed twice"),
         "a catalogue name": ("sst", r"task_defs.sst: 'sst' is a catalogue task's name"),
         "a bad name": ("Bad Name", r"task_defs.Bad Name: a task's name is lower-case"),
@@ -235,10 +235,18 @@ def bad_definition_cases():
         "missing definition file": ("file", r"task_defs.reviews: task definition file not found"),
         "unknown format": ({**r, "files": {**r["files"], "train": "reviews.txt"}},
                            r"reviews.txt: cannot tell the format from the extension '.txt'"),
+        "a split that is not one": ({**r, "files": {**r["files"], "tst": "reviews-test.jsonl"}},
+                                    r"task_defs.reviews.files: \['tst'\] not among the splits"),
+        "a pair task given one column": ({**r, "pair": True}, r"a pair task takes two text columns, got \['body'\]"),
+        "unquoted yes / no classes": ({**r, "classes": [False, True]}, r"holds YAML booleans"),
+        "a reserved name": ("overall", r"task_defs.overall: 'overall' names a field of minbert's result records"),
+        "a datasets source without dev": ({k: v for k, v in r.items() if k != "files"} |
+                                          {"datasets": {"path": "x", "splits": {"train": "train"}}},
+                                          r"task_defs.reviews.datasets.splits: needs a dev split"),
     }
 
 
-@pytest.mark.parametrize("case", list(bad_definition_cases()))
+@pytest.mark.parametrize("case", list(bad_definition_cases()))  # the list, and what review found
 def test_a_bad_definition_is_one_line_before_anything_is_written(case, tmp_path, tiny_backbone, small_data_dir,
                                                                  capsys):
     mine = write_user_data(tmp_path / "mine")
@@ -246,7 +254,7 @@ def test_a_bad_definition_is_one_line_before_anything_is_written(case, tmp_path,
     definition, message = bad_definition_cases()[case]
     config = user_config(mine, tiny_backbone)
     raw = yaml.safe_load(config.read_text())
-    if definition == "sst" or definition == "Bad Name":
+    if definition in ("sst", "Bad Name", "overall"):
         raw["task_defs"][definition] = raw["task_defs"].pop("reviews")
         raw["tasks"] = ["sst", definition, "pairs"] if definition != "sst" else ["sst", "pairs"]
         del raw["train"]["batch_size"]["reviews"]
@@ -261,6 +269,35 @@ def test_a_bad_definition_is_one_line_before_anything_is_written(case, tmp_path,
     assert code == 2 and err.count("\n") == 1 and err.startswith("minbert: error: "), err
     assert re.search(message, err), err
     assert not run.exists()
+
+
+def test_a_run_whose_classes_were_read_resumes_with_its_config_and_ensembles_only_alike_runs(
+        tmp_path, tiny_backbone, small_data_dir, capsys):
+    mine = write_user_data(tmp_path / "mine")
+    config = user_config(mine, tiny_backbone, reviews={k: v for k, v in REVIEWS.items() if k != "classes"})
+    run = tmp_path / "run"
+    code, out, err = run_cli(["train", "--config", str(config), "--data-dir", str(small_data_dir), "--out", str(run),
+                              "--set", "train.epochs=2"], capsys)
+    assert code == 0, err
+    assert "task reviews: classes ['negative', 'neutral', 'positive'], read from" in (run / "log.txt").read_text()
+    code, out, err = run_cli(["train", "--resume", str(run), "--config", str(config), "--set", "train.epochs=2"],
+                             capsys)
+    assert code == 0, err  # the config file, which leaves the classes to the data, resumes the run that read them
+    other = tmp_path / "other"
+    code, out, err = run_cli(["train", "--config", str(config), "--data-dir", str(small_data_dir), "--out", str(other),
+                              "--set", "task_defs.reviews.classes=[positive, neutral, negative]"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["ensemble", str(run), str(other), "--out", str(tmp_path / "ens"), "--data-dir",
+                              str(small_data_dir)], capsys)
+    assert code == 2 and "task reviews is not the first run's (its classes: ['positive', 'neutral', " in err
+
+
+def test_json_booleans_are_labels(tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"text": "buy now", "spam": true}\n{"text": "hi mum", "spam": false}\n')
+    task = spec_task(tmp_path, dir=str(tmp_path), files={"train": "t.jsonl", "dev": "t.jsonl"}, text="text",
+                     label="spam", kind="binary", classes=["false", "true"])
+    rows, report = task.read(tmp_path, "train")
+    assert [r.label for r in rows] == [1, 0] and report.skipped == 0
 
 
 def test_bad_rows_of_a_users_file_are_counted_skips_or_errors_when_strict(tmp_path, tiny_backbone, small_data_dir,

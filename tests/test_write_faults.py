@@ -242,6 +242,45 @@ def test_predict_onto_a_full_disk(small_disk, trained, small_data_dir):
     assert "the disk is full (ENOSPC); the previous preds.csv is intact" in last
 
 
+def onto_full_disk(command: str, disk: Path, trained: Path, paused: Path, backbone: Path, data: Path
+                   ) -> tuple[list[str], str, Path]:
+    """(the command's arguments, the path its error must name, the folder it writes) for `command` writing onto
+    `disk`; an earlier output or run is put there first where the command replaces or continues one."""
+    sets = [f"model.backbone={backbone}", "train.epochs=1", "train.schedule.steps_per_epoch=4",
+            "train.batch_size={sst: 4, para: 4, sts: 4}", "train.threads=1", "eval.test_predictions=false"]
+    out = disk / "out"
+    if command == "train":
+        return run_args(out, backbone, data), r"/out", out
+    if command == "train --resume":
+        return ["train", "--resume", str(copy(paused, out))], r"/out", out
+    if command == "evaluate --out":
+        return ["evaluate", str(trained), "--data-dir", str(data), "--out", str(out)], r"/out", out
+    if command == "report":
+        return ["report", str(copy(trained, out)), "--data-dir", str(data)], r"/out", out
+    if command == "export":
+        return ["export", str(trained), "--out", str(out)], r"/out", out
+    if command == "ensemble":
+        return ["ensemble", str(trained), str(trained), "--out", str(out), "--data-dir", str(data)], r"/out", out
+    spec = disk.parent / f"{command}.yaml"
+    if command == "recipe":
+        config = write_yaml(disk.parent / "a.yaml", {"train": {"epochs": 1}})
+        write_yaml(spec, {"runs": {"a": {"config": str(config), "set": sets}}})
+    else:
+        write_yaml(spec, {"grid": {"train.lr": [1e-4]}, "set": sets})
+    return [command, str(spec), "--out", str(out), "--data-dir", str(data)], r"/out", out
+
+
+@pytest.mark.parametrize("command", ["train", "train --resume", "evaluate --out", "report", "export", "ensemble",
+                                     "recipe", "sweep"])
+def test_each_command_onto_a_full_disk(command, small_disk, trained, paused, tiny_backbone, small_data_dir):
+    args, names, out = onto_full_disk(command, small_disk, trained, paused, tiny_backbone, small_data_dir)
+    fill(small_disk, 0)
+    before, run_before = tree(small_disk), tree(trained)
+    proc = minbert(args)
+    last = assert_write_failure(proc, names, (small_disk, before), (trained, run_before))
+    assert "the disk is full (ENOSPC)" in last
+
+
 # ---- no writer outside the boundary ----
 
 DIRECT_WRITES = re.compile(r"(?<!writes)\.write_text\(|(?<!writes)\.write_bytes\(|\bopen\([^)]*[\"'](w|a|x)b?\+?[\"']|\.open\([\"'](w|a|x)"

@@ -124,6 +124,19 @@ def check_data(cfg: Config, data_dir: str | None, splits: list[str] | None = Non
     return data_path, files
 
 
+def check_declared_test_rows(cfg: Config, data_path: Path) -> None:
+    """A declared task's test split is read only after training: read it now (a bad row under data.strict, or no
+    usable row, fails here, before the run folder exists). The catalogues' files are checked by their headers."""
+    if not cfg.eval.test_predictions:
+        return
+    for name in cfg.tasks:
+        task = cfg.task(name)
+        if name in (cfg.task_defs or {}) and task.has_split("test"):
+            rows, report = task.read(data_path, "test", cfg.data.strict)
+            if not rows:
+                raise DataError(f"{report.file}: no usable rows")
+
+
 def preflight(cfg: Config, data_dir: str | None = None) -> dict:
     """Everything a training run needs from this machine and its files; a summary when all is well."""
     device = check_device(cfg.train.device)
@@ -136,6 +149,7 @@ def preflight(cfg: Config, data_dir: str | None = None) -> dict:
     data_path, files = check_data(cfg, data_dir)
     read_classes = resolve_classes({t: s for t, s in (cfg.task_defs or {}).items() if t in cfg.tasks}, data_path)
     check_heads(cfg)  # again, now that every task's number of classes is known
+    check_declared_test_rows(cfg, data_path)
     summary = {"ok": True, "tasks": list(cfg.tasks), "device": str(device), "backbone": str(folder),
                "max_length": cfg.model.max_length, "max_position_embeddings": config.max_position_embeddings,
                "data_dir": str(data_path), "data_files": files}

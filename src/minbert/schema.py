@@ -21,7 +21,7 @@ from . import config
 from .errors import ConfigError
 from .heads.settings import HeadSettings, head_problem, needs_cosine
 from .settings import CHOICES, Settings, chosen, names, names_in, section, setting
-from .tasks import NAME_PATTERN, Task, TaskSpec, catalogue, normalise_spec, task_table
+from .tasks import NAME_PATTERN, RESERVED, Task, TaskSpec, catalogue, normalise_spec, task_table
 
 DEFAULT_BATCH_SIZE = 32  # a task's batch size when train.batch_size does not name it
 
@@ -185,6 +185,9 @@ class Config(Settings):
         for name in self.task_defs or {}:
             if name in catalogue():
                 raise ConfigError(f"task_defs.{name}: {name!r} is a catalogue task's name; give yours another name")
+            if name in RESERVED:
+                raise ConfigError(f"task_defs.{name}: {name!r} names a field of minbert's result records; give your "
+                                  "task another name")
             if not NAME_PATTERN.fullmatch(name):
                 raise ConfigError(f"task_defs.{name}: a task's name is lower-case letters, digits, '_' and '-' "
                                   "(starting with a letter or digit)")
@@ -277,6 +280,9 @@ def _task_definitions(raw: dict, base: Path) -> None:
         if isinstance(entry, dict) and isinstance(entry.get("dir"), str):
             folder = Path(entry["dir"]).expanduser()
             entry = {**entry, "dir": str(folder if folder.is_absolute() else (here / folder).resolve())}
+        source = entry.get("datasets") if isinstance(entry, dict) else None
+        if isinstance(source, dict) and isinstance(source.get("path"), str) and (here / source["path"]).exists():
+            entry = {**entry, "datasets": {**source, "path": str((here / source["path"]).resolve())}}  # a local folder
         defs[name] = entry
 
 

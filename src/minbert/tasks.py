@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from .data.readers import (DATA_DIR_HINT, Example, LabelParser, ReadReport, class_label, float_label, int_label,
-                           read_source_examples, check_source)
+from .data.readers import (Example, LabelParser, ReadReport, class_label, float_label, int_label, read_source_examples,
+                           check_source)
 from .errors import ConfigError
 from .kinds import Binary, Classify, Regress, TaskKind
 from .metrics import DEFAULT_METRIC, METRICS, metric_problem
@@ -33,6 +33,7 @@ names("task.prediction_format", ("csv", "tsv", "course"))
 names("task.metric", tuple(METRICS))
 SPLITS = ("train", "dev", "test")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")  # a declared task's name (catalogue names add a prefix: glue/rte)
+RESERVED = ("overall", "epoch", "score", "seconds", "run", "metrics")  # keys of result records beside task names
 COURSE_TRIO = ("sst", "para", "sts")
 
 
@@ -53,6 +54,7 @@ class TaskSpec(Settings):
     """One task as a user (or a catalogue) declares it. Paths are relative to `dir`, or to the data directory."""
 
     text: list[str] | None = setting(None, "the text column, or the two columns of a pair (required)")
+    pair: bool | None = setting(None, "true: a pair task (two text columns), false: one text (None: as `text` has)")
     label: str | None = setting(None, "the label column, absent from test files (required)")
     kind: str | None = setting(None, "classes | binary | score (required)", one_of="task.kind")
     files: dict[str, str] | None = setting(None, "split -> file: train, dev, test (CSV, TSV or JSONL)")
@@ -66,8 +68,9 @@ class TaskSpec(Settings):
                            one_of="task.quoting")
     id: str = setting("id", "the id column; a file without it numbers its rows by line (noted in the log)")
     id_required: bool = setting(False, "a file without the id column is an error instead")
-    classes: list[str | int | float] | None = setting(None, "classes / binary: the labels as found in the files, in order "
+    classes: list[str | int | float | bool] | None = setting(None, "classes / binary: the labels as found in the files, in order "
                                               "(binary: negative, positive); None: read from the training split")
+    classes_from: str | None = setting(None, "recorded by the run: the file its classes were read from")
     class_names: list[str] | None = setting(None, "what each class means, for reports (None: the labels)")
     range: list[float] | None = setting(None, "score: [lowest, highest]")
     metrics: list[str] | None = setting(None, "accuracy | f1 | macro_f1 | mcc | pearson | spearman; the first "
@@ -97,16 +100,23 @@ def spec_problem(spec: TaskSpec) -> tuple[str, str] | None:
     kind = KINDS_OF_SPEC[spec.kind]
     if not 1 <= len(spec.text) <= 2:
         return "text", f"name one text column or the two of a pair, got {len(spec.text)}"
+    if spec.pair is not None and spec.pair != (len(spec.text) == 2):
+        return "text", (f"a pair task takes two text columns, got {spec.text}" if spec.pair
+                        else f"pair: false takes one text column, got {spec.text}")
     if len(set(spec.text)) != len(spec.text):
         return "text", "a pair's two columns must differ"
     if spec.label in spec.text:
         return "label", f"{spec.label!r} is also a text column"
     if (spec.files is None) == (spec.datasets is None):
         return "files", "give either files (split -> file) or datasets (a Hugging Face source), not both or none"
-    if spec.files is not None:
-        for split in ("train", "dev"):
-            if split not in spec.files:
-                return "files", f"needs a {split} file (test is optional)"
+    for field_name, splits in (("files", spec.files), ("prediction_files", spec.prediction_files),
+                               ("datasets.splits", spec.datasets and spec.datasets.splits)):
+        unknown = sorted(set(splits or {}) - set(SPLITS))
+        if unknown:
+            return field_name, f"{unknown} not among the splits {list(SPLITS)}"
+    for split in ("train", "dev"):
+        if split not in (spec.files if spec.files is not None else datasets_splits(spec)):
+            return ("files" if spec.files is not None else "datasets.splits"), f"needs a {split} split (test is optional)"
     if spec.headerless and not spec.columns:
         return "columns", "files without a header line need their columns named (columns: [...])"
     if spec.headerless and spec.columns:
@@ -128,7 +138,10 @@ def spec_problem(spec: TaskSpec) -> tuple[str, str] | None:
                 return "classes", f"name at least two classes, got {spec.classes}"
             if kind == "binary" and len(spec.classes) != 2:
                 return "classes", f"a binary task has two classes (negative, positive), got {len(spec.classes)}"
-            if not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in spec.classes):
+            if any(isinstance(c, bool) for c in spec.classes):
+                return "classes", (f"{spec.classes} holds YAML booleans (yes / no / true / false unquoted): quote the "
+                                   "labels as the files write them, e.g. ['no', 'yes']")
+            if not all(isinstance(c, (str, int, float)) for c in spec.classes):
                 return "classes", f"classes are labels as found in the files (text or numbers), got {spec.classes}"
             if len({label_key(c) for c in spec.classes}) != len(spec.classes):
                 return "classes", f"a class is listed twice in {spec.classes}"
@@ -184,7 +197,18 @@ class Task:
 
     @property
     def metric(self) -> Callable[[np.ndarray, np.ndarray], float]:
+        """The selecting metric's function."""
         return METRICS[self.metric_name].fn
+
+    def output_problem(self, other: "Task") -> str | None:
+        """Why another run's task of this name gives outputs that do not mean this task's (another kind, other
+        classes or their order, another range), or None."""
+        mine, theirs = self.spec, other.spec
+        for what, a, b in (("kind", mine.kind, theirs.kind), ("classes", mine.classes, theirs.classes),
+                           ("range", mine.range, theirs.range)):
+            if a != b:
+                return f"its {what}: {b}, this run's: {a}"
+        return None
 
     def scores(self, pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
         """Every declared metric: the selecting one under the task's name, the others as `TASK.METRIC`."""
@@ -259,9 +283,10 @@ class Task:
 
 
 def datasets_splits(spec: TaskSpec) -> dict[str, str]:
+    """A `datasets` source's splits: minbert's name -> the dataset's (default train, validation; no test)."""
     if spec.datasets is None:
         return {}
-    return spec.datasets.splits or {"train": "train", "dev": "validation", "test": "test"}
+    return spec.datasets.splits or {"train": "train", "dev": "validation"}
 
 
 def make_task(name: str, spec: TaskSpec, base_dir: Path | None = None) -> Task:
@@ -366,13 +391,22 @@ def resolve_classes(task_defs: dict[str, TaskSpec] | None, data_dir: Path) -> li
         if (spec.kind == "binary" and len(values) != 2) or len(values) < 2:
             raise DataError(f"task_defs.{name}.classes: a {spec.kind} task needs {wanted}; {path} has "
                             f"{len(values)} in its {spec.label} column ({values[:10]}): declare them (classes: [...])")
-        spec.classes = values
+        spec.classes, spec.classes_from = values, str(path)
         problem = spec_problem(spec)
         if problem:
             raise ConfigError(f"task_defs.{name}.{problem[0]}: {problem[1]}")
         notes.append(f"task {name}: classes read from {path}: {values} (declare task_defs.{name}.classes to set "
                      "them and their order)")
     return notes
+
+
+def adopt_classes(task_defs: dict[str, TaskSpec] | None, recorded: dict[str, TaskSpec] | None) -> None:
+    """Declared tasks that leave their classes to the data take the classes a run recorded for them (the run read
+    them from its training split), so that the config they come from compares equal to the run's."""
+    for name, spec in (task_defs or {}).items():
+        saved = (recorded or {}).get(name)
+        if spec.classes is None and saved is not None and saved.classes_from is not None:
+            spec.classes, spec.classes_from = saved.classes, saved.classes_from
 
 
 def _number(text: str) -> int | float | None:

@@ -1,5 +1,5 @@
-"""Readers for the course's tab-separated files: typed examples plus a report of every bad row.
-(`read_table` parses any delimited text with a header the same way; data/inputs.py reads users' files with it.)
+"""Readers for a task's files — CSV, TSV (with or without a header line, quotes as quotes or as text) and JSON
+lines — into typed examples plus a report of every bad row (data/inputs.py reads files to predict on with them).
 
 Columns are found by header name, so a stray extra column (the SST/CFIMDB test-student files) is
 reported and ignored. A bad row is never dropped silently: it is listed with file, line and reason,
@@ -260,7 +260,8 @@ def record_rows(records: Iterable[tuple[int, Any]], report: ReadReport, text_col
                 reason = next((f"empty {c}" for c in text_columns if not obj[c].strip()), None)
         if reason is None and label_column:
             raw = obj[label_column]
-            raw = raw.strip() if isinstance(raw, str) else "" if raw is None or isinstance(raw, bool) else str(raw)
+            raw = raw.strip() if isinstance(raw, str) else "" if raw is None else str(raw).lower() if isinstance(raw, bool) \
+                else str(raw)  # a JSON true / false is the label "true" / "false"
             label, reason = _parsed_label(raw, label_column, parse_label) if raw else (None, f"empty {label_column}")
         if reason is None and id_column and id_column in obj and obj[id_column] is not None:
             ex_id = str(obj[id_column]).strip()
@@ -375,14 +376,6 @@ def check_header(path: Path, header: list[str] | None, needed: tuple[str, ...]) 
     if absent:
         raise DataError(f"{path}:1: wrong header: missing column(s) {absent}; expected {list(needed)} (found {header})")
     return header
-
-
-def check_file(path: str | Path, text_columns: tuple[str, ...], label_column: str | None) -> None:
-    """What `read_examples` needs of a file before its rows: present, readable, UTF-8, the right header."""
-    path = Path(path)
-    first = read_text(path, DATA_DIR_HINT).splitlines(keepends=True)[:1]
-    needed = ("id", *text_columns, *((label_column,) if label_column else ()))
-    check_header(path, next(csv.reader(first, delimiter="\t"), None), needed)
 
 
 def _row_problem(row: list[str], header: list[str], col: dict[str, int], id_at: int, text_columns: tuple[str, ...],

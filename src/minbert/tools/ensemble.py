@@ -45,6 +45,11 @@ def _ensemble(run_dirs: list[Path], out_dir: Path, data_dir: str | None, log) ->
         elif set(model.tasks) != set(tasks):
             raise ConfigError(f"{run_dir}: trained on {list(model.tasks)}, the first run on {tasks}; "
                               "an ensemble needs the same tasks")
+        for name, task in model.tasks.items():
+            problem = table[name].output_problem(task)
+            if problem:
+                raise ConfigError(f"{run_dir}: task {name} is not the first run's ({problem}); an ensemble averages "
+                                  "outputs that mean the same")
         data_path = resolve_data_dir(data_dir, cfg.data.dir)
         for split in ("dev", "test"):
             for name, o in run_outputs(cfg, model, tokenizer, data_path, split).items():

@@ -174,6 +174,10 @@ def check_teacher(task: Task, folder: Path, key: str, data_path: Path, out_of_fo
         tcfg = check_run(folder)
         if task.name not in tcfg.tasks:
             raise ConfigError(f"{folder} was trained on {', '.join(tcfg.tasks)}, not {task.name}")
+        problem = task.output_problem(tcfg.task(task.name))
+        if problem:
+            raise ConfigError(f"{folder}: its task {task.name} is not this run's ({problem}); a teacher's outputs "
+                              "must mean what the student's do")
         recorded = recorded_rows(folder, task.name)
         ids = [r.id for r in training_examples(tcfg, task, data_path, lambda line: None)]
     except (CheckpointError, ConfigError) as e:

@@ -62,6 +62,10 @@ def check_init(cfg: Config) -> Path | None:
                               "differ (the tasks not trained keep its weights and are scored as it scored them)")
         if sorted(saved.tasks) != sorted(cfg.tasks):
             raise ConfigError(f"{folder} was trained on {', '.join(saved.tasks)}, this run has {', '.join(cfg.tasks)}")
+        for name in cfg.tasks:
+            problem = cfg.task(name).output_problem(saved.task(name))
+            if problem:
+                raise ConfigError(f"{folder}: its task {name} is not this run's ({problem})")
         _, encoder_config = check_backbone(cfg.model.backbone, cfg.model.max_length)
         check_model_folder(cfg, folder / "best", encoder_config)
         identity = weights_identity(folder / "best")

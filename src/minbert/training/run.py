@@ -15,6 +15,7 @@ from typing import Iterator
 
 from ..config import config_differences, save_config
 from ..schema import Config
+from ..tasks import adopt_classes
 from ..data.loading import resolve_data_dir
 from ..distributed import Parallel
 from ..errors import CheckpointError, ConfigError, WriteError
@@ -73,7 +74,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
     each batch and rank 0 locks and writes the folder."""
 
     refuse_own_teacher(cfg, run_dir)
-    checked = preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
+    preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
     par = parallel or Parallel()
     data_path, backbone, teachers = check_inputs(cfg, data_dir)  # every rank pins the same cached commit
     init = check_init(cfg)  # a resume starts from its own last/ instead
@@ -84,8 +85,10 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
             log = RunLog(run_dir / "log.txt", hold=True)
             log(f"minbert train: tasks {cfg.tasks}, data {data_path}, run {run_dir}"
                 + (f", {par.world} processes" if par.world > 1 else ""))
-            for line in checked.get("classes_read", []):
-                log(line)
+            for name, spec in (cfg.task_defs or {}).items():
+                if name in cfg.tasks and spec.classes_from is not None:  # read by this or an earlier check
+                    log(f"task {name}: classes {spec.classes}, read from {spec.classes_from} (declare "
+                        f"task_defs.{name}.classes to set them and their order)")
         stop = stack.enter_context(StopSignals(second_sigint_stops=par.world == 1))
         try:
             trainer = Trainer(cfg, run_dir, data_path, log, par, stop, backbone, teachers, init)
@@ -131,6 +134,7 @@ def resume_config(run_dir: Path, new_cfg: Config | None = None, force: bool = Fa
             new_cfg.train.init_identity = saved.train.init_identity
         if new_cfg.data.dir is None:  # a config file rarely names the data dir; the run recorded it
             new_cfg.data.dir = saved.data.dir if data_dir is None else str(Path(data_dir).resolve())
+        adopt_classes(new_cfg.task_defs, saved.task_defs)  # classes the run read from its training split
         changed = config_differences(saved, new_cfg)
         if changed and not force:
             raise CheckpointError(f"{run_dir}: the config differs from the run's in {', '.join(changed)}; "
