@@ -211,13 +211,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from .tools.search import search
 
         summary = search(Path(args.file), Path(args.out), args.data_dir, args.set, args.storage, args.study,
-                         args.workers, args.trials, args.worker)
+                         args.workers, args.trials, args.worker, args.seed)
         if not args.worker:
             print(json.dumps({"out": args.out, "table": str(Path(args.out) / "search.md"), "best": summary["best"],
                               "counts": summary["counts"]}))
         return 0
     given = [flag for flag, value in (("--storage", args.storage), ("--study", args.study), ("--trials", args.trials),
-                                      ("--workers", args.workers != 1)) if value]
+                                      ("--workers", args.workers != 1), ("--seed", args.seed is not None)) if value]
     if given:
         raise ConfigError(f"{given[0]} is for a search space (a file with space:); {args.file} is a grid")
     results = sweep(Path(args.file), Path(args.out), args.data_dir, args.set)
@@ -370,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=positive_int, default=1, metavar="N",
                     help="a search's trials N at a time, each worker a process of its own (train.threads = cores / N)")
     sw.add_argument("--trials", type=positive_int, metavar="N", help="the search's budget (default: its search.trials)")
+    sw.add_argument("--seed", type=int, metavar="N", help="the sampler's seed (default: its search.seed); part of "
+                    "the search, so another seed needs another --out or --study")
     sw.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a child of --workers: trials only
     c = add_experiments(sub, "recipe", "train runs that build on each other (teachers, then a student) in order",
                         "YAML with runs: NAME: {config, set, seeds}; {run:NAME} = an earlier run's folder",

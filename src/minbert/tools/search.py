@@ -277,12 +277,17 @@ class Search:
 
 
 def search(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], storage_url: str | None,
-           study_name: str | None, workers: int, trials: int | None, worker: bool = False) -> dict:
+           study_name: str | None, workers: int, trials: int | None, worker: bool = False,
+           seed: int | None = None) -> dict:
     """Run the search in `path` into `out_dir`; returns the summary written to search.json (a worker: {})."""
     optuna = import_optuna()
     space = read_space(path, extra)  # every key and value checked before anything is written
     if trials is not None:
         space.trials = trials
+    if seed is not None:
+        if seed < 0:
+            raise ConfigError(f"--seed {seed}: expected a whole number of at least 0")
+        space.seed = seed
     if not worker:
         from ..preflight import preflight
         preflight(space.config(first_values(space), extra), data_dir)  # device, backbone, data
@@ -316,7 +321,7 @@ def run_workers(path: Path, out_dir: Path, data_dir: str | None, extra: list[str
     threads = [] if any(s.startswith("train.threads=") for s in extra) else [
         "--set", f"train.threads={max(1, (os.cpu_count() or 1) // workers)}"]
     base = [sys.executable, "-m", "minbert", "sweep", str(path), "--out", str(out_dir), "--storage", url,
-            "--study", name, "--trials", str(space.trials), "--worker"]
+            "--study", name, "--trials", str(space.trials), "--seed", str(space.seed), "--worker"]
     base += [a for s in extra for a in ("--set", s)] + threads + (["--data-dir", data_dir] if data_dir else [])
     jobs = [Job(f"worker-{i}", frozenset(), base, out_dir / f"worker-{i}.log") for i in range(1, workers + 1)]
     Lanes(jobs, workers, log).run(lambda job: None, "rerun the same minbert sweep command to continue the search")

@@ -78,9 +78,11 @@ class Space:
     warmup_steps: int
 
     def fingerprint(self) -> str:
-        """What makes two searches the same search: the base, the overrides and the space (not the budget)."""
+        """What makes two searches the same search: the base, the overrides, the space, sampler, seed and pruner
+        (not the budget: a search may be given more trials)."""
         return json.dumps({"base": str(self.base.resolve()) if self.base else None, "set": self.common,
-                           "space": describe(self.params), "sampler": self.sampler, "pruner": self.pruner},
+                           "space": describe(self.params), "sampler": self.sampler, "pruner": self.pruner,
+                           "seed": self.seed},
                           sort_keys=True)
 
     def config(self, values: dict[str, Any], extra: list[str] | None = None) -> Config:
