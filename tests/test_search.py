@@ -255,3 +255,15 @@ def test_two_processes_share_a_study_on_a_real_postgresql_server(postgres, tmp_p
                  "--storage", postgres, "--study", "shared"]) == 2
     assert "study 'shared' in postgresql://postgres@127.0.0.1" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_without_optuna_a_search_is_one_line_and_a_grid_still_runs(tmp_path):
+    """A Python where `import optuna` fails (its module entry None, as for a package that is not installed)."""
+    space = tmp_path / "s.yaml"
+    space.write_text("space:\n  train.lr: {low: 1.0e-5, high: 1.0e-3}\n")
+    code = ("import sys; sys.modules['optuna'] = None; from minbert.cli import main; "
+            f"sys.exit(main(['sweep', {str(space)!r}, '--out', {str(tmp_path / 'out')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr == (
+        "minbert: error: a search space needs Optuna, which is not installed: pip install 'minbert[search]'\n")
+    assert not (tmp_path / "out").exists()
