@@ -93,3 +93,9 @@ def test_the_config_imports_no_component():
     assert short(GRAPH["minbert.settings"]) == ["errors"]  # the leaf every technique declares its settings with
     assert short(GRAPH["minbert.schema"]) == ["config", "errors", "heads.settings", "settings", "tasks"]
     assert short(GRAPH["minbert.heads.settings"]) == ["losses", "settings", "tasks"]
+
+
+def test_the_training_loop_stays_short():
+    """trainer.py is the loop alone: a step, a checkpoint, a dev evaluation are their own modules' (step.py, state.py,
+    dev_eval.py)."""
+    assert len((PACKAGE / "training" / "trainer.py").read_text().splitlines()) <= 250

@@ -205,8 +205,21 @@ def cmd_pretrain_mlm(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .tools.sweep import sweep
+    from .tools.sweep import is_search, sweep
 
+    if is_search(Path(args.file)):
+        from .tools.search import search
+
+        summary = search(Path(args.file), Path(args.out), args.data_dir, args.set, args.storage, args.study,
+                         args.workers, args.trials, args.worker, args.seed)
+        if not args.worker:
+            print(json.dumps({"out": args.out, "table": str(Path(args.out) / "search.md"), "best": summary["best"],
+                              "counts": summary["counts"]}))
+        return 0
+    given = [flag for flag, value in (("--storage", args.storage), ("--study", args.study), ("--trials", args.trials),
+                                      ("--workers", args.workers != 1), ("--seed", args.seed is not None)) if value]
+    if given:
+        raise ConfigError(f"{given[0]} is for a search space (a file with space:); {args.file} is a grid")
     results = sweep(Path(args.file), Path(args.out), args.data_dir, args.set)
     print(json.dumps({"out": args.out, "best": results[0]}))
     return 0
@@ -347,9 +360,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true", help="replace an encoder an earlier pretrain-mlm wrote into DIR")
     m.set_defaults(func=cmd_pretrain_mlm)
 
-    add_experiments(sub, "sweep", "train a grid of config values and rank them by dev score",
-                    "YAML with base (config file), grid (key: [values]) and set (overrides)", "sweep.md and sweep.json",
-                    "override for every point", cmd_sweep)
+    sw = add_experiments(sub, "sweep", "train a grid of config values, or search a space with Optuna (TPE, pruning), "
+                         "ranked by dev score", "YAML with base (config file), set (overrides) and grid (key: [values]) "
+                         "or space + search (docs/guide/search.md)", "sweep.md and sweep.json (a search: search.md, "
+                         "search.json, best.yaml, figures/, study.db)", "override for every point or trial", cmd_sweep)
+    sw.add_argument("--storage", metavar="URL", help="a search's study database, shared by every worker that names it "
+                    "(e.g. postgresql://user:password@host/db); default: sqlite:///DIR/study.db")
+    sw.add_argument("--study", metavar="NAME", help="the study's name in the database (default: FILE's name)")
+    sw.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                    help="a search's trials N at a time, each worker a process of its own (train.threads = cores / N)")
+    sw.add_argument("--trials", type=positive_int, metavar="N", help="the search's budget (default: its search.trials)")
+    sw.add_argument("--seed", type=int, metavar="N", help="the sampler's seed (default: its search.seed); part of "
+                    "the search, so another seed needs another --out or --study")
+    sw.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a child of --workers: trials only
     c = add_experiments(sub, "recipe", "train runs that build on each other (teachers, then a student) in order",
                         "YAML with runs: NAME: {config, set, seeds}; {run:NAME} = an earlier run's folder",
                         "recipe.md and recipe.json", "override for every run", cmd_recipe)

@@ -142,6 +142,8 @@ class TrainConfig(Settings):
     accumulate: int = setting(1, "schedule steps per optimizer step (gradient accumulation)", check="positive")
     checkpoint_every: int | None = setting(200, "optimizer steps between RUN_DIR/last checkpoints", check="positive")
     max_bad_steps: int = setting(10, "non-finite steps in a row before the run stops", check="positive")
+    eval_every: int | None = setting(None, "optimizer steps between dev evaluations within an epoch (best/ kept, "
+                                     "a search's pruner told); None: at each epoch's end only", check="positive")
     log_every: int | None = setting(50, "optimizer steps per line of RUN_DIR/steps.jsonl", check="positive")
     tensorboard: bool = setting(False, "also write the step log and dev metrics to RUN_DIR/tensorboard")
 

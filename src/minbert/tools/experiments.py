@@ -73,10 +73,10 @@ def checkpointed_seconds(last: Path) -> float:
 
 
 def train_or_continue(cfg: Config, run_dir: Path, data_dir: str | None, log, again: str,
-                      may_continue: bool = True) -> tuple[dict, int]:
+                      may_continue: bool = True, on_eval=None) -> tuple[dict, int]:
     """Train `cfg` in `run_dir`, continuing an unfinished earlier attempt when `may_continue` (the caller
     knows the folder holds no finished run); returns the best dev metrics and the run's seconds. `again` is
-    the command to rerun, named in the line of a paused run."""
+    the command to rerun, named in the line of a paused run; `on_eval`: the trainer's hook (a search's pruner)."""
     start = time.time()
     try:
         if may_continue and (run_dir / "config.yaml").is_file():
@@ -85,11 +85,11 @@ def train_or_continue(cfg: Config, run_dir: Path, data_dir: str | None, log, aga
                 before = checkpointed_seconds(run_dir / "last")
                 log(f"  continuing it from {run_dir / 'last'} ({before:.0f} s of it done before)")
                 try:
-                    return resume(run_dir, copy.deepcopy(cfg), data_dir=data_dir), round(before + time.time() - start)
+                    return resume(run_dir, copy.deepcopy(cfg), data_dir=data_dir, on_eval=on_eval), round(before + time.time() - start)
                 except CheckpointError as e:  # changed config, unreadable checkpoint: nothing was written
                     log(f"  cannot continue it ({e}); training it from the start")
                     start = time.time()
-        return train(cfg, run_dir, data_dir, overwrite=True), round(time.time() - start)
+        return train(cfg, run_dir, data_dir, overwrite=True, on_eval=on_eval), round(time.time() - start)
     except TrainingInterrupted as e:
         e.hint = f"rerun {again} to continue (finished runs are kept; this one continues from its last checkpoint)"
         raise

@@ -1,7 +1,8 @@
 """`minbert sweep FILE`: a grid over any config keys, each point trained, ranked by the dev score.
 
 The sweep file holds `base` (a config file, relative to the sweep file or the working directory),
-`grid` (dotted key -> list of values) and optionally `set` (overrides for every point). Every point's
+`grid` (dotted key -> list of values) and optionally `set` (overrides for every point); a file with `space`
+instead is a search (search_space.py, search.py). Every point's
 config is validated before the first run starts, so a typo costs nothing. A point that finished before
 with the same config (its `sweep_result.json`) is not trained again, so rerunning an interrupted sweep
 continues it: a point that never finished continues from its last checkpoint, one that changed is trained
@@ -27,11 +28,17 @@ from .experiments import finished_result, resolve_base, train_or_continue
 RESULT_FIELDS = {"run": str, "score": (int, float), "seconds": (int, float), "config": dict}
 
 
+def is_search(path: Path) -> bool:
+    """Whether the file holds a search space (`space:`, run by search.py) rather than a grid."""
+    raw = read_yaml(path, "sweep")
+    return "space" in raw and "grid" not in raw
+
+
 def read_sweep(path: Path) -> tuple[Path | None, dict[str, list], list[str]]:
     raw = read_yaml(path, "sweep")
     unknown = set(raw) - {"base", "grid", "set"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]} (known: base, grid, set)")
+        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]} (known: base, grid, set; a search: base, set, space, search)")
     grid = raw.get("grid") or {}
     if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{path}: grid must map each key to a non-empty list of values")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..config import config_differences, save_config
 from ..schema import Config
@@ -67,11 +67,12 @@ def begin_run(folder: RunFolder, cfg: Config, log: RunLog, fresh: bool) -> None:
 
 
 def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Parallel | None = None,
-          overwrite: bool = False) -> dict[str, float]:
+          overwrite: bool = False, on_eval: Callable[[int, float], bool] | None = None) -> dict[str, float]:
     """Train per `cfg` from scratch, writing the run directory; returns the best dev metrics.
     A directory that holds a run is refused (RunFolderError) unless `overwrite`, which replaces the earlier
     run once the new one has validated. With `parallel` (torchrun), every process trains its share of
-    each batch and rank 0 locks and writes the folder."""
+    each batch and rank 0 locks and writes the folder. `on_eval(step, score)` hears each dev evaluation (a true
+    answer ends the run there, as an early stop: `minbert sweep`'s pruning)."""
 
     refuse_own_teacher(cfg, run_dir)
     preflight(cfg, data_dir)  # device, backbone, data: before the run directory is touched
@@ -96,6 +97,7 @@ def train(cfg: Config, run_dir: Path, data_dir: str | None = None, parallel: Par
             if par.main:
                 folder.abandon()  # nothing was written: a bad row under data.strict leaves no folder behind
             raise
+        trainer.on_eval = on_eval
         if par.main:
             begin_run(folder, cfg, log, fresh=True)
             trainer.teacher_outputs.keep(run_dir)
@@ -146,7 +148,7 @@ def resume_config(run_dir: Path, new_cfg: Config | None = None, force: bool = Fa
 
 
 def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
-           data_dir: str | None = None) -> dict[str, float]:
+           data_dir: str | None = None, on_eval: Callable[[int, float], bool] | None = None) -> dict[str, float]:
     """Continue a killed run from RUN_DIR/last; a changed config is refused unless `force`."""
 
     cfg, data_dir = resume_config(run_dir, new_cfg, force, data_dir)
@@ -158,6 +160,7 @@ def resume(run_dir: Path, new_cfg: Config | None = None, force: bool = False,
         recover_interrupted_swap(run_dir / "best")
         log = RunLog(run_dir / "log.txt", hold=True)
         trainer = Trainer(cfg, run_dir, data_path, log, stop=stop, backbone=backbone, teachers=teachers, init=init)
+        trainer.on_eval = on_eval
         if (run_dir / "last").is_dir():
             trainer.restore(run_dir / "last")
         else:

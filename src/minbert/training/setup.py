@@ -112,3 +112,11 @@ def trained_part(cfg: Config, epoch: int) -> str:
 def encoder_trainable(cfg: Config, epoch: int) -> bool:
     """Is the shared encoder trained in this epoch?"""
     return trained_part(cfg, epoch) == "all"
+
+
+def schedule_line(cfg: Config, steps: int, per_task: dict[str, int], total_updates: int, parameters: int) -> str:
+    """The log line that says what a run will train: its schedule, steps, batch sizes and size."""
+    return (f"schedule {cfg.train.schedule.name}, combine {cfg.train.combine.name}: {steps} steps in "
+            f"epoch 1 ({', '.join(f'{n}: {per_task.get(n, 0)} examples' for n in cfg.tasks)}), {cfg.train.epochs} epochs, "
+            f"{total_updates} optimizer steps; batch sizes {{{', '.join(f'{n}: {cfg.train.batch_size[n]}' for n in cfg.tasks)}}}; "
+            f"{parameters:,} parameters")

@@ -60,6 +60,16 @@ class TrainState:
         self.loss_counts = {n: 0 for n in tasks}
         self.examples, self.train_seconds = 0, 0.0
 
+    def epoch_record(self, tasks: list[str], dev: dict, dev_loss: dict, eval_seconds: float) -> dict[str, Any]:
+        """The line of metrics.jsonl for the epoch that ends now."""
+        return {"epoch": self.epoch, "updates": self.updates,
+                "train_loss": {n: self.loss_sums[n] / self.loss_counts[n] for n in tasks
+                               if self.loss_counts[n]},  # a task drawn 0 times is evaluated only
+                "dev": dev, "dev_loss": dev_loss, "skipped_steps": self.bad_total, "steps": self.step,
+                "train_seconds": round(self.train_seconds, 1),
+                "train_examples_per_second": round(self.examples / max(self.train_seconds, 1e-9), 1),
+                "eval_seconds": round(eval_seconds, 1)}
+
 
 def atomic_folder(folder: Path, write: Callable[[Path], None]) -> None:
     """Run `write(tmp)` into a fresh `FOLDER.tmp/`, fsync it, then swap it in for `folder` (`writes.atomic_folder`);

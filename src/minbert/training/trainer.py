@@ -1,8 +1,10 @@
 """The one training loop: schedule -> per-task batches -> summed loss -> AdamW + warm-up/decay -> dev eval.
 
-Each epoch ends with a dev evaluation; the checkpoint with the best dev score (the course's overall
-score when SST, Quora and STS are all trained, else the mean of the task metrics) is kept in
-RUN_DIR/best, and its dev and test-student predictions are written in the course's format.
+Each epoch ends with a dev evaluation (and, with `train.eval_every`, every N optimizer steps within it); the
+checkpoint with the best dev score (the course's overall score when SST, Quora and STS are all trained, else the
+mean of the task metrics) is kept in RUN_DIR/best, and its dev and test-student predictions are written in the
+course's format. `on_eval(step, score)`, when set, hears each evaluation; a true answer (a search pruning the
+run) ends the run there as an early stop does: best/ and the predictions are what it reached.
 Every `train.log_every` optimizer steps a line goes to RUN_DIR/steps.jsonl (steplog.py); run messages go
 to standard error and RUN_DIR/log.txt. RUN_DIR/last is a full training checkpoint (every
 `train.checkpoint_every` steps and at each epoch's end) from which `minbert train --resume RUN_DIR`
@@ -19,6 +21,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -38,8 +41,9 @@ from .distill import Teacher, TeacherOutputs, check_teachers
 from .average import build_average
 from .interrupts import StopSignals, agreed_signal, pause_if_asked
 from .state import TrainState, atomic_folder, restore_checkpoint, save_checkpoint
-from .setup import RunLog, pick_device, seed_everything, task_sets, trained_part
+from .setup import RunLog, pick_device, schedule_line, seed_everything, task_sets, trained_part
 from .step import forward_backward, optimizer_step
+from .dev_eval import evaluate_dev
 from .steplog import StepLog, keep_until
 
 
@@ -57,6 +61,8 @@ class Trainer:
         self.cfg, self.run_dir, self.data_path, self.log = cfg, run_dir, data_path, log
         self.par = parallel or Parallel()
         self.stop = stop
+        self.on_eval: Callable[[int, float], bool] | None = None  # hears each dev score; True stops the run
+        self.halted = False  # on_eval asked the run to stop
         self.saved_at: tuple[int, int] | None = None  # (epoch, step) of the last save of last/
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
@@ -107,11 +113,8 @@ class Trainer:
         self.progress = TrainState()  # everything the loop counts; it goes into each checkpoint
         self.progress.new_epoch(cfg.tasks)
         self.steplog = StepLog(run_dir, cfg.tasks, cfg.train.log_every, cfg.train.tensorboard, self.par.main)
-        per_task = expected_examples(plans[0], cfg.train.batch_size)
-        log(f"schedule {cfg.train.schedule.name}, combine {cfg.train.combine.name}: {self.steps_per_epoch} steps in "
-            f"epoch 1 ({', '.join(f'{n}: {per_task.get(n, 0)} examples' for n in cfg.tasks)}), {cfg.train.epochs} epochs, "
-            f"{total_updates} optimizer steps; batch sizes {{{', '.join(f'{n}: {cfg.train.batch_size[n]}' for n in cfg.tasks)}}}; "
-            f"{sum(p.numel() for p in model.parameters()):,} parameters")
+        log(schedule_line(cfg, self.steps_per_epoch, expected_examples(plans[0], cfg.train.batch_size), total_updates,
+                          sum(p.numel() for p in model.parameters())))
 
     # ---- the loop ----
     def run(self) -> dict[str, float]:
@@ -123,7 +126,8 @@ class Trainer:
             while self.progress.epoch <= self.cfg.train.epochs and not self.should_stop_early():
                 pause_if_asked(self)
                 self.train_epoch()
-                self.end_epoch()
+                if not self.halted:  # else pruned within the epoch, just after an evaluation
+                    self.end_epoch()
             pause_if_asked(self)
         finally:
             self.steplog.close()
@@ -161,22 +165,32 @@ class Trainer:
         plan = self.schedule.plan(self.progress.epoch)
         t0 = time.time()
         with self.steplog.progress_bar(len(plan), self.progress.step, f"epoch {self.progress.epoch}") as bar:
-            while self.progress.step < len(plan):
+            while self.progress.step < len(plan) and not self.halted:
                 step_tasks = plan[self.progress.step]
                 self.progress.step += 1
                 ends_update = self.progress.step % cfg.train.accumulate == 0 or self.progress.step == len(plan)
                 stepped = self.train_step(step_tasks, update=ends_update)
                 if ends_update:
-                    every = cfg.train.checkpoint_every
-                    if stepped and every and self.progress.updates % every == 0 and self.progress.step < len(plan):
-                        self.progress.train_seconds += time.time() - t0
-                        t0 = time.time()
-                        self.save_last()
-                    if agreed_signal(self.stop, self.par, self.device):  # SIGINT / SIGTERM: this update is done; pause here
-                        self.progress.train_seconds += time.time() - t0
-                        pause_if_asked(self)
+                    self.progress.train_seconds += time.time() - t0
+                    t0 = time.time()
+                    if self.after_update(stepped, within=self.progress.step < len(plan)):
+                        t0 = time.time()  # a dev evaluation's time is not training time
                 bar.update(1)
         self.progress.train_seconds += time.time() - t0
+
+    def after_update(self, stepped: bool, within: bool) -> bool:
+        """Between two optimizer steps: a checkpoint (`train.checkpoint_every`), a dev evaluation (`train.eval_every`;
+        returns whether one ran), a pause on SIGINT / SIGTERM (this update is done)."""
+        every, evals, updates = self.cfg.train.checkpoint_every, self.cfg.train.eval_every, self.progress.updates
+        if stepped and within and every and updates % every == 0:
+            self.save_last()
+        evaluated = bool(stepped and within and evals and updates % evals == 0)
+        if evaluated:
+            self.evaluate_dev(mid_epoch=True)
+            self.begin_epoch()  # training mode again
+        if agreed_signal(self.stop, self.par, self.device):
+            pause_if_asked(self)
+        return evaluated
 
     def forward_backward(self, step_tasks: list[str]) -> bool:
         return forward_backward(self, step_tasks)
@@ -185,39 +199,18 @@ class Trainer:
         return optimizer_step(self, finite_losses)
 
     def end_epoch(self) -> None:
-        t0 = time.time()
-        dev_loss: dict[str, float] = {}
-        with self.average.applied():
-            metrics, _ = evaluate(self.model, self.dev_sets, self.tokenizer, self.cfg.eval.batch_size, self.device,
-                                  dev_loss, self.cfg.eval.weights)
-        score = selection_score(metrics, self.cfg.tasks)
-        record = {"epoch": self.progress.epoch, "updates": self.progress.updates,
-                  "train_loss": {n: self.progress.loss_sums[n] / self.progress.loss_counts[n] for n in self.cfg.tasks
-                                 if self.progress.loss_counts[n]},  # a task drawn 0 times is evaluated only
-                  "dev": metrics, "dev_loss": dev_loss, "skipped_steps": self.progress.bad_total,
-                  "steps": self.progress.step, "train_seconds": round(self.progress.train_seconds, 1),
-                  "train_examples_per_second": round(self.progress.examples / max(self.progress.train_seconds, 1e-9), 1),
-                  "eval_seconds": round(time.time() - t0, 1)}
-        self.progress.history.append(record)
-        if self.par.main:
-            self.write_history()
-        self.steplog.epoch_end(self.progress.updates, metrics, dev_loss, time.time() - t0)
-        improved = score > self.progress.best_score
-        self.log(f"epoch {self.progress.epoch}: dev {format_metrics(metrics)}; loss {format_metrics(record['train_loss'])}; "
-                 f"{record['train_examples_per_second']} train examples/s" + ("; new best, saved" if improved else ""))
-        if improved:
-            self.progress.best_score, self.progress.best_metrics = score, {**metrics, "epoch": self.progress.epoch}
-            if self.par.main:
-                with self.average.applied():
-                    atomic_folder(self.run_dir / "best", self.save_model)
+        self.evaluate_dev()
         self.progress.epoch, self.progress.step = self.progress.epoch + 1, 0
         self.progress.new_epoch(self.cfg.tasks)
         self.save_last()
 
+    def evaluate_dev(self, mid_epoch: bool = False) -> None:
+        evaluate_dev(self, mid_epoch)
+
     def should_stop_early(self) -> bool:
         patience = self.cfg.train.early_stop_patience
-        if not patience or not self.progress.history:
-            return False
+        if self.halted or not patience or not self.progress.history:
+            return self.halted
         waited = self.progress.history[-1]["epoch"] - self.progress.best_metrics.get("epoch", 0)
         if waited >= patience:
             self.log(f"early stop: no better dev score for {waited} epochs (train.early_stop_patience {patience})")
