@@ -92,8 +92,8 @@ def test_frozen_encoder_with_a_parameter_free_head_trains_the_other_heads(tmp_pa
     from minbert.combine import Combiner
     real_backward, learned = Combiner.backward, {}
 
-    def backward(self, task, loss):
-        result = real_backward(self, task, loss)
+    def backward(self, task, loss, *rest):
+        result = real_backward(self, task, loss, *rest)
         learned.setdefault(task, set()).add(result)
         return result
 
