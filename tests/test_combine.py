@@ -225,7 +225,6 @@ def test_torchjd_pcgrad_and_minbert_pcgrad_agree_on_the_same_gram_matrix_and_ord
 
 
 # ---- loss weightings against closed forms (a linear model: task t's gradient is a_t, its loss a value we set) ----
-import math  # noqa: E402
 
 import torch.nn.functional as F  # noqa: E402
 

@@ -18,10 +18,10 @@ import re
 import yaml
 
 from minbert.cli import main
-from minbert.errors import ConfigError, DataError
+from minbert.errors import ConfigError
 from minbert.metrics import METRICS
 from minbert.schema import load_config
-from minbert.tasks import catalogue, get_task, overall_score
+from minbert.tasks import get_task, overall_score
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -30,7 +30,7 @@ from ..errors import CheckpointError, TrainingError  # noqa: F401  (re-exported 
 from ..schema import Config
 from ..data.batching import BatchStream
 from ..data.loading import rows_fingerprint
-from ..evaluate import evaluate, format_metrics, selection_score, write_split_predictions
+from ..evaluate import format_metrics, write_split_predictions
 from ..model import build_model
 from ..optim import build_optimizer, lr_lambda, parameter_groups
 from ..combine import build_combiner
@@ -40,7 +40,7 @@ from ..smart import build_regulariser
 from .distill import Teacher, TeacherOutputs, check_teachers
 from .average import build_average
 from .interrupts import StopSignals, agreed_signal, pause_if_asked
-from .state import TrainState, atomic_folder, restore_checkpoint, save_checkpoint
+from .state import TrainState, restore_checkpoint, save_checkpoint
 from .setup import RunLog, pick_device, schedule_line, seed_everything, task_sets, trained_part
 from .step import forward_backward, optimizer_step
 from .dev_eval import evaluate_dev
