@@ -179,7 +179,8 @@ def test_recipe_and_sweep_under_a_file_size_limit(command, tiny_backbone, small_
         spec = write_yaml(tmp_path / "sweep.yaml", {"grid": {"train.lr": [1e-4]}, "set": sets})
     out = tmp_path / "out"
     proc = minbert([command, str(spec), "--out", str(out), "--data-dir", str(small_data_dir)], limit=MB)
-    assert_write_failure(proc, r"/out/", (out, {}))
+    last = assert_write_failure(proc, r"/out/", (out, {}))
+    assert f"rerun the same minbert {command} command to continue" in last
 
 
 # ---- a real full disk: a small tmpfs (root only) ----

@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, CheckpointError
+from ..errors import ConfigError, CheckpointError, WriteError
 from ..schema import Config, build_config
 from ..training.interrupts import TrainingInterrupted
 from ..training.state import recover_interrupted_swap
@@ -93,3 +93,6 @@ def train_or_continue(cfg: Config, run_dir: Path, data_dir: str | None, log, aga
     except TrainingInterrupted as e:
         e.hint = f"rerun {again} to continue (finished runs are kept; this one continues from its last checkpoint)"
         raise
+    except WriteError as e:
+        raise e.advise(todo=f"once it can be written (free space), rerun {again} to continue (finished runs are "
+                            "kept; this one continues from its last checkpoint)") from e
