@@ -177,6 +177,9 @@ def test_a_users_tasks_train_evaluate_predict_report_ensemble_from_yaml_alone(tm
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == "id,prediction,prob_negative,prob_neutral,prob_positive" and lines[1].startswith("x1,")
+    import minbert
+    api = minbert.load(run).predict("reviews", ["it was lovely and great", "it was dull"])
+    assert set(api.formatted()) <= {"negative", "neutral", "positive"} and api.probabilities.shape == (2, 3)
     code, out, err = run_cli(["predict", str(run), "--task", "pairs", "a cat sits", "a dog runs"], capsys)
     assert code == 0 and 0.0 <= float(json.loads(out)["prediction"]) <= 1.0
     code, out, err = run_cli(["evaluate", str(run), "--split", "dev", "--data-dir", str(small_data_dir),
