@@ -162,3 +162,27 @@ def test_learned_loss_weights_resume_bit_identical_after_sigkill(combine, tmp_pa
     assert all(torch.allclose(ref_t[k], got_t[k], rtol=0, atol=0, equal_nan=True)  # bit for bit (nan: not seen)
                for k in ref_t if k.startswith("s.combiner."))
     assert step_lines(run) == step_lines(reference)
+
+
+def test_last_holds_the_best_score_of_a_mid_epoch_evaluation_that_improved(tmp_path, tiny_backbone, small_data_dir):
+    """With train.eval_every, best/ can improve between two checkpoints: last/ is written right after, so a resume
+    compares later evaluations against the score best/ holds, never an older one."""
+    from minbert.schema import load_config
+    from minbert.training.run import train
+
+    cfg = load_config(None, [f"model.backbone={tiny_backbone}", "train.epochs=1", "train.schedule.steps_per_epoch=12",
+                             "train.batch_size={sst: 4, para: 4, sts: 4}", "train.checkpoint_every=1000",
+                             "train.eval_every=2", "eval.test_predictions=false", "train.threads=1"])
+    seen: list[tuple[float, float]] = []  # (the best score before this evaluation, last/'s best score on disk)
+    best = {"score": -float("inf")}
+
+    def on_eval(step: int, score: float) -> bool:
+        state = tmp_path / "run" / "last" / "trainer_state.json"
+        on_disk = json.loads(state.read_text())["best_score"] if state.is_file() else -float("inf")
+        seen.append((best["score"], on_disk))
+        best["score"] = max(best["score"], score)
+        return False
+
+    train(cfg, tmp_path / "run", str(small_data_dir), on_eval=on_eval)
+    assert len(seen) == 6 and seen[1][0] > -float("inf")  # after steps 2, 4, 6, 8, 10 and at the epoch's end (12)
+    assert all(on_disk == before for before, on_disk in seen[1:])

@@ -6,8 +6,9 @@ import time
 from ..evaluate import evaluate, format_metrics, selection_score
 from .state import atomic_folder
 
-def evaluate_dev(self, mid_epoch: bool = False) -> None:
-    """`self` is the Trainer. Score dev, keep best/ when it improved, tell `on_eval`; at an epoch's end also record the epoch (history)."""
+def evaluate_dev(self, mid_epoch: bool = False) -> bool:
+    """`self` is the Trainer. Score dev, keep best/ when it improved, tell `on_eval`; at an epoch's end also record the
+    epoch (history). Returns whether best/ improved."""
     t0 = time.time()
     dev_loss: dict[str, float] = {}
     with self.average.applied():
@@ -34,3 +35,4 @@ def evaluate_dev(self, mid_epoch: bool = False) -> None:
     if self.on_eval is not None and self.on_eval(self.progress.updates, score):
         self.halted = True
         self.log(f"stopped at optimizer step {self.progress.updates}: the search pruned this run")
+    return improved

@@ -186,8 +186,10 @@ class Trainer:
             self.save_last()
         evaluated = bool(stepped and within and evals and updates % evals == 0)
         if evaluated:
-            self.evaluate_dev(mid_epoch=True)
+            improved = self.evaluate_dev(mid_epoch=True)
             self.begin_epoch()  # training mode again
+            if improved:
+                self.save_last()  # last/ holds the best score best/ now has, so a resume never replaces it by a lower one
         if agreed_signal(self.stop, self.par, self.device):
             pause_if_asked(self)
         return evaluated
@@ -204,8 +206,8 @@ class Trainer:
         self.progress.new_epoch(self.cfg.tasks)
         self.save_last()
 
-    def evaluate_dev(self, mid_epoch: bool = False) -> None:
-        evaluate_dev(self, mid_epoch)
+    def evaluate_dev(self, mid_epoch: bool = False) -> bool:
+        return evaluate_dev(self, mid_epoch)
 
     def should_stop_early(self) -> bool:
         patience = self.cfg.train.early_stop_patience
