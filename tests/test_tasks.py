@@ -555,6 +555,13 @@ def test_a_users_task_distils_from_a_teacher_and_ablates(tmp_path, tiny_backbone
                               "--out", str(tmp_path / "student"), "--set", "eval.test_predictions=false",
                               "--set", f"train.distill.teachers={{reviews: [{teacher}]}}"], capsys)
     assert code == 0, err
+    # the student learned from the teacher's outputs on its reviews rows: the teacher's own predictions of them
+    import minbert
+    from safetensors.torch import load_file
+    texts = [json.loads(line)["body"] for line in (mine / "reviews-train.jsonl").read_text().splitlines()]
+    taught = load_file(str(tmp_path / "student" / "teacher_outputs.safetensors"))["reviews.outputs"]
+    expected = minbert.load(teacher).predict("reviews", texts).outputs
+    assert taught.shape == (1, 24, 3) and np.allclose(taught[0].numpy(), expected, atol=1e-5)
     ablation = tmp_path / "ablation.yaml"
     ablation.write_text(yaml.safe_dump({"title": "own tasks", "base": str(config), "seeds": [1],
                                         "set": {"eval.test_predictions": False},

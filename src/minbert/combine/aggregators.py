@@ -39,6 +39,7 @@ Nash-MTL's solver state is part of the checkpoint. Weights are as torchjd gives 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import warnings
 from dataclasses import dataclass
 
@@ -53,8 +54,8 @@ from .base import CombineSettings, Combiner, combiner, seeded
 SCALE_MODES = names("train.combine.scale_mode", ("min", "median", "rmse"))
 
 
-class Aggregated(Combiner):
-    """A combiner whose weights a torchjd Gramian weighting gives (`weighting()`, built once)."""
+class Aggregated(Combiner, ABC):
+    """A combiner whose weights a torchjd Gramian weighting gives (each method's `build()`, called once)."""
 
     reduce_each_task = True  # data-parallel: each task's gradient summed over the processes, then combined
 
@@ -62,8 +63,9 @@ class Aggregated(Combiner):
         super().__init__(*args, **kwargs)
         self.weighting = self.build()
 
+    @abstractmethod
     def build(self):
-        raise NotImplementedError
+        """The method's torchjd weighting, from its settings (`self.cfg`)."""
 
     def needs_capture(self) -> bool:
         return True
