@@ -145,6 +145,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path, tiny_backbone, small_data_
     study = optuna.load_study(study_name="space", storage=f"sqlite:///{out / 'study.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # two processes, neither this one
+    assert len({t.params["train.lr"] for t in study.trials}) == 4  # the two workers never draw the same values
     assert str(os.getpid()) not in {t.user_attrs["worker"].rpartition(":")[2] for t in study.trials}
     assert len(json.loads((out / "search.json").read_text())["trials"]) == 4
     assert (out / "worker-1.log").is_file() and (out / "worker-2.log").is_file()
@@ -246,6 +247,7 @@ def test_two_processes_share_a_study_on_a_real_postgresql_server(postgres, tmp_p
     assert len(study.trials) == 4 and all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
     runs = sorted(p.name for m in machines for p in m.glob("trial-*"))
     assert runs == [f"trial-{n:04d}" for n in range(4)]  # each trial trained once, on one of the two
+    assert len({t.params["train.lr"] for t in study.trials}) == 4  # the two processes never draw the same values
     for m in machines:
         assert len(json.loads((m / "search.json").read_text())["trials"]) == 4  # both see the whole study
     # the same study name for another search: refused, nothing written

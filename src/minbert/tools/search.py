@@ -84,12 +84,20 @@ def open_storage(optuna, url: str):
             raise ConfigError(f"--storage {shown(url)}: cannot open it ({type(e).__name__}: {why[:300]})") from None
 
 
-def make_sampler(optuna, space: Space):
+def make_sampler(optuna, space: Space, seed: int | None = None):
+    seed = space.seed if seed is None else seed
     if space.sampler == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=space.seed)
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
     if space.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=space.seed)
-    return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.startup_trials)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=space.startup_trials)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's seed for the trial numbered `number` of a search seeded `seed`: every process that shares the
+    study (workers here, or on other machines) draws each trial from its own stream, so two workers never draw the
+    same values, and one worker's search repeats trial for trial under the same seed."""
+    return (seed * 1_000_003 + number) % 2**32
 
 
 def make_pruner(optuna, space: Space):
@@ -208,6 +216,8 @@ class Search:
 
     def objective(self, trial) -> float:
         optuna = self.optuna
+        if self.space.sampler != "grid":  # the grid sampler picks a point not yet taken by any worker
+            self.study.sampler = make_sampler(optuna, self.space, trial_seed(self.space.seed, trial.number))
         values = suggest(trial, self.space.params)  # a re-run trial gets its queued values back
         root = root_of(trial)
         run_dir = self.out_dir / run_name(root)
