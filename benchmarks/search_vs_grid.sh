@@ -2,8 +2,9 @@
 # Search against grid (issue 43, part 6): the 5 x 4 grid of configs/sweeps/lr-dropout-grid.yaml and Optuna's TPE with
 # median pruning (configs/sweeps/lr-dropout-search.yaml, 10 trials) over the same ranges and budget, the search over
 # several sampler seeds, and the grid's best point trained again at two more training seeds (its seed spread).
-# Writes the comparison (best dev score, its score at the end of training, trials complete / pruned, compute) into
-# docs/results/search.md. Each phase runs its jobs side by side, one CPU thread each; a rerun continues where a
+# Copies each search's search.json / search.md / best.yaml / study.db / figures and the spread runs' metrics into
+# results/search/ and writes the comparison (best dev score, its score at the end of training, trials complete /
+# pruned, compute) to results/search/search-vs-grid.md, the table of docs/results/search.md. Each phase runs its jobs side by side, one CPU thread each; a rerun continues where a
 # killed one stopped (finished trials are kept).
 # Usage: benchmarks/search_vs_grid.sh [SEEDS...]   (default seeds: 0 1; runs go to runs/search-vs-grid/)
 set -euo pipefail
@@ -39,7 +40,17 @@ for s in "${SPREAD_SEEDS[@]}"; do
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-$PYTHON - "$OUT" "${SEEDS[@]}" <<'PY'
+RESULTS=results/search
+for name in grid "${SEEDS[@]/#/tpe-seed}"; do
+    mkdir -p "$RESULTS/$name"
+    cp -r "$OUT/$name"/{search.json,search.md,best.yaml,study.db,figures} "$RESULTS/$name/"
+done
+for s in "${SPREAD_SEEDS[@]}"; do
+    mkdir -p "$RESULTS/grid-best-seed$s"
+    cp "$OUT/grid-best-seed$s"/{best_metrics.json,config.yaml,metrics.jsonl} "$RESULTS/grid-best-seed$s/"
+done
+
+$PYTHON - "$RESULTS" "${SEEDS[@]}" <<'PY'
 import json, statistics, sys, time
 from pathlib import Path
 
@@ -73,7 +84,7 @@ lines = ["# Search against grid: learning rate x dropout", "",
          "(11711). Quora figures are inflated by the backbone's own training data (all-MiniLM-L6-v2 saw Quora",
          "duplicate pairs).", "",
          f"Command: `bash benchmarks/search_vs_grid.sh {' '.join(seeds)}` ({time.strftime('%Y-%m-%d')}, the 2-core CPU, "
-         f"each job at one thread, two side by side; raw tables in `results/search/`).", "",
+         f"each job at one thread, two side by side; raw tables in `{out}/`).", "",
          "| search | best dev overall | same trial at the end of training | its lr | its dropout | complete | pruned "
          "| optimizer steps | share of the grid's steps | seconds |",
          "|---|---|---|---|---|---|---|---|---|---|"]
@@ -88,6 +99,6 @@ for name, folder in rows:
 lines += ["", f"The grid's best point (lr {grid['best']['params']['train.lr']:.3g}, dropout "
           f"{grid['best']['params']['model.dropout']:.3f}) at training seeds 11711 (the grid's run), 11712 and 11713: "
           f"dev overall {', '.join(f'{v:.4f}' for v in spread)}; mean {mean:.4f} ± {std:.4f} (sample std).", ""]
-Path("docs/results/search.md").write_text("\n".join(lines) + "\n")
+(out / "search-vs-grid.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
