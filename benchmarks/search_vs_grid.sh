@@ -50,8 +50,8 @@ for s in "${SPREAD_SEEDS[@]}"; do
     cp "$OUT/grid-best-seed$s"/{best_metrics.json,config.yaml,metrics.jsonl} "$RESULTS/grid-best-seed$s/"
 done
 
-$PYTHON - "$RESULTS" "${SEEDS[@]}" <<'PY'
-import json, statistics, sys, time
+SPREAD="${SPREAD_SEEDS[*]}" $PYTHON - "$RESULTS" "${SEEDS[@]}" <<'PY'
+import json, os, statistics, sys, time
 from pathlib import Path
 
 import optuna
@@ -70,8 +70,9 @@ def final_score(folder: Path, trial_number: int) -> float:
 
 
 grid = json.loads((out / "grid" / "search.json").read_text())
+spread_seeds = os.environ["SPREAD"].split()
 spread = [grid["best"]["score"]] + [selection_score(json.loads((out / f"grid-best-seed{s}" / "best_metrics.json")
-                                                                .read_text()), COURSE_TASKS) for s in (11712, 11713)]
+                                                                .read_text()), COURSE_TASKS) for s in spread_seeds]
 mean, std = statistics.mean(spread), statistics.stdev(spread)
 rows = [("grid 5 x 4 (no pruning)", out / "grid")] + [(f"TPE + median pruning, seed {s}", out / f"tpe-seed{s}")
                                                       for s in seeds]
@@ -97,7 +98,8 @@ for name, folder in rows:
                  f"{s['counts']['complete']} | {s['counts']['pruned']} | {s['compute']['updates']} | "
                  f"{s['compute']['updates'] / grid_updates:.2f} | {s['compute']['seconds']:.0f} |")
 lines += ["", f"The grid's best point (lr {grid['best']['params']['train.lr']:.3g}, dropout "
-          f"{grid['best']['params']['model.dropout']:.3f}) at training seeds 11711 (the grid's run), 11712 and 11713: "
+          f"{grid['best']['params']['model.dropout']:.3f}) at training seeds 11711 (the grid's run), "
+          f"{' and '.join(spread_seeds)}: "
           f"dev overall {', '.join(f'{v:.4f}' for v in spread)}; mean {mean:.4f} ± {std:.4f} (sample std).", ""]
 (out / "search-vs-grid.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
