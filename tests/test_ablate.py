@@ -27,6 +27,7 @@ set:
   train.epochs: 1
   train.schedule.until: fixed_steps
   train.schedule.steps_per_epoch: 2
+  train.combine.log_cosine_every: 1
   eval.test_predictions: false
 budget:
   train.schedule.steps_per_epoch: 1
@@ -85,6 +86,23 @@ def test_ablate_tabulates_mean_and_std_over_seeds(tmp_path, tiny_backbone, small
     assert f"| {delta:+.3f} vs base{', in spread' if inside else ''} |" in siamese_row
     assert "| 0.500 / – / – (l. 3) |" in siamese_row and "Table 9, l. 1-3, dev" in table
     assert f"--out {out}" in table
+    # s/step and the cosine columns: each run's own metrics.jsonl and grad_cosine.jsonl, averaged over its seeds
+    header = next(line for line in table.splitlines() if line.startswith("| variant |"))
+    for row in report["rows"]:
+        per_seed, cos = [], {}
+        for s in (1, 2):
+            run = out / row["variant"] / f"seed-{s}"
+            epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            per_seed.append(sum(e["train_seconds"] for e in epochs) / epochs[-1]["updates"])
+            logged = [json.loads(x)["cosine"] for x in (run / "grad_cosine.jsonl").read_text().splitlines()]
+            assert logged and all(-1 <= v <= 1 for c in logged for v in c.values())
+            for pair in logged[0]:
+                cos.setdefault(pair, []).append(statistics.fmean(c[pair] for c in logged))
+        assert row["step_seconds"]["mean"] == pytest.approx(statistics.fmean(per_seed))
+        assert row["cosines"] == pytest.approx({p: statistics.fmean(v) for p, v in cos.items()})
+        line = next(x for x in table.splitlines() if x.startswith(f"| {row['variant']} |"))
+        for pair, value in row["cosines"].items():
+            assert f"cos {pair}" in header and f"| {value:+.3f} |" in line
     before = (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns
     assert main(args + ["--seeds", "1"]) == 0  # base seed 1 reused; siamese + cls trained
     assert (out / "base" / "seed-1" / "ablation_result.json").stat().st_mtime_ns == before
@@ -184,3 +202,27 @@ def test_a_killed_run_continues_from_its_checkpoint(tmp_path, tiny_backbone, sma
     assert changed.returncode == 0, changed.stderr
     assert "cannot continue it" in changed.stderr and "train.lr" in changed.stderr  # a changed config starts over
     assert "resumed from" not in (tmp_path / "changed" / "base" / "seed-1" / "log.txt").read_text()
+
+
+def test_lanes_train_runs_side_by_side_as_one_process_would(tmp_path, tiny_backbone, small_data_dir):
+    """`--lanes 2`: each run in a child process, the table the same as one process writes (the same metrics run
+    for run), each child's output in DIR/VARIANT/seed-S.log; a rerun trains nothing."""
+    path = write(tmp_path, tiny_backbone)
+    common = [str(path), "--data-dir", str(small_data_dir), "--budget", "--only", "base", "siamese",
+              "--set", "train.threads=1"]
+    serial, lanes = tmp_path / "serial", tmp_path / "lanes"
+    assert main(["ablate", *common, "--out", str(serial)]) == 0
+    done = subprocess.run([sys.executable, "-m", "minbert", "ablate", *common, "--out", str(lanes), "--lanes", "2"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("lanes: started") == 4
+    for variant in ("base", "siamese"):
+        for seed in (1, 2):
+            a, b = (json.loads((d / variant / f"seed-{seed}" / "ablation_result.json").read_text()) for d in (serial, lanes))
+            assert a["metrics"] == b["metrics"] and a["config"] == b["config"]
+            assert "optimizer steps" in (lanes / variant / f"seed-{seed}.log").read_text()
+    rows = {d: json.loads((d / "ablation.json").read_text())["rows"] for d in (serial, lanes)}
+    assert [r["metrics"] for r in rows[serial]] == [r["metrics"] for r in rows[lanes]]
+    again = subprocess.run([sys.executable, "-m", "minbert", "ablate", *common, "--out", str(lanes), "--lanes", "2"],
+                           capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 0 and "lanes: started" not in again.stderr and again.stderr.count("done before") == 4

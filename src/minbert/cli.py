@@ -237,7 +237,10 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .tools.ablate import ablate
 
-    report = ablate(Path(args.file), Path(args.out), args.data_dir, args.set, args.budget, args.seeds, args.only)
+    report = ablate(Path(args.file), Path(args.out), args.data_dir, args.set, args.budget, args.seeds, args.only,
+                    lanes=args.lanes, lane=args.lane)
+    if args.lane is not None:
+        return 0  # a child of --lanes: its run's ablation_result.json is its output
     print(json.dumps({"out": args.out, "table": str(Path(args.out) / "ablation.md"),
                       "rows": {r["variant"]: {k: round(v["mean"], 4) for k, v in r["metrics"].items()}
                                for r in report["rows"]}}))
@@ -386,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--budget", action="store_true", help="apply the file's budget settings (a CPU-sized table)")
     a.add_argument("--seeds", type=int, metavar="N", help="use only the file's first N seeds")
     a.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
+    a.add_argument("--lanes", type=positive_int, default=1, metavar="N",
+                   help="train up to N runs at once, each in its own process (output in DIR/VARIANT/seed-S.log); "
+                        "give each train.threads = cores / N")
+    a.add_argument("--lane", help=argparse.SUPPRESS)  # the one run a child process of --lanes trains
 
     b = sub.add_parser("bench", help="speed against transformers and against the machine (ratios in one run)")
     b.add_argument("--only", nargs="+", default=list(BENCH_PARTS),

@@ -1,5 +1,6 @@
 """`minbert ablate FILE`: a base config plus named variants (config deltas), each trained over several
-seeds, tabulated as dev SST / Para / STS / overall (mean ± std over seeds) and training time.
+seeds, tabulated as dev SST / Para / STS / overall (mean ± std over seeds), training time, seconds per optimizer
+step and, where the runs logged them (train.combine.log_cosine_every), the mean task-gradient cosines.
 
 The ablation file holds:
   title:    a heading for the table
@@ -21,11 +22,14 @@ exists and records the same config) is not trained again, so an interrupted tabl
 stopped; a run that never finished continues from its last checkpoint, and one whose config changed since is
 trained again from the start (it is this ablation's own run folder: replaced without `--overwrite`; see
 `run_once`). The output folder and each run
-are locked while written (one `minbert ablate` per folder).
+are locked while written (one `minbert ablate` per folder). With `--lanes N` the runs not done train N at a
+time, each in a child process (`--lane VARIANT-SLUG/seed-N`, tools/lanes.py) while this one holds the folder's
+lock and rewrites the table as each ends.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import sys
@@ -38,6 +42,7 @@ from ..schema import Config, load_config
 from ..run_folder import RunFolder
 from ..tasks import COURSE_TASKS, column_title, metric_columns
 from .experiments import finished_result, resolve_base, train_or_continue
+from .lanes import Job, Lanes
 
 KEYS = {"title", "base", "set", "budget", "seeds", "variants", "report"}
 NOT_CONFIG = ("extends", "budget")  # a variant's keys that are not config overrides
@@ -169,43 +174,132 @@ def summarise(values: list[float]) -> dict[str, float]:
 
 
 def ablate(path: Path, out_dir: Path, data_dir: str | None, extra: list[str], use_budget: bool = False,
-           n_seeds: int | None = None, only: list[str] | None = None, log=None) -> dict:
+           n_seeds: int | None = None, only: list[str] | None = None, log=None, lanes: int = 1,
+           lane: str | None = None) -> dict:
+    """Train the runs not done yet, `lanes` at a time; write and return the table. `lane` names the one run
+    ("VARIANT-SLUG/seed-N") a child process of `lanes` trains (the parent has checked and locked DIR)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # stdout: the JSON result only
     meta, runs = plan(path, use_budget, n_seeds, only, extra)
+    if lane is not None:
+        name, seed, cfg = next(r for r in runs if run_name(r[0], r[1]) == lane)
+        return train_one(name, seed, cfg, out_dir, data_dir, log)
     from ..preflight import preflight
     for name, seed, cfg in runs:  # every run's device, backbone and data before anything is written
         preflight(cfg, data_dir)
     with RunFolder.lock(out_dir):
-        return run_all(meta, runs, out_dir, data_dir, extra, log)
+        return run_all(meta, runs, out_dir, data_dir, extra, log, lanes, child_args(path, data_dir, use_budget,
+                                                                                    n_seeds, only, extra))
+
+
+def run_name(variant: str, seed: int) -> str:
+    """A run's folder under DIR, also its name as a lane."""
+    return f"{slug(variant)}/seed-{seed}"
+
+
+def child_args(path: Path, data_dir: str | None, use_budget: bool, n_seeds: int | None, only: list[str] | None,
+               extra: list[str]) -> list[str]:
+    """The `minbert ablate` arguments a lane's child process is given (besides --out and --lane): the parent's."""
+    args = [str(path)] + ([] if data_dir is None else ["--data-dir", str(data_dir)]) + (["--budget"] if use_budget else [])
+    args += [] if n_seeds is None else ["--seeds", str(n_seeds)]
+    args += [] if not only else ["--only", *only]
+    return args + [a for e in extra for a in ("--set", e)]
+
+
+def train_one(name: str, seed: int, cfg: Config, out_dir: Path, data_dir: str | None, log) -> dict:
+    """Train (or continue) one run and write its ablation_result.json; its result."""
+    run_dir = out_dir / run_name(name, seed)
+    changed = (run_dir / "ablation_result.json").exists()  # finished, with another config
+    wanted = cfg.to_dict()  # as compared by done_before (train() may rewrite cfg)
+    best, seconds = train_or_continue(cfg, run_dir, data_dir, log, "the same minbert ablate command",
+                                      may_continue=not changed)
+    result = {"variant": name, "seed": seed, "metrics": {k: v for k, v in best.items() if k != "epoch"},
+              "epoch": best.get("epoch"), "seconds": seconds, "config": wanted}
+    writes.write_text(run_dir / "ablation_result.json", json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def run_all(meta: dict, runs: list[tuple[str, int, Config]], out_dir: Path, data_dir: str | None,
-            extra: list[str], log) -> dict:
+            extra: list[str], log, lanes: int = 1, args: list[str] | None = None) -> dict:
     finished: dict[tuple[str, int], dict] = {}  # (variant, seed) -> result, for every run done with its config
     for name, seed, cfg in runs:
-        earlier = done_before(out_dir / slug(name) / f"seed-{seed}" / "ablation_result.json", cfg.to_dict(), log)
+        earlier = done_before(out_dir / run_name(name, seed) / "ablation_result.json", cfg.to_dict(), log)
         if earlier is not None:
             finished[name, seed] = earlier
     def table() -> dict:  # from every finished run, in the plan's order
         return write_tables(meta, [finished[n, s] for n, s, _ in runs if (n, s) in finished], out_dir, extra)
 
     for i, (name, seed, cfg) in enumerate(runs, 1):
-        run_dir = out_dir / slug(name) / f"seed-{seed}"
         if (name, seed) in finished:
             log(f"ablate: [{i}/{len(runs)}] {name} seed {seed}: done before, {finished[name, seed]['seconds']} s")
-            continue
-        changed = (run_dir / "ablation_result.json").exists()  # finished, with another config
-        log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {run_dir}"
-            + (" (its config changed since the earlier run)" if changed else ""))
-        wanted = cfg.to_dict()  # as compared above (train() may rewrite cfg)
-        best, seconds = train_or_continue(cfg, run_dir, data_dir, log, "the same minbert ablate command",
-                                          may_continue=not changed)
-        result = {"variant": name, "seed": seed, "metrics": {k: v for k, v in best.items() if k != "epoch"},
-                  "epoch": best.get("epoch"), "seconds": seconds, "config": wanted}
-        writes.write_text(run_dir / "ablation_result.json", json.dumps(result, indent=2) + "\n")
-        finished[name, seed] = result
-        table()  # after every run: a stopped table still shows all that is done
+        elif lanes == 1:
+            changed = (out_dir / run_name(name, seed) / "ablation_result.json").exists()
+            log(f"ablate: [{i}/{len(runs)}] {name} seed {seed} -> {out_dir / run_name(name, seed)}"
+                + (" (its config changed since the earlier run)" if changed else ""))
+            finished[name, seed] = train_one(name, seed, cfg, out_dir, data_dir, log)
+            table()  # after every run: a stopped table still shows all that is done
+    if lanes > 1:
+        run_in_lanes([(n, s, c) for n, s, c in runs if (n, s) not in finished], out_dir, lanes, args or [], log,
+                     finished, table)
     return table()
+
+
+def run_in_lanes(todo: list[tuple[str, int, Config]], out_dir: Path, lanes: int, args: list[str], log,
+                 finished: dict, table) -> None:
+    """Each run not done in a child process (`minbert ablate ... --lane VARIANT/seed-N`), `lanes` at once; the
+    table rewritten as each ends."""
+    cores = os.cpu_count() or 1
+    threads = max((c.train.threads or cores for _, _, c in todo), default=1)
+    if threads * lanes > cores:
+        log(f"ablate: note: {lanes} lanes of up to {threads} thread{'s' if threads > 1 else ''} each share this "
+            f"machine's {cores} cores" + ("" if threads == 1 else f" (train.threads={max(1, cores // lanes)} fits them)"))
+    command = [sys.executable, "-m", "minbert", "ablate", "--out", str(out_dir), *args]
+    by_name = {run_name(n, s): (n, s) for n, s, _ in todo}
+    jobs = []
+    for name, seed, _ in todo:
+        output = out_dir / f"{run_name(name, seed)}.log"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        jobs.append(Job(run_name(name, seed), frozenset(), [*command, "--lane", run_name(name, seed)], output))
+
+    def collect(job: str) -> None:
+        name, seed = by_name[job]
+        finished[name, seed] = json.loads((out_dir / job / "ablation_result.json").read_text())
+        log(f"ablate: {name} seed {seed} done ({len(finished)} runs of the table)")
+        table()
+
+    Lanes(jobs, lanes, log).run(collect, "rerun the same minbert ablate command to continue (finished runs are "
+                                         "kept; a paused one continues from its last checkpoint)")
+
+
+def json_lines(path: Path) -> list[dict]:
+    """The records of a JSON-lines log the run wrote; none when it is missing (a line cut short is left out)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return [r for r in records if isinstance(r, dict)]
+
+
+def run_logs(run_dir: Path) -> dict:
+    """What a finished run's own logs add to its scores: training seconds per optimizer step (metrics.jsonl: the
+    epochs' train_seconds over the updates done, evaluation left out) and the mean of each pairwise
+    task-gradient cosine it recorded (grad_cosine.jsonl, written with train.combine.log_cosine_every)."""
+    logs: dict = {}
+    epochs = json_lines(run_dir / "metrics.jsonl")
+    if epochs and epochs[-1].get("updates"):
+        logs["step_seconds"] = sum(e.get("train_seconds", 0.0) for e in epochs) / epochs[-1]["updates"]
+    pairs: dict[str, list[float]] = {}
+    for record in json_lines(run_dir / "grad_cosine.jsonl"):
+        for pair, value in (record.get("cosine") or {}).items():
+            pairs.setdefault(pair, []).append(value)
+    if pairs:
+        logs["cosines"] = {pair: statistics.fmean(values) for pair, values in pairs.items()}
+    return logs
 
 
 def write_tables(meta: dict, per_run: list[dict], out_dir: Path, extra: list[str]) -> dict:
@@ -216,8 +310,13 @@ def write_tables(meta: dict, per_run: list[dict], out_dir: Path, extra: list[str
         if not mine:
             continue
         metrics = {k: summarise([r["metrics"][k] for r in mine]) for k in mine[0]["metrics"] if all(k in r["metrics"] for r in mine)}
+        logs = [run_logs(out_dir / slug(name) / f"seed-{r['seed']}") for r in mine]
+        steps = [g["step_seconds"] for g in logs if "step_seconds" in g]
+        pairs = {p: [g["cosines"][p] for g in logs if p in g.get("cosines", {})] for g in logs for p in g.get("cosines", {})}
         rows.append({"variant": name, "delta": meta["deltas"][name], "change": meta["own"][name], "seeds": [r["seed"] for r in mine],
                      "metrics": metrics, "seconds": summarise([r["seconds"] for r in mine]),
+                     "step_seconds": summarise(steps) if steps else None,
+                     "cosines": {p: statistics.fmean(v) for p, v in pairs.items()},
                      "reference": meta["references"][name], "report": meta["reports"][name]})
     runs_out = [{k: v for k, v in r.items() if k != "config"} for r in per_run]
     report = {**{k: meta[k] for k in ("title", "file", "budget", "seeds", "report")}, "out": str(out_dir),
@@ -245,11 +344,16 @@ def report_cell(entry: dict | None, tasks: list[str]) -> str:
     return f"{figures} (l. {entry['line']}{'; ' + entry['note'] if entry.get('note') else ''})"
 
 
+def step_cell(step: dict | None) -> str:
+    return "" if step is None else f"{step['mean']:.3f}"
+
+
 def render(report: dict) -> str:
     rows = report["rows"]
     by_name = {r["variant"]: r for r in rows}
     columns = metric_columns([r["metrics"] for r in rows])
     names = {c: column_title(c) for c in columns}
+    pairs = list(dict.fromkeys(p for r in rows for p in r.get("cosines") or {}))  # the runs' logged task pairs
     command = f"minbert ablate {report['file']} --out {report['out']}" + (" --budget" if report["budget"] else "") \
         + "".join(f" --set {e}" for e in report["extra"])
     source = report.get("report") or {}
@@ -258,10 +362,15 @@ def render(report: dict) -> str:
              f"{' (budget settings: a CPU-sized table, not full-data scores)' if report['budget'] else ''}. "
              "Δ: the row's mean overall minus its reference row's (the row it extends, else the first); "
              "\"in spread\" when that difference is within the two rows' std summed. "
+             "train s: a run's training and evaluation seconds; s/step: its training seconds per optimizer step "
+             "(means over seeds)"
+             + ("; cos A/B: the mean cosine between tasks A's and B's encoder gradients over the steps the runs "
+                "logged (train.combine.log_cosine_every)" if pairs else "") + ". "
              "The report's own figures (SST / Quora / STS) are from "
              f"{source.get('source', 'the report')}{', ' + source['split'] if source.get('split') else ''}.", "",
-             "| variant | " + " | ".join(names[c] for c in columns) + " | Δ overall | train s | report | change (beyond the row extended) |",
-             "|---|" + "---|" * len(columns) + "---|---|---|---|"]
+             "| variant | " + " | ".join(names[c] for c in columns) + " | Δ overall | train s | s/step"
+             + "".join(f" | cos {p}" for p in pairs) + " | report | change (beyond the row extended) |",
+             "|---|" + "---|" * len(columns) + "---|---|---|" + "---|" * len(pairs) + "---|"]
     for r in rows:
         cells = []
         for c in columns:
@@ -274,5 +383,7 @@ def render(report: dict) -> str:
         delta = ", ".join(f"{k}={json.dumps(v)}" for k, v in shown.items()) or "(base)"
         ref = by_name.get(r.get("reference"))
         lines.append(f"| {r['variant'].replace('|', chr(92) + '|')} | " + " | ".join(cells)
-                     + f" | {difference(r, ref)} | {r['seconds']['mean']:.0f} | {report_cell(r.get('report'), [c for c in columns if c != 'overall'])} | `{delta}` |")
+                     + f" | {difference(r, ref)} | {r['seconds']['mean']:.0f} | {step_cell(r.get('step_seconds'))}"
+                     + "".join(f" | {r['cosines'][p]:+.3f}" if p in (r.get("cosines") or {}) else " | " for p in pairs)
+                     + f" | {report_cell(r.get('report'), [c for c in columns if c != 'overall'])} | `{delta}` |")
     return "\n".join(lines) + "\n"
