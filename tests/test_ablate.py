@@ -4,6 +4,7 @@ uninterrupted one), bad variants refused before any run."""
 import json
 import random
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -204,25 +205,37 @@ def test_a_killed_run_continues_from_its_checkpoint(tmp_path, tiny_backbone, sma
     assert "resumed from" not in (tmp_path / "changed" / "base" / "seed-1" / "log.txt").read_text()
 
 
-def test_lanes_train_runs_side_by_side_as_one_process_would(tmp_path, tiny_backbone, small_data_dir):
-    """`--lanes 2`: each run in a child process, the table the same as one process writes (the same metrics run
-    for run), each child's output in DIR/VARIANT/seed-S.log; a rerun trains nothing."""
-    path = write(tmp_path, tiny_backbone)
-    common = [str(path), "--data-dir", str(small_data_dir), "--budget", "--only", "base", "siamese",
+def test_lanes_train_runs_side_by_side_pause_on_one_sigint_and_end_as_one_process_would(
+        tmp_path, tiny_backbone, small_data_dir):
+    """`--lanes 2`: each run in a child process; one SIGINT while two train pauses both at a step with last/
+    saved (exit 130); the rerun continues them, and the table ends with the metrics one process gives, run for
+    run; each child's output in DIR/VARIANT/seed-S.log; a third run trains nothing."""
+    text = ABLATION.replace("steps_per_epoch: 2", "steps_per_epoch: 40")  # long enough to be caught running
+    path = write(tmp_path, tiny_backbone, text.replace("train.epochs: 1", "train.epochs: 1\n  train.checkpoint_every: 1"))
+    common = [str(path), "--data-dir", str(small_data_dir), "--only", "base", "siamese", "--seeds", "1",
               "--set", "train.threads=1"]
-    serial, lanes = tmp_path / "serial", tmp_path / "lanes"
+    serial, out = tmp_path / "serial", tmp_path / "lanes"
     assert main(["ablate", *common, "--out", str(serial)]) == 0
-    done = subprocess.run([sys.executable, "-m", "minbert", "ablate", *common, "--out", str(lanes), "--lanes", "2"],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr.count("lanes: started") == 4
-    for variant in ("base", "siamese"):
-        for seed in (1, 2):
-            a, b = (json.loads((d / variant / f"seed-{seed}" / "ablation_result.json").read_text()) for d in (serial, lanes))
-            assert a["metrics"] == b["metrics"] and a["config"] == b["config"]
-            assert "optimizer steps" in (lanes / variant / f"seed-{seed}.log").read_text()
-    rows = {d: json.loads((d / "ablation.json").read_text())["rows"] for d in (serial, lanes)}
-    assert [r["metrics"] for r in rows[serial]] == [r["metrics"] for r in rows[lanes]]
-    again = subprocess.run([sys.executable, "-m", "minbert", "ablate", *common, "--out", str(lanes), "--lanes", "2"],
-                           capture_output=True, text=True, cwd=REPO, timeout=600)
-    assert again.returncode == 0 and "lanes: started" not in again.stderr and again.stderr.count("done before") == 4
+    lanes = [sys.executable, "-m", "minbert", "ablate", *common, "--out", str(out), "--lanes", "2"]
+    proc = subprocess.Popen(lanes, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = [out / "base" / "seed-1", out / "siamese" / "seed-1"]
+    signal_when(proc, lambda: min(progress(r)[1] for r in runs) >= 2, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "base/seed-1, siamese/seed-1 paused" in err and "rerun the same minbert ablate command" in err, err
+    for run in runs:
+        assert "interrupted at epoch" in run.with_suffix(".log").read_text()
+        assert not (run / "ablation_result.json").exists()
+
+    again = subprocess.run(lanes, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("lanes: started") == 2
+    for run in runs:
+        assert "continuing it from" in run.with_suffix(".log").read_text()
+        got, ref = (json.loads((d / run.parent.name / "seed-1" / "ablation_result.json").read_text()) for d in (out, serial))
+        assert got["metrics"] == ref["metrics"] and got["config"] == ref["config"]
+    rows = {d: json.loads((d / "ablation.json").read_text())["rows"] for d in (serial, out)}
+    assert [r["metrics"] for r in rows[serial]] == [r["metrics"] for r in rows[out]]
+    settled = subprocess.run(lanes, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert settled.returncode == 0 and "lanes: started" not in settled.stderr
+    assert settled.stderr.count("done before") == 2, settled.stderr
