@@ -89,6 +89,9 @@ def test_ablate_tabulates_mean_and_std_over_seeds(tmp_path, tiny_backbone, small
     assert f"--out {out}" in table
     # s/step and the cosine columns: each run's own metrics.jsonl and grad_cosine.jsonl, averaged over its seeds
     header = next(line for line in table.splitlines() if line.startswith("| variant |"))
+    rule = table.splitlines()[table.splitlines().index(header) + 1]
+    assert all(line.count(" | ") == header.count(" | ") for line in table.splitlines() if line.startswith("| "))
+    assert rule.count("---|") == header.count(" | ") + 1  # one rule cell a column
     for row in report["rows"]:
         per_seed, cos = [], {}
         for s in (1, 2):

@@ -353,10 +353,13 @@ def render(report: dict) -> str:
     by_name = {r["variant"]: r for r in rows}
     columns = metric_columns([r["metrics"] for r in rows])
     names = {c: column_title(c) for c in columns}
-    pairs = list(dict.fromkeys(p for r in rows for p in r.get("cosines") or {}))  # the runs' logged task pairs
+    order = {task: i for i, task in enumerate(columns)}  # the pairs in the tasks' order: sst/para, sst/sts, para/sts
+    pairs = sorted({p for r in rows for p in r.get("cosines") or {}},
+                   key=lambda p: tuple(order.get(t, len(order)) for t in p.split("/")) + (p,))
     command = f"minbert ablate {report['file']} --out {report['out']}" + (" --budget" if report["budget"] else "") \
         + "".join(f" --set {e}" for e in report["extra"])
     source = report.get("report") or {}
+    cited = bool(source) or any(r.get("report") for r in rows)  # a report column only for a table that follows one
     lines = [f"# {report['title']}", "",
              f"Command: `{command}`; dev scores, mean ± std over seeds {report['seeds']}"
              f"{' (budget settings: a CPU-sized table, not full-data scores)' if report['budget'] else ''}. "
@@ -365,12 +368,13 @@ def render(report: dict) -> str:
              "train s: a run's training and evaluation seconds; s/step: its training seconds per optimizer step "
              "(means over seeds)"
              + ("; cos A/B: the mean cosine between tasks A's and B's encoder gradients over the steps the runs "
-                "logged (train.combine.log_cosine_every)" if pairs else "") + ". "
-             "The report's own figures (SST / Quora / STS) are from "
-             f"{source.get('source', 'the report')}{', ' + source['split'] if source.get('split') else ''}.", "",
-             "| variant | " + " | ".join(names[c] for c in columns) + " | Δ overall | train s | s/step"
-             + "".join(f" | cos {p}" for p in pairs) + " | report | change (beyond the row extended) |",
-             "|---|" + "---|" * len(columns) + "---|---|---|" + "---|" * len(pairs) + "---|"]
+                "logged (train.combine.log_cosine_every)" if pairs else "") + "."
+             + (" The report's own figures (SST / Quora / STS) are from "
+                f"{source.get('source', 'the report')}{', ' + source['split'] if source.get('split') else ''}."
+                if cited else ""), ""]
+    header = ["variant", *(names[c] for c in columns), "Δ overall", "train s", "s/step", *(f"cos {p}" for p in pairs),
+              *(["report"] if cited else []), "change (beyond the row extended)"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = []
         for c in columns:
@@ -385,5 +389,6 @@ def render(report: dict) -> str:
         lines.append(f"| {r['variant'].replace('|', chr(92) + '|')} | " + " | ".join(cells)
                      + f" | {difference(r, ref)} | {r['seconds']['mean']:.0f} | {step_cell(r.get('step_seconds'))}"
                      + "".join(f" | {r['cosines'][p]:+.3f}" if p in (r.get("cosines") or {}) else " | " for p in pairs)
-                     + f" | {report_cell(r.get('report'), [c for c in columns if c != 'overall'])} | `{delta}` |")
+                     + (f" | {report_cell(r.get('report'), [c for c in columns if c != 'overall'])}" if cited else "")
+                     + f" | `{delta}` |")
     return "\n".join(lines) + "\n"
