@@ -345,3 +345,26 @@ def test_a_skipped_update_leaves_learned_weights_alone(name):
     after = c.state()
     assert all(torch.equal(before["adam"][j], after["adam"][j]) for j in ("x", "m", "v"))
     assert before["adam"]["t"] == after["adam"]["t"]
+
+
+@pytest.mark.parametrize("name", sorted(COMBINERS))
+def test_every_method_takes_steps_of_one_task_between_steps_of_two(tiny, name):
+    """A schedule can give a step one task only (random_subset, proportional sampling): every method takes it,
+    between steps of two tasks, writing a finite and nonzero gradient. torchjd's Nash-MTL solver refuses one
+    task (cvxpy's 1 x 1 problem), so there the weight is the bargaining solution's closed form, G alpha = 1 / alpha:
+    alpha = |g|^-1, the gradient at norm 1 (within max_norm 1)."""
+    model, batches = tiny
+    shared = list(model.encoder.parameters())
+    combiner = COMBINERS[name](shared, COMBINERS[name].settings(), 7, None, None, list(batches))
+    for step in (["sst"], ["sst", "sts"], ["sts"], ["sts", "sst"], ["sst"]):
+        model.zero_grad(set_to_none=True)
+        combiner.begin(log_cosines=True)
+        for t in step:
+            loss = loss_of(model, t, batches)
+            combiner.backward(t, loss, value=float(loss.detach()))
+        combiner.finish()
+        combiner.after_update(True)
+        grads = [p.grad for p in shared if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.any() for g in grads), step
+        if name == "nash-mtl" and len(step) == 1:
+            assert float(torch.cat([g.reshape(-1) for g in grads]).double().norm()) == pytest.approx(1.0, rel=1e-6)

@@ -197,7 +197,9 @@ class NashMTL(Aggregated):
         return self.solvers[key]
 
     def combine(self, gram: torch.Tensor, tasks: list[str]) -> torch.Tensor:
-        key = tuple(tasks)
+        if len(tasks) == 1:  # one player: G alpha = 1 / alpha gives alpha = G^(-1/2), the gradient at norm 1
+            return self._clip(gram.double().clamp(min=1e-30).rsqrt().reshape(1), gram_factor(gram.double()))
+        key = tuple(tasks)  # (torchjd's solver cannot take one task: cvxpy refuses its 1 x 1 problem)
         weighting = self._solver(key).weighting
         factor = gram_factor(gram)
         if self.calls[key] % self.cfg.update_weights_every == 0:
@@ -205,12 +207,16 @@ class NashMTL(Aggregated):
                 warnings.filterwarnings("ignore", message=".*not DPP.*")
                 alpha = weighting(factor)
         else:  # torchjd's reuse of its last weights, with its max_norm clipping
-            alpha = torch.from_numpy(np.asarray(weighting.prvs_alpha)).to(torch.float64)
-            norm = torch.linalg.norm(alpha @ factor)
-            if self.cfg.max_norm > 0 and norm > self.cfg.max_norm:
-                alpha = alpha / norm * self.cfg.max_norm
+            alpha = self._clip(torch.from_numpy(np.asarray(weighting.prvs_alpha)).to(torch.float64), factor)
         self.calls[key] += 1
         return alpha.to(torch.float64)
+
+    def _clip(self, alpha: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        """torchjd's max_norm: the weights scaled so the combined gradient's norm is at most `max_norm`."""
+        norm = torch.linalg.norm(alpha.double() @ factor.double())
+        if self.cfg.max_norm > 0 and norm > self.cfg.max_norm:
+            alpha = alpha / norm * self.cfg.max_norm
+        return alpha
 
     def state(self) -> dict:
         return {",".join(k): {"calls": self.calls[k], "alpha": torch.as_tensor(np.asarray(s.weighting.prvs_alpha,
