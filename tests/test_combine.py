@@ -350,7 +350,8 @@ def test_a_skipped_update_leaves_learned_weights_alone(name):
 @pytest.mark.parametrize("name", sorted(COMBINERS))
 def test_every_method_takes_steps_of_one_task_between_steps_of_two(tiny, name):
     """A schedule can give a step one task only (random_subset, proportional sampling): every method takes it,
-    between steps of two tasks, writing a finite and nonzero gradient. torchjd's Nash-MTL solver refuses one
+    between steps of two tasks, writing a finite and nonzero gradient; asked for them, every method reports the
+    two tasks' gradient cosine, the same with the gradients it combined as without. torchjd's Nash-MTL solver refuses one
     task (cvxpy's 1 x 1 problem), so there the weight is the bargaining solution's closed form, G alpha = 1 / alpha:
     alpha = |g|^-1, the gradient at norm 1 (within max_norm 1)."""
     model, batches = tiny
@@ -362,9 +363,13 @@ def test_every_method_takes_steps_of_one_task_between_steps_of_two(tiny, name):
         for t in step:
             loss = loss_of(model, t, batches)
             combiner.backward(t, loss, value=float(loss.detach()))
-        combiner.finish()
+        cos = combiner.finish()
         combiner.after_update(True)
         grads = [p.grad for p in shared if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.any() for g in grads), step
+        if len(step) == 2:  # the cosine of the tasks' own gradients: a loss weight scales a gradient, not its direction
+            ref = per_task_grads(model, batches)
+            want = float(ref["sst"] @ ref["sts"] / (ref["sst"].norm() * ref["sts"].norm()))
+            assert cos is not None and cos["sst/sts"] == pytest.approx(want, abs=1e-4), name
         if name == "nash-mtl" and len(step) == 1:
             assert float(torch.cat([g.reshape(-1) for g in grads]).double().norm()) == pytest.approx(1.0, rel=1e-6)

@@ -27,10 +27,14 @@ from ..settings import Choice, choice, setting
 Grads = list  # one gradient tensor (or None: unused) per shared parameter
 
 
-def cosines(gram: torch.Tensor, tasks: list[str]) -> dict[str, float]:
+def cosines(gram: torch.Tensor, tasks: list[str], order: list[str] | None = None) -> dict[str, float]:
+    """Each pair's cosine, named "a/b" with a before b in `order` (the run's tasks) whatever order the step
+    backpropagated them in; without `order`, in `tasks`' order."""
     norms = gram.diagonal().clamp(min=1e-30).sqrt()
-    return {f"{tasks[i]}/{tasks[j]}": float(gram[i, j] / (norms[i] * norms[j]))
-            for i, j in itertools.combinations(range(len(tasks)), 2)}
+    rank = {t: k for k, t in enumerate(order or tasks)}
+    pairs = [(i, j) if rank.get(tasks[i], i) <= rank.get(tasks[j], j) else (j, i)
+             for i, j in itertools.combinations(range(len(tasks)), 2)]
+    return {f"{tasks[i]}/{tasks[j]}": float(gram[i, j] / (norms[i] * norms[j])) for i, j in pairs}
 
 
 class RowsLookedUp:
@@ -149,7 +153,7 @@ class Combiner:
             for k, p in enumerate(self.shared):
                 p.grad = _add(p.grad, self._carry[k])
         self._carry = None
-        return cosines(gram, tasks) if self.capture and len(tasks) > 1 else None
+        return cosines(gram, tasks, self.tasks) if self.capture and len(tasks) > 1 else None
 
     def settle(self, tasks: list[str], grads: list[Grads], gram: torch.Tensor, rows: torch.Tensor | None) -> None:
         """Write sum_j w_j g_j (w = `combine(gram, tasks)`) into the shared parameters' .grad."""

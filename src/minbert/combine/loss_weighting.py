@@ -274,25 +274,27 @@ class FAMO(LossWeighting):
         super().__init__(*args, **kwargs)
         self.opt = Adam(torch.zeros(len(self.tasks), dtype=torch.float64), self.cfg.lr, self.cfg.gamma)  # xi
         self.last = torch.full((len(self.tasks),), math.nan, dtype=torch.float64)  # the last update's mean losses
+        self.value: float | None = None  # the loss of the batch being backpropagated (this process's, or all's)
 
     def backward(self, task, loss, value=None, share=1.0) -> bool:
-        if value is not None:
-            self.observe(task, value, share)
+        """The base's backward (so the per-task gradients are captured when cosines are logged), its weight that
+        of this batch's loss: `weight` reads `self.value`."""
         if value is not None and self.sum_over is not None:  # data-parallel: the global batch's loss
             device = self.shared[0].device
             both = torch.tensor([share * value], dtype=torch.float64, device=device)
-            value = float(self.sum_over([both], [both])[0])
-        if value is None or not math.isfinite(value):
-            w = 1.0  # a non-finite loss: the step is skipped anyway
+            self.value = float(self.sum_over([both], [both])[0])
         else:
-            z = torch.softmax(self.opt.x, dim=0)
-            known = self.last.isnan().logical_not()
-            d = torch.where(known, self.last, torch.full_like(self.last, value)) + self.cfg.eps
-            w = float(z[self.index[task]] / (value + self.cfg.eps) / (z / d).sum())
-        if not loss.requires_grad:
-            return False
-        (w * loss).backward()
-        return True
+            self.value = value
+        return super().backward(task, loss, value, share)
+
+    def weight(self, task: str) -> float:
+        value = self.value
+        if value is None or not math.isfinite(value):
+            return 1.0  # a non-finite loss: the step is skipped anyway
+        z = torch.softmax(self.opt.x, dim=0)
+        known = self.last.isnan().logical_not()
+        d = torch.where(known, self.last, torch.full_like(self.last, value)) + self.cfg.eps
+        return float(z[self.index[task]] / (value + self.cfg.eps) / (z / d).sum())
 
     def learn(self, means: torch.Tensor) -> None:
         both = ~(means.isnan() | self.last.isnan())
