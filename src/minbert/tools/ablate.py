@@ -310,7 +310,7 @@ def write_tables(meta: dict, per_run: list[dict], out_dir: Path, extra: list[str
         if not mine:
             continue
         metrics = {k: summarise([r["metrics"][k] for r in mine]) for k in mine[0]["metrics"] if all(k in r["metrics"] for r in mine)}
-        logs = [run_logs(out_dir / slug(name) / f"seed-{r['seed']}") for r in mine]
+        logs = [run_logs(out_dir / run_name(name, r["seed"])) for r in mine]
         steps = [g["step_seconds"] for g in logs if "step_seconds" in g]
         pairs = {p: [g["cosines"][p] for g in logs if p in g.get("cosines", {})] for g in logs for p in g.get("cosines", {})}
         rows.append({"variant": name, "delta": meta["deltas"][name], "change": meta["own"][name], "seeds": [r["seed"] for r in mine],
