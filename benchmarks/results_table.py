@@ -1,7 +1,7 @@
 """The README results table: dev scores of several seeds of one recipe (mean ± std), their ensemble, the
 frozen-encoder baseline, next to the bar of issue 7 and the seed reports' best dev figures.
 
-Usage: python benchmarks/results_table.py RUN_DIR... [--ensemble DIR|FILE]... [--frozen RUN_DIR]
+Usage: python benchmarks/results_table.py RUN_DIR... [--label NAME] [--ensemble DIR|FILE]... [--frozen RUN_DIR]
        [--other LABEL=RUN_DIR,RUN_DIR...]... > RESULTS.md
 Every minbert figure is read from the runs' own files (best_metrics.json, metrics.jsonl,
 ensemble_metrics.json); the other rows are published figures, cited.
@@ -95,6 +95,7 @@ def seeds_row(label: str, runs: list[Path]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--label", default="minbert best-cpu", help="the runs' recipe, as the first row names it")
     ap.add_argument("--ensemble", type=Path, action="append", default=[],
                     help="an ensemble's output folder or its metrics file (repeatable)")
     ap.add_argument("--frozen", type=Path)
@@ -104,7 +105,7 @@ def main() -> None:
 
     print("| model | SST acc | Quora acc | STS r | overall | wall (min) |")
     print("|---|---|---|---|---|---|")
-    print(seeds_row("minbert best-cpu", args.runs))
+    print(seeds_row(args.label, args.runs))
     for run in args.runs:
         s = best(run)
         print(f"| &nbsp;&nbsp;{run.name} (epoch {s.get('epoch', '?')}) | "

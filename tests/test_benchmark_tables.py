@@ -228,3 +228,66 @@ def test_ablations_sh_skips_a_published_table_and_trains_only_what_it_lacks(tmp_
     assert calls.read_text() == (f"ablate configs/ablations/{names[1]}.yaml --out {tmp_path / 'runs'}/{names[1]} "
                                  "--budget --set train.threads=1\n")
     assert (results / names[1] / "ablation.md").read_bytes() == before[results / names[1] / "ablation.md"]
+
+
+def fake_recipe_stub(tmp_path: Path, seeds: dict[int, dict], splits: tuple[str, ...]) -> Path:
+    """A stand-in for minbert: logs its call and leaves, as `minbert recipe` would, a finished `finish` run per
+    seed (its scores, config, metrics, log and the prediction files of `splits`) and the recipe's own table."""
+    runs = tmp_path / "runs"
+    for seed, scores in seeds.items():
+        run = fake_run(runs / f"finish-{seed}", scores, [(300.0, 60.0)])
+        (run / "config.yaml").write_text(f"train:\n  seed: {seed}\n")
+        (run / "log.txt").write_text(f"log of {seed}\n")
+        (run / "predictions").mkdir()
+        for task in ("sst", "para", "sts"):
+            for split in splits:
+                (run / "predictions" / f"{task}-{split}-output.csv").write_text(f"id,{task} {split} {seed}\n")
+    for name in ("recipe.md", "recipe.json"):
+        (runs / name).write_text(name)
+    stub = tmp_path / "minbert"
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
+    stub.chmod(0o755)
+    return stub
+
+
+def test_best_model_sh_ships_each_seeds_dev_and_test_files_and_their_table(tmp_path):
+    seeds = {11711: {"sst": 0.49, "para": 0.86, "sts": 0.881, "overall": 0.764},
+             11712: {"sst": 0.48, "para": 0.859, "sts": 0.884, "overall": 0.761}}
+    stub = fake_recipe_stub(tmp_path, seeds, ("dev", "test"))
+    results = tmp_path / "results"
+    env = {"PATH": "/usr/bin:/bin", "MINBERT": str(stub), "PYTHON": sys.executable, "BEST_RUNS": str(tmp_path / "runs"),
+           "BEST_RESULTS": str(results), "BEST_LABEL": "shipped"}
+    done = subprocess.run(["bash", str(BENCH / "best_model.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "calls").read_text() == (
+        f"recipe configs/recipes/bam-private-finish.yaml --out {tmp_path / 'runs'} --lanes 2 "
+        "--set train.threads=1 --set eval.test_predictions=true\n")
+    for seed in seeds:
+        run, shipped = tmp_path / "runs" / f"finish-{seed}", results / f"finish-{seed}"
+        assert sorted(p.name for p in (shipped / "predictions").iterdir()) == sorted(
+            f"{t}-{s}-output.csv" for t in ("sst", "para", "sts") for s in ("dev", "test"))
+        for f in ("predictions/sst-test-output.csv", "predictions/sts-dev-output.csv", "best_metrics.json",
+                  "config.yaml", "metrics.jsonl"):
+            assert (shipped / f).read_bytes() == (run / f).read_bytes()
+        assert (shipped / "train.log").read_bytes() == (run / "log.txt").read_bytes()
+    rows = [line for line in (results / "RESULTS.md").read_text().splitlines() if line.startswith("|")]
+    cells = [c.strip() for c in rows[2].split("|")[1:-1]]
+    assert cells[0] == "shipped, 2 seeds (mean ± std)"
+    for task, cell in zip(("sst", "para", "sts", "overall"), cells[1:5]):
+        values = np.array([s[task] for s in seeds.values()])
+        assert cell == f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+    assert (results / "recipe.md").read_text() == "recipe.md"
+
+
+def test_best_model_sh_refuses_runs_without_test_predictions_and_keeps_what_was_shipped(tmp_path):
+    stub = fake_recipe_stub(tmp_path, {11711: {"sst": 0.49, "para": 0.86, "sts": 0.88, "overall": 0.76}}, ("dev",))
+    results = tmp_path / "results"
+    (results / "finish-11711").mkdir(parents=True)
+    (results / "finish-11711" / "best_metrics.json").write_text("earlier")
+    env = {"PATH": "/usr/bin:/bin", "MINBERT": str(stub), "PYTHON": sys.executable, "BEST_RUNS": str(tmp_path / "runs"),
+           "BEST_RESULTS": str(results)}
+    done = subprocess.run(["bash", str(BENCH / "best_model.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "finish-11711 has no test prediction files (para-test-output.csv, sst-test-output.csv, sts-test-output.csv)" in done.stderr
+    assert [p.name for p in results.rglob("*")] == ["finish-11711", "best_metrics.json"]
+    assert (results / "finish-11711" / "best_metrics.json").read_text() == "earlier"
