@@ -21,16 +21,16 @@ done <<< "${MINBERT_SET:-}"
 $minbert recipe configs/recipes/best-cpu.yaml --out "$RUNS" --lanes 4 "${sets[@]}"
 runs=("$RUNS"/best-cpu-11711 "$RUNS"/best-cpu-11712 "$RUNS"/best-cpu-11713)
 $minbert ensemble "${runs[@]}" --out "$RUNS"/ensemble
-mkdir -p "$RESULTS"/best-cpu "$RESULTS"/ensemble
-rm -rf "$RESULTS"/best-cpu/predictions "$RESULTS"/ensemble/predictions
-cp -r "${runs[0]}/predictions" "$RESULTS"/best-cpu/predictions
+mkdir -p "$RESULTS"/best-cpu-config "$RESULTS"/ensemble
+rm -rf "$RESULTS"/best-cpu-config/predictions "$RESULTS"/ensemble/predictions
+cp -r "${runs[0]}/predictions" "$RESULTS"/best-cpu-config/predictions
 cp -r "$RUNS"/ensemble/predictions "$RESULTS"/ensemble/predictions
 cp "$RUNS"/ensemble/ensemble_metrics.json "$RESULTS"/ensemble/
-cp "${runs[0]}"/{best_metrics.json,config.yaml,metrics.jsonl} "$RESULTS"/best-cpu/
-for run in "${runs[@]:1}"; do cp "$run/metrics.jsonl" "$RESULTS/best-cpu/metrics-${run##*-}.jsonl"; done
+cp "${runs[0]}"/{best_metrics.json,config.yaml,metrics.jsonl} "$RESULTS"/best-cpu-config/
+for run in "${runs[@]:1}"; do cp "$run/metrics.jsonl" "$RESULTS/best-cpu-config/metrics-${run##*-}.jsonl"; done
 H=results/history  # the earlier versions of the recipe, as rows beside this one (README)
 $python benchmarks/results_table.py "${runs[@]}" \
   --other "minbert best-cpu, first per-task budget {sst: 12800, para: 44800, sts: 6400} (ed6a7a2)=$H/best-cpu-subsets-ed6a7a2/best-cpu-11711,$H/best-cpu-subsets-ed6a7a2/best-cpu-11712,$H/best-cpu-subsets-ed6a7a2/best-cpu-11713" \
   --other "minbert best-cpu, round-robin version (2 × 800 steps, d156547)=$H/best-cpu-round-robin-d156547/best-cpu-11711,$H/best-cpu-round-robin-d156547/best-cpu-11712,$H/best-cpu-round-robin-d156547/best-cpu-11713" \
-  --ensemble "$RUNS"/ensemble --frozen "$RUNS"/frozen > "$RESULTS"/best-cpu/RESULTS.md
-cat "$RESULTS"/best-cpu/RESULTS.md
+  --ensemble "$RUNS"/ensemble --frozen "$RUNS"/frozen > "$RESULTS"/best-cpu-config/RESULTS.md
+cat "$RESULTS"/best-cpu-config/RESULTS.md

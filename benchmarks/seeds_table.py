@@ -2,7 +2,7 @@
 each beside the report's own figures, with the default and best-cpu runs as reference rows.
 
 Usage: python benchmarks/seeds_table.py [--results results/seeds] [--configs configs/seeds]
-       [--default results/default] [--best-cpu results/best-cpu] [--step-times results/seeds/step_times.json]
+       [--default results/default] [--best-cpu results/best-cpu-config] [--step-times results/seeds/step_times.json]
        [--doc docs/results/seeds.md]
 
 A system NAME (configs/seeds/NAME.yaml) has the runs results/seeds/NAME/ (seed 11711) and
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=Path("results/seeds"))
     ap.add_argument("--configs", type=Path, default=Path("configs/seeds"))
     ap.add_argument("--default", type=Path, default=Path("results/default"))
-    ap.add_argument("--best-cpu", type=Path, default=Path("results/best-cpu"))
+    ap.add_argument("--best-cpu", type=Path, default=Path("results/best-cpu-config"))
     ap.add_argument("--step-times", type=Path, default=Path("results/seeds/step_times.json"),
                     help="benchmarks/seeds_step_times.py's result")
     ap.add_argument("--doc", type=Path, help="write the table into this Markdown file instead of printing it")
