@@ -1,7 +1,8 @@
 """docs/results/ablations.md's tables: each results/ablations/NAME/ablation.md (as `minbert ablate` wrote it)
 put between that table's markers in the doc, so the prose around them (headings, readings) stays as written.
 
-Usage: python benchmarks/ablations_doc.py [--results results/ablations] [--doc docs/results/ablations.md] [NAME ...]
+Usage: python benchmarks/ablations_doc.py [--results results/ablations] [--doc docs/results/ablations.md]
+       [--source results/ablations] [NAME ...]
 NAME defaults to every folder under --results that holds an ablation.md. A table without markers in the doc yet
 is added at its end, under a heading of its title.
 """
@@ -13,8 +14,8 @@ from pathlib import Path
 from results_table import write_block
 
 
-def markers(name: str) -> tuple[str, str]:
-    return (f"<!-- ablation {name}: written by benchmarks/ablations_doc.py from results/ablations/{name}/, "
+def markers(name: str, source: str = "results/ablations") -> tuple[str, str]:
+    return (f"<!-- ablation {name}: written by benchmarks/ablations_doc.py from {source}/{name}/, "
             "do not edit by hand -->", f"<!-- /ablation {name} -->")
 
 
@@ -33,11 +34,13 @@ def main() -> None:
     ap.add_argument("names", nargs="*")
     ap.add_argument("--results", type=Path, default=Path("results/ablations"))
     ap.add_argument("--doc", type=Path, default=Path("docs/results/ablations.md"))
+    ap.add_argument("--source", default="results/ablations",
+                    help="the results folder as the doc's markers name it (results/mtl-methods for its doc)")
     args = ap.parse_args()
     names = args.names or sorted(p.parent.name for p in args.results.glob("*/ablation.md"))
     for name in names:
         title, body = table_lines(args.results / name / "ablation.md")
-        begin, end = markers(name)
+        begin, end = markers(name, args.source)
         text = args.doc.read_text() if args.doc.exists() else ""
         if begin not in text:  # a new table: its own heading before the block
             args.doc.parent.mkdir(parents=True, exist_ok=True)

@@ -291,3 +291,35 @@ def test_best_model_sh_refuses_runs_without_test_predictions_and_keeps_what_was_
     assert "finish-11711 has no test prediction files (para-test-output.csv, sst-test-output.csv, sts-test-output.csv)" in done.stderr
     assert [p.name for p in results.rglob("*")] == ["finish-11711", "best_metrics.json"]
     assert (results / "finish-11711" / "best_metrics.json").read_text() == "earlier"
+
+
+def test_mtl_methods_sh_copies_each_finished_runs_logs_and_puts_the_table_in_the_doc(tmp_path):
+    """A stub minbert leaves what `minbert ablate` would: two finished runs (one without cosines) and one stopped."""
+    runs, results, doc = tmp_path / "runs", tmp_path / "results", tmp_path / "mtl.md"
+    kept = ("metrics.jsonl", "config.yaml", "best_metrics.json", "ablation_result.json")
+    for row, seed, files in (("sum", 1, (*kept, "grad_cosine.jsonl")), ("famo", 1, kept), ("famo", 2, ("metrics.jsonl",))):
+        run = runs / row / f"seed-{seed}"
+        run.mkdir(parents=True)
+        for name in (*files, "log.txt"):
+            (run / name).write_text(f"{row} {seed} {name}")
+    (runs / "ablation.md").write_text("# Methods\n\n| variant | overall |\n|---|---|\n| sum | 0.7 |\n")
+    (runs / "ablation.json").write_text("{}")
+    begin = ("<!-- ablation quarter: written by benchmarks/ablations_doc.py from results/mtl-methods/quarter/, "
+             "do not edit by hand -->")
+    doc.write_text(f"# Methods\n\nBefore.\n\n{begin}\n| stale |\n<!-- /ablation quarter -->\n\nAfter.\n")
+    stub = tmp_path / "minbert"
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
+    stub.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "MINBERT": str(stub), "PYTHON": sys.executable, "MTL_RUNS": str(runs),
+           "MTL_RESULTS": str(results), "MTL_DOC": str(doc)}
+    done = subprocess.run(["bash", str(BENCH / "mtl_methods.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "calls").read_text() == (f"ablate configs/ablations/mtl-methods.yaml --out {runs} --lanes 2 "
+                                                "--set train.threads=1\n")
+    quarter = results / "quarter"
+    assert sorted(str(p.relative_to(quarter)) for p in quarter.rglob("*") if p.is_file()) == sorted(
+        ["ablation.md", "ablation.json", *(f"sum/seed-1/{f}" for f in (*kept, "grad_cosine.jsonl")),
+         *(f"famo/seed-1/{f}" for f in kept)])
+    assert (quarter / "sum/seed-1/grad_cosine.jsonl").read_text() == "sum 1 grad_cosine.jsonl"
+    assert doc.read_text() == (f"# Methods\n\nBefore.\n\n{begin}\n| variant | overall |\n|---|---|\n| sum | 0.7 |\n"
+                               "<!-- /ablation quarter -->\n\nAfter.\n")
