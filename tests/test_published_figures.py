@@ -248,3 +248,41 @@ def test_each_sst_temperature_row_is_its_files(temperature):
     epochs = [json.loads(x)["dev"]["sst"] for x in (folder / "metrics.jsonl").read_text().splitlines()]
     assert line.split("|")[2].strip().replace("*", "") == ", ".join(f"{x:.3f}" for x in epochs)
     assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["distill"]["temperature"] == temperature
+
+
+QUARTER = REPO / "results/mtl-methods/quarter"
+
+
+def quarter_runs() -> dict[str, list[Path]]:
+    """The committed runs of the quarter-budget methods table, by the variant each recorded it ran."""
+    runs: dict[str, list[Path]] = {}
+    for result in sorted(QUARTER.glob("*/seed-*/ablation_result.json")):
+        runs.setdefault(json.loads(result.read_text())["variant"], []).append(result.parent)
+    return runs
+
+
+def test_the_methods_tables_rows_are_their_runs_files():
+    """Each row's mean and std over seeds is its runs' best_metrics.json, and each cosine the mean over seeds of the
+    run's grad_cosine.jsonl lines (numpy, not the table's code)."""
+    import numpy as np
+    rows = {r["variant"]: r for r in json.loads((QUARTER / "ablation.json").read_text())["rows"]}
+    runs = quarter_runs()
+    assert set(rows) == set(runs) and all(len(r) >= 2 for r in runs.values())
+    for variant, folders in runs.items():
+        best = [json.loads((f / "best_metrics.json").read_text()) for f in folders]
+        for task in ("sst", "para", "sts", "overall"):
+            values = np.array([b[task] for b in best])
+            assert rows[variant]["metrics"][task]["mean"] == pytest.approx(values.mean(), abs=1e-9)
+            assert rows[variant]["metrics"][task]["std"] == pytest.approx(values.std(ddof=1), abs=1e-9)
+        logged = [[json.loads(line)["cosine"] for line in (f / "grad_cosine.jsonl").read_text().splitlines()]
+                  for f in folders if (f / "grad_cosine.jsonl").exists()]
+        for pair, mean in (rows[variant].get("cosines") or {}).items():
+            per_run = [np.mean([c[pair] for c in lines if pair in c]) for lines in logged]
+            assert mean == pytest.approx(np.mean(per_run), abs=1e-9)
+
+
+def test_the_methods_doc_holds_the_committed_table():
+    doc = (REPO / "docs/results/mtl-methods.md").read_text()
+    block = doc.split("results/mtl-methods/quarter/, do not edit by hand -->\n")[1].split("\n<!-- /ablation quarter -->")[0]
+    table = (QUARTER / "ablation.md").read_text().splitlines()[1:]
+    assert block == "\n".join(table).strip()
