@@ -32,9 +32,15 @@ done <<< "${BEST_SET:-}"
 [ -n "${BEST_DATA_DIR:-}" ] && args+=(--data-dir "$BEST_DATA_DIR")
 
 $minbert recipe "$RECIPE" --out "$RUNS" --lanes 2 "${args[@]}"
-finals=("$RUNS/$FINAL"-*/)
-finals=("${finals[@]%/}")
-[ -d "${finals[0]}" ] || { echo "best_model.sh: no run $RUNS/$FINAL-SEED" >&2; exit 1; }
+# the recipe's own runs named FINAL-SEED (from its recipe.json, not whatever else lies in $RUNS)
+named=$($python -c 'import json, sys
+runs = [r["run"] for r in json.load(open(sys.argv[1])) if r["run"].startswith(sys.argv[2] + "-") and "skipped" not in r]
+if not runs:
+    sys.exit(f"best_model.sh: the recipe has no run {sys.argv[2]}-SEED")
+print("\n".join(runs))' \
+  "$RUNS/recipe.json" "$FINAL")
+mapfile -t finals <<< "$named"
+finals=("${finals[@]/#/$RUNS/}")
 mkdir -p "$RESULTS"
 shipped=$($python benchmarks/ship_runs.py "$RESULTS" "${finals[@]}")  # stops here if a seed lacks a file
 mapfile -t copied <<< "$shipped"

@@ -1,6 +1,6 @@
 """Copy finished runs into results/: each run's prediction files, best_metrics.json, config.yaml, metrics.jsonl and
-its log (as train.log), into RESULTS/RUN_NAME/. Every run is checked first: one without a test-student prediction
-file beside each dev one stops the copy before anything in RESULTS is replaced.
+its log (as train.log), into RESULTS/RUN_NAME/. Every run is checked first: one without a dev and a test-student
+prediction file for each task of its config stops the copy before anything in RESULTS is replaced.
 
 Usage: python benchmarks/ship_runs.py RESULTS RUN_DIR...   (prints the folders it wrote, one a line)
 """
@@ -10,6 +10,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import yaml
+
 KEPT = ("best_metrics.json", "config.yaml", "metrics.jsonl")
 
 
@@ -18,13 +20,11 @@ def problem(run: Path) -> str | None:
     missing = [f for f in (*KEPT, "log.txt") if not (run / f).is_file()]
     if missing:
         return f"{run} is not a finished run (no {', '.join(missing)})"
-    dev = sorted((run / "predictions").glob("*-dev-output.csv"))
-    if not dev:
-        return f"{run} has no dev prediction files"
-    lacking = [p.name.replace("-dev-", "-test-") for p in dev
-               if not p.with_name(p.name.replace("-dev-", "-test-")).is_file()]
-    if lacking:
-        return f"{run} has no test prediction files ({', '.join(lacking)})"
+    tasks = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("tasks") or []
+    for split in ("dev", "test"):
+        lacking = [f"{t}-{split}-output.csv" for t in tasks if not (run / "predictions" / f"{t}-{split}-output.csv").is_file()]
+        if lacking or not tasks:
+            return f"{run} has no {split} prediction files ({', '.join(lacking) or 'no tasks in its config'})"
     return None
 
 

@@ -3,7 +3,9 @@
 # (SST 11712-11715, Quora 11712-11713, STS 11712; two single-thread runs side by side), each run copied into
 # results/single/seeds/TASK-SEED/ by benchmarks/ship_runs.py (which refuses a run lacking a test file). Seed 11711
 # of each task is results/single/TASK/. Which runs are done, and continuing a stopped one, are `minbert recipe`'s:
-# rerun this script after an interruption.
+# rerun this script after an interruption. The copies replace the committed seeds' files: the README's seed-mean
+# row and distillation.md's seed rows are read from them (tests/test_published_figures.py checks each against
+# them), and the SST ensemble of results/single/seeds/sst-ensemble/ is of the earlier runs until rebuilt.
 # Usage: bash benchmarks/single_seeds.sh > logs/single-seeds.log 2>&1
 # Environment (defaults in brackets): MINBERT [.venv/bin/minbert], PYTHON [.venv/bin/python],
 #   SINGLE_RUNS [runs/single-seeds], SINGLE_RESULTS [results/single/seeds], SINGLE_DATA_DIR [the default]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -236,14 +237,16 @@ def fake_recipe_stub(tmp_path: Path, seeds: dict[int, dict], splits: tuple[str, 
     runs = tmp_path / "runs"
     for seed, scores in seeds.items():
         run = fake_run(runs / f"finish-{seed}", scores, [(300.0, 60.0)])
-        (run / "config.yaml").write_text(f"train:\n  seed: {seed}\n")
+        (run / "config.yaml").write_text(f"tasks: [sst, para, sts]\ntrain:\n  seed: {seed}\n")
         (run / "log.txt").write_text(f"log of {seed}\n")
         (run / "predictions").mkdir()
         for task in ("sst", "para", "sts"):
             for split in splits:
                 (run / "predictions" / f"{task}-{split}-output.csv").write_text(f"id,{task} {split} {seed}\n")
-    for name in ("recipe.md", "recipe.json"):
-        (runs / name).write_text(name)
+    (runs / "finish-1").mkdir()  # a folder the recipe did not write: not shipped
+    (runs / "recipe.md").write_text("recipe.md")
+    (runs / "recipe.json").write_text(json.dumps([{"run": "teacher-sst", "metrics": {}}, *(
+        {"run": f"finish-{seed}", "metrics": scores} for seed, scores in seeds.items())]))
     stub = tmp_path / "minbert"
     stub.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
     stub.chmod(0o755)
@@ -277,6 +280,8 @@ def test_best_model_sh_ships_each_seeds_dev_and_test_files_and_their_table(tmp_p
         values = np.array([s[task] for s in seeds.values()])
         assert cell == f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
     assert (results / "recipe.md").read_text() == "recipe.md"
+    assert sorted(p.name for p in results.iterdir()) == ["RESULTS.md", *(f"finish-{s}" for s in seeds), "recipe.json",
+                                                         "recipe.md"]
 
 
 def test_best_model_sh_refuses_runs_without_test_predictions_and_keeps_what_was_shipped(tmp_path):
@@ -288,38 +293,119 @@ def test_best_model_sh_refuses_runs_without_test_predictions_and_keeps_what_was_
            "BEST_RESULTS": str(results)}
     done = subprocess.run(["bash", str(BENCH / "best_model.sh")], env=env, capture_output=True, text=True)
     assert done.returncode != 0
-    assert "finish-11711 has no test prediction files (para-test-output.csv, sst-test-output.csv, sts-test-output.csv)" in done.stderr
+    assert "finish-11711 has no test prediction files (sst-test-output.csv, para-test-output.csv, sts-test-output.csv)" in done.stderr
     assert [p.name for p in results.rglob("*")] == ["finish-11711", "best_metrics.json"]
     assert (results / "finish-11711" / "best_metrics.json").read_text() == "earlier"
 
 
-def test_mtl_methods_sh_copies_each_finished_runs_logs_and_puts_the_table_in_the_doc(tmp_path):
-    """A stub minbert leaves what `minbert ablate` would: two finished runs (one without cosines) and one stopped."""
-    runs, results, doc = tmp_path / "runs", tmp_path / "results", tmp_path / "mtl.md"
+def test_ship_runs_refuses_a_run_lacking_a_tasks_files(tmp_path):
+    run = fake_run(tmp_path / "runs" / "finish-1", {"sst": 0.5}, [(1.0, 1.0)])
+    (run / "config.yaml").write_text("tasks: [sst, para]\n")
+    (run / "log.txt").write_text("log")
+    (run / "predictions").mkdir()
+    for split in ("dev", "test"):
+        (run / "predictions" / f"sst-{split}-output.csv").write_text("id,x\n")
+    done = subprocess.run([sys.executable, str(BENCH / "ship_runs.py"), str(tmp_path / "out"), str(run)],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "has no dev prediction files (para-dev-output.csv)" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+MTL_FILE = BENCH.parent / "configs/ablations/mtl-methods.yaml"
+
+
+def mtl_quarter_stub(tmp_path: Path, overall: dict[str, float], budget: bool = True) -> tuple[Path, Path]:
+    """What `minbert ablate FILE --budget` leaves: two finished runs of the quarter table (one without cosines), a
+    stopped one, and a table with a row for each variant of `overall` over the file's seeds; and a stub minbert."""
+    runs = tmp_path / "runs"
     kept = ("metrics.jsonl", "config.yaml", "best_metrics.json", "ablation_result.json")
     for row, seed, files in (("sum", 1, (*kept, "grad_cosine.jsonl")), ("famo", 1, kept), ("famo", 2, ("metrics.jsonl",))):
         run = runs / row / f"seed-{seed}"
         run.mkdir(parents=True)
         for name in (*files, "log.txt"):
             (run / name).write_text(f"{row} {seed} {name}")
+    seeds = yaml.safe_load(MTL_FILE.read_text())["seeds"]
     (runs / "ablation.md").write_text("# Methods\n\n| variant | overall |\n|---|---|\n| sum | 0.7 |\n")
-    (runs / "ablation.json").write_text("{}")
-    begin = ("<!-- ablation quarter: written by benchmarks/ablations_doc.py from results/mtl-methods/quarter/, "
-             "do not edit by hand -->")
-    doc.write_text(f"# Methods\n\nBefore.\n\n{begin}\n| stale |\n<!-- /ablation quarter -->\n\nAfter.\n")
+    (runs / "ablation.json").write_text(json.dumps({"budget": budget, "rows": [
+        {"variant": v, "seeds": seeds, "metrics": {"overall": {"mean": m}}} for v, m in overall.items()]}))
     stub = tmp_path / "minbert"
     stub.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
     stub.chmod(0o755)
+    return runs, stub
+
+
+def test_mtl_methods_sh_publishes_the_quarter_table_then_its_best_three_at_full_budget(tmp_path):
+    variants = list(yaml.safe_load(MTL_FILE.read_text())["variants"])
+    overall = {v: 0.70 for v in variants} | {"weighted (best-cpu)": 0.74, "famo": 0.73, "mgda": 0.72, "nash-mtl": 0.735}
+    runs, stub = mtl_quarter_stub(tmp_path, overall)
+    results, doc = tmp_path / "results", tmp_path / "mtl.md"
+    kept = ("metrics.jsonl", "config.yaml", "best_metrics.json", "ablation_result.json")
+    full = tmp_path / "runs-full"
+    for row in ("nash-mtl", "famo", "mgda"):
+        run = full / row / "seed-1"
+        (run / "predictions").mkdir(parents=True)
+        for name in (*kept, "grad_cosine.jsonl", "log.txt", "predictions/sst-dev-output.csv",
+                     "predictions/sst-test-output.csv"):
+            (run / name).write_text(f"full {row} {name}")
+        (run / "config.yaml").write_text("tasks: [sst]\n")
+    (full / "ablation.md").write_text("# Methods\n\n| variant | overall |\n|---|---|\n| nash-mtl | 0.76 |\n")
+    (full / "ablation.json").write_text("{}")
+    marker = "<!-- ablation {0}: written by benchmarks/ablations_doc.py from results/mtl-methods/{0}/, do not edit by hand -->"
+    doc.write_text(f"# Methods\n\nBefore.\n\n{marker.format('quarter')}\n| stale |\n<!-- /ablation quarter -->\n\n"
+                   f"Between.\n\n{marker.format('full')}\n<!-- /ablation full -->\n\nAfter.\n")
     env = {"PATH": "/usr/bin:/bin", "MINBERT": str(stub), "PYTHON": sys.executable, "MTL_RUNS": str(runs),
            "MTL_RESULTS": str(results), "MTL_DOC": str(doc)}
     done = subprocess.run(["bash", str(BENCH / "mtl_methods.sh")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "calls").read_text() == (f"ablate configs/ablations/mtl-methods.yaml --out {runs} --lanes 2 "
-                                                "--set train.threads=1\n")
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        f"ablate configs/ablations/mtl-methods.yaml --out {runs} --budget --lanes 2 --set train.threads=1",
+        # the best three by mean overall, best-cpu's own row left out though it is the best
+        f"ablate configs/ablations/mtl-methods.yaml --out {full} --only nash-mtl famo mgda --lanes 2 --set train.threads=1"]
     quarter = results / "quarter"
     assert sorted(str(p.relative_to(quarter)) for p in quarter.rglob("*") if p.is_file()) == sorted(
         ["ablation.md", "ablation.json", *(f"sum/seed-1/{f}" for f in (*kept, "grad_cosine.jsonl")),
          *(f"famo/seed-1/{f}" for f in kept)])
     assert (quarter / "sum/seed-1/grad_cosine.jsonl").read_text() == "sum 1 grad_cosine.jsonl"
-    assert doc.read_text() == (f"# Methods\n\nBefore.\n\n{begin}\n| variant | overall |\n|---|---|\n| sum | 0.7 |\n"
-                               "<!-- /ablation quarter -->\n\nAfter.\n")
+    shipped = results / "full" / "nash-mtl" / "seed-1"
+    assert sorted(str(p.relative_to(shipped)) for p in shipped.rglob("*") if p.is_file()) == sorted(
+        [*kept, "grad_cosine.jsonl", "train.log", "predictions/sst-dev-output.csv", "predictions/sst-test-output.csv"])
+    assert (shipped / "predictions/sst-test-output.csv").read_text() == "full nash-mtl predictions/sst-test-output.csv"
+    assert doc.read_text() == (
+        f"# Methods\n\nBefore.\n\n{marker.format('quarter')}\n| variant | overall |\n|---|---|\n| sum | 0.7 |\n"
+        f"<!-- /ablation quarter -->\n\nBetween.\n\n{marker.format('full')}\n| variant | overall |\n|---|---|\n"
+        "| nash-mtl | 0.76 |\n<!-- /ablation full -->\n\nAfter.\n")
+
+
+@pytest.mark.parametrize("budget, drop", [(True, "graddrop"), (False, None)])
+def test_mtl_methods_sh_chooses_no_full_rows_from_an_incomplete_quarter_table(tmp_path, budget, drop):
+    overall = {v: 0.7 for v in yaml.safe_load(MTL_FILE.read_text())["variants"] if v != drop}
+    runs, stub = mtl_quarter_stub(tmp_path, overall, budget)
+    results = tmp_path / "results"
+    (results / "quarter").mkdir(parents=True)
+    (results / "quarter" / "ablation.json").write_text((runs / "ablation.json").read_text())
+    env = {"PATH": "/usr/bin:/bin", "MINBERT": str(stub), "PYTHON": sys.executable, "MTL_RUNS": str(runs),
+           "MTL_RESULTS": str(results), "MTL_DOC": str(tmp_path / "mtl.md")}
+    done = subprocess.run(["bash", str(BENCH / "mtl_methods.sh"), "full"], env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "is not complete at --budget" in done.stderr
+    assert ("rows lacking seeds: graddrop" in done.stderr) == bool(drop)
+    assert not (tmp_path / "calls").exists()  # no full-size run started
+
+
+def test_the_methods_file_runs_a_quarter_budget_with_budget_and_best_cpus_own_without():
+    """configs/ablations/mtl-methods.yaml through ablate's own planning: at --budget the committed quarter runs'
+    configs exactly (so they are reused), without it best-cpu's full recipe with test prediction files."""
+    from minbert.config import load
+    from minbert.schema import Config
+    from minbert.tools.ablate import done_before, plan, run_name
+    quarter = BENCH.parent / "results/mtl-methods/quarter"
+    _, runs = plan(MTL_FILE, True, None, None, ["train.threads=1"])
+    committed = [(name, seed, cfg) for name, seed, cfg in runs
+                 if (quarter / run_name(name, seed) / "ablation_result.json").exists()]
+    assert len(committed) >= 20
+    for name, seed, cfg in committed:
+        assert done_before(quarter / run_name(name, seed) / "ablation_result.json", cfg.to_dict(), print) is not None
+    best_cpu = load(Config, BENCH.parent / "configs/best-cpu.yaml")
+    _, full = plan(MTL_FILE, False, None, ["mgda"], [])
+    assert [(name, seed) for name, seed, _ in full] == [("mgda", 11711), ("mgda", 11712)]
+    assert full[0][2].train.schedule.subset_size == best_cpu.train.schedule.subset_size
+    assert full[0][2].eval.test_predictions is True
