@@ -4,7 +4,7 @@
 #   quarter: every row at a quarter of best-cpu's budget (`--budget`; about 4 h on 2 CPU cores for the 19 rows);
 #   full:    the quarter table's best three rows by mean dev overall, best-cpu's own row (`weighted`, the table's
 #            first) left out since its own seeds are results/best-cpu-config/, at best-cpu's full budget, with
-#            test-student prediction files (estimated 2 h 30 min).
+#            test-student prediction files (1.1 s a step here: about 2 h 45 min).
 # Each finished run's metrics.jsonl, grad_cosine.jsonl, config.yaml, best_metrics.json and ablation_result.json
 # are copied into results/mtl-methods/TABLE/ROW/seed-N/ (the full runs' prediction files and log too, by
 # benchmarks/ship_runs.py) with the table (ablation.md, ablation.json), and benchmarks/ablations_doc.py puts

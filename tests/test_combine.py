@@ -52,6 +52,9 @@ def test_three_tasks_match_the_textbook_algorithm(orders):
 def test_cosines_from_the_gram_matrix():
     g = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
     assert cosines(g @ g.T, ["a", "b", "c"]) == pytest.approx({"a/b": 0.0, "a/c": -1.0, "b/c": 0.0})
+    # a step that backpropagated c before a names the pair in the run's order
+    two = g[[2, 0]]
+    assert cosines(two @ two.T, ["c", "a"], ["a", "b", "c"]) == pytest.approx({"a/c": -1.0})
 
 
 @pytest.fixture

@@ -32,9 +32,9 @@ def cosines(gram: torch.Tensor, tasks: list[str], order: list[str] | None = None
     backpropagated them in; without `order`, in `tasks`' order."""
     norms = gram.diagonal().clamp(min=1e-30).sqrt()
     rank = {t: k for k, t in enumerate(order or tasks)}
-    pairs = [(i, j) if rank.get(tasks[i], i) <= rank.get(tasks[j], j) else (j, i)
-             for i, j in itertools.combinations(range(len(tasks)), 2)]
-    return {f"{tasks[i]}/{tasks[j]}": float(gram[i, j] / (norms[i] * norms[j])) for i, j in pairs}
+    ranked = sorted(range(len(tasks)), key=lambda k: rank[tasks[k]])
+    return {f"{tasks[i]}/{tasks[j]}": float(gram[i, j] / (norms[i] * norms[j]))
+            for i, j in itertools.combinations(ranked, 2)}
 
 
 class RowsLookedUp:
