@@ -250,23 +250,24 @@ def test_each_sst_temperature_row_is_its_files(temperature):
     assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["distill"]["temperature"] == temperature
 
 
-QUARTER = REPO / "results/mtl-methods/quarter"
+METHODS = REPO / "results/mtl-methods"
 
 
-def quarter_runs() -> dict[str, list[Path]]:
-    """The committed runs of the quarter-budget methods table, by the variant each recorded it ran."""
+def method_runs(budget: str) -> dict[str, list[Path]]:
+    """The committed runs of one methods table (quarter or full budget), by the variant each recorded it ran."""
     runs: dict[str, list[Path]] = {}
-    for result in sorted(QUARTER.glob("*/seed-*/ablation_result.json")):
+    for result in sorted((METHODS / budget).glob("*/seed-*/ablation_result.json")):
         runs.setdefault(json.loads(result.read_text())["variant"], []).append(result.parent)
     return runs
 
 
-def test_the_methods_tables_rows_are_their_runs_files():
+@pytest.mark.parametrize("budget", ["quarter", "full"])
+def test_the_methods_tables_rows_are_their_runs_files(budget):
     """Each row's mean and std over seeds is its runs' best_metrics.json, and each cosine the mean over seeds of the
     run's grad_cosine.jsonl lines (numpy, not the table's code)."""
     import numpy as np
-    rows = {r["variant"]: r for r in json.loads((QUARTER / "ablation.json").read_text())["rows"]}
-    runs = quarter_runs()
+    rows = {r["variant"]: r for r in json.loads((METHODS / budget / "ablation.json").read_text())["rows"]}
+    runs = method_runs(budget)
     assert set(rows) == set(runs) and all(len(r) >= 2 for r in runs.values())
     for variant, folders in runs.items():
         best = [json.loads((f / "best_metrics.json").read_text()) for f in folders]
@@ -281,8 +282,57 @@ def test_the_methods_tables_rows_are_their_runs_files():
             assert mean == pytest.approx(np.mean(per_run), abs=1e-9)
 
 
-def test_the_methods_doc_holds_the_committed_table():
+@pytest.mark.parametrize("budget", ["quarter", "full"])
+def test_the_methods_doc_holds_the_committed_table(budget):
     doc = (REPO / "docs/results/mtl-methods.md").read_text()
-    block = doc.split("results/mtl-methods/quarter/, do not edit by hand -->\n")[1].split("\n<!-- /ablation quarter -->")[0]
-    table = (QUARTER / "ablation.md").read_text().splitlines()[1:]
+    block = doc.split(f"results/mtl-methods/{budget}/, do not edit by hand -->\n")[1]
+    block = block.split(f"\n<!-- /ablation {budget} -->")[0]
+    table = (METHODS / budget / "ablation.md").read_text().splitlines()[1:]
     assert block == "\n".join(table).strip()
+
+
+def test_the_full_budget_runs_hold_dev_and_test_predictions_for_each_task():
+    """Issue 42: the full-budget rows are scorable on test: every run has both files of each of its tasks, and each
+    file predicts the ids of the course's file for that split (read here with csv, not minbert's loader)."""
+    import csv
+    data = REPO.parent / "shared/data"
+    files = {"sst": "ids-sst", "para": "quora", "sts": "sts"}
+    runs = [f for folders in method_runs("full").values() for f in folders]
+    assert len(runs) >= 6
+    for task, stem in files.items():
+        for split, suffix in (("dev", "dev"), ("test", "test-student")):
+            with open(data / f"{stem}-{suffix}.csv", newline="") as f:
+                ids = {row["id"].strip() for row in csv.DictReader(f, delimiter="\t")}
+            for run in runs:
+                lines = (run / "predictions" / f"{task}-{split}-output.csv").read_text().splitlines()[1:]
+                predicted = [line.split(",")[0].strip() for line in lines]
+                assert len(predicted) == len(set(predicted)) and set(predicted) <= ids
+                assert len(predicted) >= 0.99 * len(ids)
+
+
+def best_cpu_seeds() -> dict[int, dict[str, float]]:
+    """best-cpu's own two seeds at full budget: seed 11711's best_metrics.json and the best dev epoch of seed
+    11712's metrics file (results/best-cpu-config/)."""
+    folder = REPO / "results/best-cpu-config"
+    first = json.loads((folder / "best_metrics.json").read_text())
+    epochs = [json.loads(line)["dev"] for line in (folder / "metrics-11712.jsonl").read_text().splitlines()]
+    return {11711: first, 11712: max(epochs, key=lambda d: d["overall"])}
+
+
+def test_the_full_budget_readings_cite_best_cpus_seeds_and_each_rows_difference():
+    """The readings under the full table: best-cpu's seed mean ± std, each row's Δ overall against it and the
+    spread it is judged by (the two rows' std summed), and which side of the spread each row falls."""
+    import numpy as np
+    doc = (REPO / "docs/results/mtl-methods.md").read_text()
+    readings = doc.split("**What the three rows say**")[1].split("## Step cost")[0]
+    base = np.array([s["overall"] for s in best_cpu_seeds().values()])
+    assert f"mean **{base.mean():.3f} ± {base.std(ddof=1):.3f}**" in readings
+    for variant, folders in method_runs("full").items():
+        row = np.array([json.loads((f / "best_metrics.json").read_text())["overall"] for f in folders])
+        delta, spread = row.mean() - base.mean(), row.std(ddof=1) + base.std(ddof=1)
+        name = variant.split()[0]
+        cited = f"`{name}` {row.mean():.3f} ± {row.std(ddof=1):.3f}: **{delta:+.4f}**, spread {spread:.4f}"
+        assert cited.replace("-", "−") in readings, cited
+        beyond = "below best-cpu beyond the spread" in readings.split(f"`{name}` {row.mean():.3f}")[1].split("\n  - ")[0]
+        assert beyond == (delta < -spread)
+        assert delta <= spread  # "None of the three beats best-cpu's `weighted` beyond the seed spread"
