@@ -2,8 +2,9 @@
 # results/best-cpu/: the best single multi-task model measured on dev (mean over seeds), from one command. Today
 # configs/recipes/bam-private-finish.yaml (docs/results/distillation.md): BAM! with SST's own top layer, then SST's
 # layer finished alone from its teacher; its `finish` runs (one a seed) are the model. The recipe trains the three
-# teachers, the students and the finishing stage (two single-thread runs side by side, about 2 h 40 min on 2 CPU
-# cores); each finished seed's dev and test-student prediction files, config, metrics and log are copied into
+# teachers, the students and the finishing stage (two single-thread runs side by side, about 2 h on 2 CPU cores,
+# measured 2026-12-07: results/best-cpu/recipe.md); each finished seed's dev and test-student prediction files,
+# config, metrics and log are copied into
 # results/best-cpu/finish-SEED/ (benchmarks/ship_runs.py), the recipe's own table into results/best-cpu/recipe.md, and
 # benchmarks/results_table.py writes results/best-cpu/RESULTS.md. Which runs are done, and continuing a stopped
 # one, are `minbert recipe`'s: rerun this script after an interruption.
