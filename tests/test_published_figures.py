@@ -228,6 +228,7 @@ def test_the_four_run_row_of_the_finished_recipe_is_its_files():
 def test_the_readme_leads_with_the_shipped_model_and_the_recipes_six_runs():
     """Issue 42: README's results table leads with results/best-cpu/ (its two seeds), then every run of its recipe;
     each shipped seed holds the course's dev and test-student predictions of every task."""
+    import statistics
     readme = REPO / "README.md"
     rows = [line for line in readme.read_text().split("## Results")[1].splitlines() if line.startswith("| ")]
     assert "`results/best-cpu/finish-*`" in rows[1] and "all six runs" in rows[2]
@@ -235,7 +236,6 @@ def test_the_readme_leads_with_the_shipped_model_and_the_recipes_six_runs():
     assert_mean_row(readme, "all six runs", [metrics(f) for f in FINISHED_RECIPE_RUNS + SHIPPED])
     for task in COURSE_FILES:
         assert_predicts_the_course_ids([REPO / f for f in SHIPPED], task)
-    import statistics
     raw = [json.loads((REPO / f / "best_metrics.json").read_text()) for f in FINISHED_RECIPE_RUNS + SHIPPED]
     six = [[m["sst"], m["para"], m["sts"], overall_score(m)] for m in raw]
     cited = " / ".join(f"{statistics.mean(r[i] for r in six):.3f} ± {statistics.stdev(r[i] for r in six):.3f}"
@@ -247,6 +247,13 @@ def test_the_readme_leads_with_the_shipped_model_and_the_recipes_six_runs():
         REPO / "docs/results/mtl-methods.md").read_text()
     assert f"{six_overall:.3f} ± {statistics.stdev(r[3] for r in six):.3f} over all six runs" in (
         REPO / "docs/results/mtl-methods.md").read_text()
+    runs = {r["run"]: r["metrics"] for r in json.loads((REPO / "results/best-cpu/recipe.json").read_text())}
+    third = " ".join((REPO / "docs/results/distillation.md").read_text().split()).replace("−", "-")
+    student, finish = ([runs[f"{stage}-{s}"] for s in (11711, 11712)] for stage in ("student", "finish"))
+    assert (f"Students {student[0]['overall']:.3f} / {student[1]['overall']:.3f} (SST {student[0]['sst']:.3f} / "
+            f"{student[1]['sst']:.3f}), finished {finish[0]['overall']:.3f} / {finish[1]['overall']:.3f} (SST "
+            f"{finish[0]['sst']:.3f} / {finish[1]['sst']:.3f}): the finishing stage gained "
+            f"{finish[0]['sst'] - student[0]['sst']:+.3f} and {finish[1]['sst'] - student[1]['sst']:+.3f}") in third
     recipe = yaml.safe_load((REPO / "results/best-cpu/finish-11711/config.yaml").read_text())
     assert recipe["model"]["heads"]["sst"]["private_layers"] == 1
 
@@ -376,6 +383,29 @@ def test_the_full_budget_readings_cite_best_cpus_seeds_and_each_rows_difference(
         beyond = "below best-cpu beyond the spread" in readings.split(f"`{name}` {row.mean():.3f}")[1].split("\n  - ")[0]
         assert beyond == (delta < -spread)
         assert delta <= spread  # "None of the three beats best-cpu's `weighted` beyond the seed spread"
+    seeds = best_cpu_seeds()
+    assert "overall\n0.{:.0f} and 0.{:.0f}".format(*(round(s["overall"] * 1e4) for s in seeds.values())) in readings
+    for task, name in (("sst", "SST"), ("para", "Quora"), ("sts", "STS")):
+        values = np.array([s[task] for s in seeds.values()])
+        assert f"{name} {values.mean():.3f} ± {values.std(ddof=1):.3f}" in readings
+
+
+def test_the_full_budget_readings_same_seed_differences_are_the_runs():
+    """The same-seed differences the readings cite, each run's best_metrics.json against best-cpu's same seed."""
+    text = " ".join((REPO / "docs/results/mtl-methods.md").read_text().split()).replace("−", "-")
+    seeds = best_cpu_seeds()
+
+    def diff(variant: str, task: str, seed: int, places: int) -> str:
+        run = json.loads((METHODS / "full" / variant / f"seed-{seed}" / "best_metrics.json").read_text())
+        return f"{run[task] - seeds[seed][task]:+.{places}f}"
+
+    assert f"Same-seed differences {diff('cagrad', 'overall', 11711, 4)} and {diff('cagrad', 'overall', 11712, 4)}" in text
+    assert f"lower ({diff('uw', 'overall', 11711, 4)}, {diff('uw', 'overall', 11712, 4)}), through SST " \
+           f"({diff('uw', 'sst', 11711, 3)} and {diff('uw', 'sst', 11712, 3)} on the same seeds)" in text
+    upgrad = json.loads((METHODS / "full/upgrad/seed-11711/best_metrics.json").read_text())
+    assert f"seed 11711 scores SST {upgrad['sst']:.3f} ({diff('upgrad', 'sst', 11711, 3)} on best-cpu's same seed)" in text
+    assert diff("upgrad", "sst", 11712, 3) in ("+0.000", "-0.000")  # "seed 11712 the same SST as best-cpu"
+    assert all(diff("upgrad", "para", s, 3).startswith("-") for s in seeds)  # "Quora is lower on both seeds"
 
 
 # para-11713 gains its test file when benchmarks/single_seeds.sh has run again (issue 42)
