@@ -408,8 +408,9 @@ def test_the_full_budget_readings_same_seed_differences_are_the_runs():
     assert all(diff("upgrad", "para", s, 3).startswith("-") for s in seeds)  # "Quora is lower on both seeds"
 
 
-# para-11713 gains its test file when benchmarks/single_seeds.sh has run again (issue 42)
-@pytest.mark.parametrize("seed", ["sst-11712", "sst-11713", "sst-11714", "sst-11715", "sts-11712", "para-11712"])
+@pytest.mark.parametrize(
+    "seed", ["sst-11712", "sst-11713", "sst-11714", "sst-11715", "sts-11712", "para-11712", "para-11713"]
+)
 def test_the_single_task_seeds_hold_dev_and_test_predictions(seed):
     """Issue 42: "three separate models" is scorable on test as a seed mean: each seed of results/single/seeds/
     predicts the course's dev and test-student ids of its task, each once."""
